@@ -1,0 +1,30 @@
+"""Protocol codecs: one module per wire format, meeting the others only in :mod:`pisces.canonical`.
+
+Each codec module (``openai_chat``, later ``anthropic_messages`` and ``gemini``) provides:
+
+``NAME``                                   the protocol's name in the ``pisces`` object ("openai", ...)
+``decode_request(body) -> ChatRequest``    client wire request -> canonical; ``PiscesError`` on bad input
+``encode_request(req, model) -> dict``     canonical -> provider wire request (the codec as an upstream)
+``decode_response(body) -> ChatResponse``  provider wire response -> canonical
+``encode_response(resp, pisces) -> dict``  canonical -> client wire response, with the ``pisces`` object
+``StreamDecoder``                          provider SSE events -> canonical stream events
+``StreamEncoder``                          canonical stream events -> client SSE bytes
+``render_error(err, pisces) -> dict``      a ``PiscesError`` in the protocol's error shape
+``upstream_error_message(body) -> str``    the message inside a provider's error body
+
+Adding a protocol is one new module and one line in :data:`CODECS`.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from pisces.protocols import openai_chat
+
+CODECS: dict[str, ModuleType] = {
+    openai_chat.NAME: openai_chat,
+}
+
+
+def codec(name: str) -> ModuleType:
+    return CODECS[name]

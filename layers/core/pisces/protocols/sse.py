@@ -1,0 +1,82 @@
+"""Server-sent events framing (https://html.spec.whatwg.org/multipage/server-sent-events.html).
+
+:class:`SSEParser` turns bytes, fed in arbitrary chunks, into events; :func:`format_event` writes
+one. Both are protocol-neutral: the codecs give meaning to ``event`` and ``data``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class SSEEvent:
+    data: str
+    event: str | None = None
+    id: str | None = None
+
+
+class SSEParser:
+    """Incremental parser: ``feed`` takes any slice of the stream and returns the events completed."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._data: list[str] = []
+        self._event: str | None = None
+        self._id: str | None = None
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        self._buf += chunk
+        out: list[SSEEvent] = []
+        while True:
+            # a line ends at \n, \r\n or \r; a lone \r at the end of the buffer may be half of \r\n
+            i = min((p for p in (self._buf.find(b"\n"), self._buf.find(b"\r")) if p >= 0), default=-1)
+            if i < 0 or (self._buf[i : i + 1] == b"\r" and i + 1 == len(self._buf)):
+                break
+            line = self._buf[:i].decode("utf-8", errors="replace")
+            step = 2 if self._buf[i : i + 2] == b"\r\n" else 1
+            self._buf = self._buf[i + step :]
+            ev = self._line(line)
+            if ev is not None:
+                out.append(ev)
+        return out
+
+    def close(self) -> list[SSEEvent]:
+        """End of stream: a last event without its blank line still counts (servers often omit it)."""
+        out = self.feed(b"\n") if self._buf else []
+        ev = self._line("")
+        if ev is not None:
+            out.append(ev)
+        return out
+
+    def _line(self, line: str) -> SSEEvent | None:
+        if line == "":
+            if not self._data and self._event is None:
+                return None
+            ev = SSEEvent(data="\n".join(self._data), event=self._event, id=self._id)
+            self._data, self._event = [], None
+            return ev
+        if line.startswith(":"):
+            return None  # comment / keep-alive
+        field, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if field == "data":
+            self._data.append(value)
+        elif field == "event":
+            self._event = value
+        elif field == "id":
+            self._id = value
+        return None
+
+
+def format_event(data: str, event: str | None = None) -> bytes:
+    """One SSE event; multi-line data is split over several ``data:`` lines as the spec requires."""
+    head = f"event: {event}\n" if event else ""
+    body = "".join(f"data: {line}\n" for line in data.split("\n"))
+    return (head + body + "\n").encode()
+
+
+def comment(text: str = "") -> bytes:
+    """A comment line, which every SSE client ignores (used as a keep-alive)."""
+    return f": {text}\n\n".encode()
