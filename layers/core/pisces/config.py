@@ -1,0 +1,182 @@
+"""Loads ``pisces.yaml``: channels (where models are served), models (aliases, prices) and limits.
+
+Example::
+
+    channels:
+      - name: openai
+        kind: openai                       # openai | mock (anthropic, gemini, bedrock: later)
+        base_url: https://api.openai.com/v1
+        api_key_env: OPENAI_API_KEY        # or api_key_secret_arn: arn:aws:secretsmanager:...
+        models: [gpt-4o-mini]              # or a mapping {client name: upstream name}
+        priority: 0                        # lower is tried first
+        weight: 1                          # share among channels of the same priority
+    models:
+      gpt-4o-mini:
+        aliases: [gpt-4o-mini-2024-07-18]
+        price: {input: 0.15, output: 0.60, cached_input: 0.075}   # USD per million tokens
+
+A channel whose credential is unset (its env var empty) is disabled: its models are neither listed
+nor routed to. A model a channel serves needs no entry under ``models`` unless it has aliases or a
+price.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MICROS_PER_USD = 1_000_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Price(_Strict):
+    """Prices in integer micro-dollars per million tokens (given in the file as USD per million)."""
+
+    input: int = 0
+    output: int = 0
+    cached_input: int | None = None  # defaults to the input price
+
+    @field_validator("input", "output", "cached_input", mode="before")
+    @classmethod
+    def _usd_to_micros(cls, v: Any) -> Any:
+        if v is None or isinstance(v, bool):
+            return v
+        if isinstance(v, (int, float, str)):
+            micros = Decimal(str(v)) * MICROS_PER_USD
+            if micros < 0 or micros != micros.to_integral_value():
+                raise ValueError("a price must be >= 0 with at most 6 decimals (micro-dollars)")
+            return int(micros)
+        return v
+
+
+class ModelConfig(_Strict):
+    aliases: list[str] = Field(default_factory=list)
+    price: Price = Field(default_factory=Price)
+    description: str = ""
+
+
+class ChannelConfig(_Strict):
+    name: str
+    kind: Literal["openai", "mock"]
+    base_url: str | None = None
+    api_key_env: str | None = None
+    api_key_secret_arn: str | None = None
+    models: dict[str, str] = Field(default_factory=dict)  # client-facing name -> upstream name
+    priority: int = 0
+    weight: int = Field(default=1, ge=1)
+    headers: dict[str, str] = Field(default_factory=dict)  # extra headers sent upstream
+    connect_timeout: float = 10.0
+    read_timeout: float = 300.0
+    retries: int = Field(default=1, ge=0)  # extra attempts on this channel for a connection failure
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _list_to_map(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return {str(m): str(m) for m in v}
+        return v
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> ChannelConfig:
+        if self.kind != "mock" and not self.base_url:
+            raise ValueError(f"channel {self.name!r} of kind {self.kind!r} needs a base_url")
+        return self
+
+    def credential(self) -> str | None:
+        """The upstream API key from the environment (None when given by a secret ARN or unset)."""
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    @property
+    def enabled(self) -> bool:
+        if self.kind == "mock":
+            return True
+        if self.api_key_secret_arn:
+            return True
+        if self.api_key_env:
+            return bool(os.environ.get(self.api_key_env))
+        return True  # keyless upstreams (a local vLLM or Ollama)
+
+
+class Limits(_Strict):
+    max_body_bytes: int = 6 * 1024 * 1024  # the Lambda request payload limit
+    key_cache_seconds: float = 30.0
+
+
+class Config(_Strict):
+    channels: list[ChannelConfig] = Field(default_factory=list)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    limits: Limits = Field(default_factory=Limits)
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        names = [c.name for c in self.channels]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"channel names must be unique: {sorted(dupes)}")
+        seen: dict[str, str] = {}
+        for model, mc in self.models.items():
+            for alias in mc.aliases:
+                if alias in seen or alias in self.models:
+                    raise ValueError(f"alias {alias!r} of {model!r} is already a model or an alias")
+                seen[alias] = model
+        return self
+
+    def resolve(self, name: str) -> str:
+        """The canonical model name for a client-facing name or alias (unchanged when unknown)."""
+        if name in self.models:
+            return name
+        for model, mc in self.models.items():
+            if name in mc.aliases:
+                return model
+        return name
+
+    def serving(self, model: str) -> list[ChannelConfig]:
+        """The enabled channels that serve ``model`` (a canonical name)."""
+        return [c for c in self.channels if c.enabled and model in c.models]
+
+    def available_models(self) -> list[str]:
+        """Every model at least one enabled channel serves, in configuration order."""
+        out: dict[str, None] = {}
+        for c in self.channels:
+            if c.enabled:
+                for m in c.models:
+                    out.setdefault(self.resolve(m), None)
+        return list(out)
+
+    def price(self, model: str) -> Price:
+        mc = self.models.get(model)
+        return mc.price if mc else Price()
+
+
+class ConfigError(Exception):
+    pass
+
+
+def default_path() -> Path:
+    return Path(os.environ.get("PISCES_CONFIG") or "pisces.yaml")
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    p = Path(path) if path is not None else default_path()
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except OSError as e:
+        raise ConfigError(f"cannot read the configuration {p}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p} is not valid YAML: {e}") from e
+    return parse_config(raw, source=str(p))
+
+
+def parse_config(raw: Any, source: str = "<config>") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {e}") from e

@@ -1,0 +1,157 @@
+"""API keys: ``pisces-<random>``, stored only as a SHA-256 hash with a short display prefix."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+KEY_PREFIX = "pisces-"
+DISPLAY_CHARS = 12  # "pisces-Ab3dE": enough to tell keys apart, far too little to guess one
+
+
+def hash_key(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+class KeyRecord(BaseModel):
+    key_id: str
+    key_hash: str
+    prefix: str
+    name: str = ""
+    status: Literal["active", "revoked"] = "active"
+    allowed_models: list[str] = Field(default_factory=list)  # glob patterns; empty = every model
+    created_at: str = ""
+
+    def allows(self, model: str) -> bool:
+        return not self.allowed_models or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
+
+    def public(self) -> dict[str, Any]:
+        """What the admin API and CLI show: never the hash."""
+        return self.model_dump(exclude={"key_hash"})
+
+
+def _item(rec: KeyRecord) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "key_hash": {"S": rec.key_hash},
+        "key_id": {"S": rec.key_id},
+        "prefix": {"S": rec.prefix},
+        "name": {"S": rec.name},
+        "status": {"S": rec.status},
+        "created_at": {"S": rec.created_at},
+        "allowed_models": {"L": [{"S": m} for m in rec.allowed_models]},
+    }
+    return item
+
+
+def _record(item: dict[str, Any]) -> KeyRecord:
+    return KeyRecord(
+        key_id=item["key_id"]["S"],
+        key_hash=item["key_hash"]["S"],
+        prefix=item.get("prefix", {}).get("S", ""),
+        name=item.get("name", {}).get("S", ""),
+        status=item.get("status", {}).get("S", "active"),
+        allowed_models=[m["S"] for m in item.get("allowed_models", {}).get("L", [])],
+        created_at=item.get("created_at", {}).get("S", ""),
+    )
+
+
+class KeyStore:
+    """The Keys table: hash -> record, with a ``by_id`` index for the admin side."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+
+    def create(
+        self, name: str = "", models: list[str] | None = None, plaintext: str | None = None
+    ) -> tuple[str, KeyRecord]:
+        """A new key; the plaintext is returned once and never stored."""
+        plaintext = plaintext or new_key()
+        if not plaintext.startswith(KEY_PREFIX) or len(plaintext) < len(KEY_PREFIX) + 16:
+            raise ValueError(f"a key must look like {KEY_PREFIX}<at least 16 characters>")
+        rec = KeyRecord(
+            key_id="key_" + secrets.token_hex(8),
+            key_hash=hash_key(plaintext),
+            prefix=plaintext[:DISPLAY_CHARS],
+            name=name,
+            allowed_models=list(models or []),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        )
+        self.client.put_item(
+            TableName=self.table, Item=_item(rec), ConditionExpression="attribute_not_exists(key_hash)"
+        )
+        return plaintext, rec
+
+    def get_by_hash(self, key_hash: str) -> KeyRecord | None:
+        item = self.client.get_item(TableName=self.table, Key={"key_hash": {"S": key_hash}}).get("Item")
+        return _record(item) if item else None
+
+    def get_by_id(self, key_id: str) -> KeyRecord | None:
+        res = self.client.query(
+            TableName=self.table,
+            IndexName="by_id",
+            KeyConditionExpression="key_id = :k",
+            ExpressionAttributeValues={":k": {"S": key_id}},
+        )
+        items = res.get("Items", [])
+        return _record(items[0]) if items else None
+
+    def list(self) -> list[KeyRecord]:
+        out: list[KeyRecord] = []
+        kwargs: dict[str, Any] = {"TableName": self.table}
+        while True:
+            res = self.client.scan(**kwargs)
+            out.extend(_record(i) for i in res.get("Items", []))
+            if "LastEvaluatedKey" not in res:
+                break
+            kwargs["ExclusiveStartKey"] = res["LastEvaluatedKey"]
+        return sorted(out, key=lambda r: r.created_at)
+
+    def revoke(self, key_id: str) -> KeyRecord | None:
+        rec = self.get_by_id(key_id)
+        if rec is None:
+            return None
+        self.client.update_item(
+            TableName=self.table,
+            Key={"key_hash": {"S": rec.key_hash}},
+            UpdateExpression="SET #s = :r",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":r": {"S": "revoked"}},
+        )
+        return rec.model_copy(update={"status": "revoked"})
+
+
+class KeyCache:
+    """Per-container cache of key lookups (hits and misses) so a known key costs no DynamoDB call.
+
+    Entries live ``ttl`` seconds: a revoke takes effect on every container within that time.
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, KeyRecord | None]] = {}
+
+    def get(self, key_hash: str) -> tuple[bool, KeyRecord | None]:
+        hit = self._entries.get(key_hash)
+        if hit is None or hit[0] < time.monotonic():
+            return False, None
+        return True, hit[1]
+
+    def put(self, key_hash: str, rec: KeyRecord | None) -> None:
+        if len(self._entries) >= self.max_entries:
+            now = time.monotonic()
+            self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+        self._entries[key_hash] = (time.monotonic() + self.ttl, rec)
