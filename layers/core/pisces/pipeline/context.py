@@ -1,0 +1,52 @@
+"""The per-request context that travels down the pipeline, and the ``pisces`` extension object."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pisces import GATEWAY_NAME
+from pisces.store.keys import KeyRecord
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+
+
+def request_id_from(client_value: str | None) -> str:
+    """Echo a client-sent X-Request-Id when it is safe to (≤128 chars of [A-Za-z0-9._:-]), else mint one."""
+    if client_value and _VALID_REQUEST_ID.match(client_value):
+        return client_value
+    return "req_" + uuid.uuid4().hex
+
+
+def utc_timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    protocol: str
+    started: float = field(default_factory=time.perf_counter)
+    key: KeyRecord | None = None
+    client_model: str | None = None
+    model: str | None = None  # the canonical model name after aliases
+    upstream_model: str | None = None
+    channel: str | None = None
+    attempts: list[str] = field(default_factory=list)  # channels tried, in order
+    first_byte: float | None = None
+
+    def pisces(self) -> dict[str, Any]:
+        return {
+            "gateway": GATEWAY_NAME,
+            "protocol": self.protocol,
+            "request_id": self.request_id,
+            "channel": self.channel,
+            "timestamp": utc_timestamp(),
+        }
+
+    def elapsed_ms(self, since: float | None = None) -> float:
+        return round(((since or time.perf_counter()) - self.started) * 1000, 2)

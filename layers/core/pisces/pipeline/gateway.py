@@ -1,0 +1,44 @@
+"""The gateway's long-lived state: configuration, key store, authenticator, channels and router.
+
+Built once per process (per Lambda container) and shared by every request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from pisces.config import Config
+from pisces.pipeline.auth import Authenticator
+from pisces.pipeline.routing import Router
+from pisces.store import dynamo
+from pisces.store.keys import KeyStore
+from pisces.store.schema import table_name
+from pisces.upstreams import build_channel
+from pisces.upstreams.base import new_http_client
+
+
+class Gateway:
+    def __init__(
+        self, config: Config, key_store: KeyStore | None = None, http: httpx.AsyncClient | None = None
+    ) -> None:
+        self.config = config
+        self.keys = key_store or KeyStore(dynamo.client(), table_name("keys"))
+        self.http = http or new_http_client()
+        self.auth = Authenticator(self.keys, config.limits.key_cache_seconds)
+        self.channels = {c.name: build_channel(c, self.http) for c in config.channels}
+        self.router = Router(config, self.channels)
+
+    def model_owner(self, model: str) -> str:
+        serving = self.config.serving(model)
+        return serving[0].kind if serving else "pisces"
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "channels": [c.name for c in self.config.channels if c.enabled],
+            "models": self.config.available_models(),
+        }

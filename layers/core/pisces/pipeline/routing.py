@@ -1,0 +1,95 @@
+"""Routing: a model name to the channels that serve it, tried in order with fallback.
+
+Channels are ordered by priority (lower first); channels of equal priority are shuffled by weight
+for every request. A retryable failure (cannot connect, 429, 5xx) moves on to the next channel;
+for a stream that is possible only until its first event, which is awaited here before the
+client's response starts.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+
+from pisces.canonical import ChatRequest, ChatResponse, StreamEvent
+from pisces.config import ChannelConfig, Config
+from pisces.errors import PiscesError
+from pisces.pipeline.context import RequestContext
+from pisces.store.keys import KeyRecord
+from pisces.upstreams.base import Channel, UpstreamError
+
+
+def _weighted_order(channels: list[ChannelConfig], rng: random.Random) -> list[ChannelConfig]:
+    pool, out = list(channels), []
+    while pool:
+        pick = rng.choices(pool, weights=[c.weight for c in pool])[0]
+        pool.remove(pick)
+        out.append(pick)
+    return out
+
+
+class Router:
+    def __init__(self, config: Config, channels: dict[str, Channel], rng: random.Random | None = None) -> None:
+        self.config = config
+        self.channels = channels
+        self.rng = rng or random.Random()
+
+    def resolve(self, ctx: RequestContext, model: str, key: KeyRecord) -> list[tuple[Channel, str]]:
+        """The ordered (channel, upstream model) candidates, or the client's 404/403."""
+        canonical = self.config.resolve(model)
+        ctx.client_model, ctx.model = model, canonical
+        serving = self.config.serving(canonical)
+        if not serving:
+            raise PiscesError(
+                "model_not_found",
+                f"The model '{model}' does not exist or you do not have access to it.",
+                param="model",
+            )
+        if not (key.allows(canonical) or key.allows(model)):
+            raise PiscesError("model_not_allowed", f"This API key may not use the model '{model}'.", param="model")
+        ordered: list[ChannelConfig] = []
+        for prio in sorted({c.priority for c in serving}):
+            ordered += _weighted_order([c for c in serving if c.priority == prio], self.rng)
+        return [(self.channels[c.name], c.models[canonical]) for c in ordered]
+
+    async def complete(self, ctx: RequestContext, req: ChatRequest, key: KeyRecord) -> ChatResponse:
+        last: UpstreamError | None = None
+        for channel, upstream_model in self.resolve(ctx, req.model, key):
+            ctx.channel, ctx.upstream_model = channel.name, upstream_model
+            ctx.attempts.append(channel.name)
+            try:
+                return await channel.complete(req, upstream_model)
+            except UpstreamError as e:
+                if not e.retryable:
+                    raise
+                last = e
+        raise self._exhausted(last)
+
+    async def open_stream(
+        self, ctx: RequestContext, req: ChatRequest, key: KeyRecord
+    ) -> tuple[StreamEvent, AsyncIterator[StreamEvent]]:
+        """The first event and the rest of a stream from the first channel that starts one."""
+        last: UpstreamError | None = None
+        for channel, upstream_model in self.resolve(ctx, req.model, key):
+            ctx.channel, ctx.upstream_model = channel.name, upstream_model
+            ctx.attempts.append(channel.name)
+            events = aiter(channel.stream(req, upstream_model))
+            try:
+                first = await anext(events)
+            except UpstreamError as e:
+                if not e.retryable:
+                    raise
+                last = e
+                continue
+            except StopAsyncIteration:
+                last = UpstreamError("upstream_error", "upstream sent an empty stream", retryable=True)
+                continue
+            return first, events
+        raise self._exhausted(last)
+
+    @staticmethod
+    def _exhausted(last: UpstreamError | None) -> PiscesError:
+        """Every candidate failed: the last failure speaks (a 5xx is a 502, a 429 stays a 429)."""
+        if last is None:
+            return PiscesError("no_available_channel", "No channel can serve this model now.")
+        return last

@@ -1,0 +1,19 @@
+"""Upstream channels: one client per provider kind, all speaking the canonical model."""
+
+from __future__ import annotations
+
+import httpx
+
+from pisces.config import ChannelConfig
+from pisces.upstreams.base import Channel
+from pisces.upstreams.mock import MockChannel
+from pisces.upstreams.openai import OpenAIChannel
+
+KINDS: dict[str, type[Channel]] = {
+    "mock": MockChannel,
+    "openai": OpenAIChannel,
+}
+
+
+def build_channel(cfg: ChannelConfig, http: httpx.AsyncClient) -> Channel:
+    return KINDS[cfg.kind](cfg, http)

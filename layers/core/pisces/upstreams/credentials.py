@@ -1,0 +1,18 @@
+"""Upstream credentials: from an environment variable, or from Secrets Manager (cached by Powertools)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pisces.config import ChannelConfig
+
+SECRET_MAX_AGE = 300  # seconds a secret is cached per container
+
+
+async def resolve_api_key(cfg: ChannelConfig) -> str | None:
+    if cfg.api_key_secret_arn:
+        from aws_lambda_powertools.utilities.parameters import get_secret
+
+        value = await asyncio.to_thread(get_secret, cfg.api_key_secret_arn, max_age=SECRET_MAX_AGE)
+        return value if isinstance(value, str) else value.decode()
+    return cfg.credential()

@@ -1,0 +1,166 @@
+"""The offline mock upstream: deterministic, needs no network, and behaves like a real model.
+
+Every model a ``mock`` channel serves (``mock-echo`` in the example configuration) behaves alike:
+
+- It answers with the text of the last user message (the tool results' text when that message
+  carries tool results). An empty message gets ``(empty)``.
+- When ``tool_choice`` names a tool, or requires one (OpenAI ``required``, Anthropic ``any``, Gemini
+  ``ANY``), and the last user message carries no tool results, it calls that tool (the first allowed
+  one when not named) with arguments filled in from the tool's JSON schema: each property gets its
+  ``default``, else its first ``enum`` value, else ``"mock"`` / ``1`` / ``1.5`` / ``true`` / a
+  one-item array / a filled object.
+- ``max_tokens`` cuts the answer (finish reason ``length``); the first stop sequence found cuts it
+  too (finish reason ``stop``).
+- It reports usage from :mod:`pisces.tokens` estimates.
+- Streams send the text in chunks of a few words and the tool arguments in fragments of ~16
+  characters, so clients see real incremental deltas.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pisces.canonical import (
+    ChatRequest,
+    ChatResponse,
+    ContentEnd,
+    Finish,
+    FinishReason,
+    Part,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    TextPart,
+    ToolArgsDelta,
+    ToolCallPart,
+    ToolCallStart,
+    ToolResultPart,
+    Usage,
+    UsageEvent,
+)
+from pisces.tokens import TOKEN_PATTERN, estimate_request, estimate_text
+from pisces.upstreams.base import Channel
+
+ARG_FRAGMENT = 16
+WORDS_PER_CHUNK = 3
+
+
+def example_value(schema: Any) -> Any:
+    """A value that satisfies a (simple) JSON schema, deterministically."""
+    if not isinstance(schema, dict):
+        return "mock"
+    if "default" in schema:
+        return schema["default"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return example_value(schema[key][0])
+    typ = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(typ, list):
+        typ = next((t for t in typ if t != "null"), "null")
+    if typ == "object":
+        return {k: example_value(v) for k, v in (schema.get("properties") or {}).items()}
+    if typ == "array":
+        return [example_value(schema.get("items", {}))]
+    return {"string": "mock", "integer": 1, "number": 1.5, "boolean": True, "null": None}.get(typ, "mock")
+
+
+def _last_user_parts(req: ChatRequest) -> list[Part]:
+    for m in reversed(req.messages):
+        if m.role == "user":
+            return list(m.content)
+    return []
+
+
+def _tool_to_call(req: ChatRequest, last: list[Part]) -> ToolCallPart | None:
+    tc = req.tool_choice
+    if not req.tools or tc is None or tc.mode not in ("tool", "required"):
+        return None
+    if any(isinstance(p, ToolResultPart) for p in last):
+        return None  # the tool has answered: now talk
+    if tc.mode == "tool":
+        tool = next((t for t in req.tools if t.name == tc.name), None)
+    else:
+        allowed = [t for t in req.tools if not tc.allowed or t.name in tc.allowed]
+        tool = allowed[0] if allowed else None
+    if tool is None:
+        return None
+    args = json.dumps(example_value(tool.parameters), separators=(",", ":"))
+    return ToolCallPart(id="call_" + uuid.uuid4().hex[:24], name=tool.name, arguments=args)
+
+
+def _answer_text(last: list[Part]) -> str:
+    texts = [p.text for p in last if isinstance(p, TextPart)]
+    for p in last:
+        if isinstance(p, ToolResultPart):
+            texts.extend(c.text for c in p.content if isinstance(c, TextPart))
+    return "\n".join(texts) or "(empty)"
+
+
+def _limit(text: str, req: ChatRequest) -> tuple[str, FinishReason]:
+    for s in req.stop:
+        if s and s in text:
+            text = text[: text.index(s)]
+    if req.max_tokens is not None and estimate_text(text) > req.max_tokens:
+        # keep whole estimated tokens: cut after the max_tokens-th one
+        cut = 0
+        for i, m in enumerate(TOKEN_PATTERN.finditer(text)):
+            if i == req.max_tokens:
+                break
+            cut = m.end()
+        return text[:cut], "length"
+    return text, "stop"
+
+
+def _chunks(text: str) -> list[str]:
+    words = text.split(" ")
+    return [
+        " ".join(words[i : i + WORDS_PER_CHUNK]) + (" " if i + WORDS_PER_CHUNK < len(words) else "")
+        for i in range(0, len(words), WORDS_PER_CHUNK)
+    ]
+
+
+class MockChannel(Channel):
+    def _respond(self, req: ChatRequest, model: str) -> ChatResponse:
+        last = _last_user_parts(req)
+        call = _tool_to_call(req, last)
+        content: list[Part]
+        if call is not None:
+            content, finish = [call], "tool_calls"
+            out_tokens = estimate_text(call.name) + estimate_text(call.arguments)
+        else:
+            text, finish = _limit(_answer_text(last), req)
+            content, out_tokens = [TextPart(text=text)], estimate_text(text)
+        return ChatResponse(
+            id="mock-" + uuid.uuid4().hex[:24],
+            model=model,
+            content=content,
+            finish_reason=finish,  # type: ignore[arg-type]
+            usage=Usage(input_tokens=estimate_request(req), output_tokens=out_tokens),
+            created=int(time.time()),
+        )
+
+    async def complete(self, req: ChatRequest, model: str) -> ChatResponse:
+        return self._respond(req, model)
+
+    async def stream(self, req: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
+        resp = self._respond(req, model)
+        yield StreamStart(id=resp.id, model=resp.model, created=resp.created)
+        for i, part in enumerate(resp.content):
+            if isinstance(part, TextPart):
+                for chunk in _chunks(part.text):
+                    yield TextDelta(index=i, text=chunk)
+            elif isinstance(part, ToolCallPart):
+                yield ToolCallStart(index=i, id=part.id, name=part.name)
+                for j in range(0, len(part.arguments), ARG_FRAGMENT):
+                    yield ToolArgsDelta(index=i, delta=part.arguments[j : j + ARG_FRAGMENT])
+            yield ContentEnd(index=i)
+        yield Finish(reason=resp.finish_reason)
+        yield UsageEvent(usage=resp.usage)
