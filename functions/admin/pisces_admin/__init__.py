@@ -1,0 +1,1 @@
+"""The admin function: the control plane (keys), behind IAM in AWS."""

@@ -1,0 +1,1 @@
+"""The gateway function: the data plane (protocol doors, spec, docs page)."""

@@ -1,0 +1,121 @@
+"""The gateway function: a FastAPI app served by uvicorn (behind the Lambda Web Adapter in AWS).
+
+Routes carry ``openapi_extra={"x-pisces": {...}}`` (protocol, streaming); ``/api/public/spec`` is
+built from the route table itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, Response
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pisces.config import Config, load_config
+from pisces.errors import PiscesError
+from pisces.pipeline.gateway import Gateway
+from pisces.spec import RouteInfo, build_spec
+from pisces.store.keys import KeyStore
+from pisces_gateway import chat
+from pisces_gateway.middleware import RequestIdMiddleware, error_response, json_response
+from pisces_gateway.static import DOCS_HTML
+
+
+def _meta(protocol: str, streaming: bool = False, auth: bool = True) -> dict[str, Any]:
+    return {"x-pisces": {"protocol": protocol, "streaming": streaming, "auth": auth}}
+
+
+def route_table(app: FastAPI) -> list[RouteInfo]:
+    out = []
+    for r in app.routes:
+        if not isinstance(r, APIRoute) or not r.openapi_extra or "x-pisces" not in r.openapi_extra:
+            continue
+        meta = r.openapi_extra["x-pisces"]
+        for method in sorted(r.methods - {"HEAD", "OPTIONS"}):
+            out.append(
+                RouteInfo(meta["protocol"], method, r.path, meta["streaming"], r.description or "", meta["auth"])
+            )
+    return out
+
+
+def create_app(config: Config | None = None, key_store: KeyStore | None = None) -> FastAPI:
+    """The gateway app. Without arguments: ``PISCES_CONFIG`` (or ./pisces.yaml) and the DynamoDB keys table."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await app.state.gateway.aclose()
+
+    app = FastAPI(title="Pisces", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.gateway = Gateway(config or load_config(), key_store)
+    app.add_middleware(RequestIdMiddleware)
+
+    @app.exception_handler(PiscesError)
+    async def _pisces_error(request: Request, exc: PiscesError) -> Response:
+        return error_response(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            err = PiscesError("method_not_allowed", f"{request.method} is not allowed on {request.url.path}.")
+        else:
+            err = PiscesError("not_found", f"Unknown request URL: {request.method} {request.url.path}.")
+        return error_response(request, err)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        param = ".".join(str(x) for x in first.get("loc", ())[1:]) or None
+        return error_response(request, PiscesError("invalid_request", first.get("msg", "invalid request"), param=param))
+
+    @app.post(
+        "/v1/chat/completions",
+        description="OpenAI Chat Completions: messages, tools, streaming (SSE with stream: true)",
+        openapi_extra=_meta("openai", streaming=True),
+    )
+    async def chat_completions(request: Request) -> Response:
+        return await chat.handle(request, "openai")
+
+    @app.get(
+        "/v1/models",
+        description="The models this key may use (OpenAI list shape)",
+        openapi_extra=_meta("openai"),
+    )
+    async def list_models(request: Request) -> Response:
+        return await chat.list_models(request, "openai")
+
+    @app.get(
+        "/api/public/spec",
+        description="This description: routes, error table, auth styles, models",
+        openapi_extra=_meta("pisces", auth=False),
+    )
+    async def spec(request: Request) -> Response:
+        gw: Gateway = request.app.state.gateway
+        return json_response(build_spec(route_table(request.app), gw.config.available_models()))
+
+    @app.get("/", description="The docs page (renders /api/public/spec)", openapi_extra=_meta("pisces", auth=False))
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(DOCS_HTML)
+
+    @app.get(
+        "/healthz",
+        description="Liveness (the Lambda Web Adapter's readiness check)",
+        openapi_extra=_meta("pisces", auth=False),
+    )
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # `uvicorn pisces_gateway.app:app` builds the app on first access, from the environment.
+    if name == "app":
+        globals()["app"] = value = create_app()
+        return value
+    raise AttributeError(name)

@@ -1,0 +1,128 @@
+"""The one road every client door takes: authenticate, decode, route, call, encode.
+
+A door is a route that names its protocol; everything protocol-specific is in that protocol's
+codec (``pisces.protocols``), everything else is here and in ``pisces.pipeline``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from pisces.canonical import ChatRequest, ErrorEvent, ResponseAccumulator, StreamEvent
+from pisces.errors import PiscesError
+from pisces.pipeline.auth import extract_key
+from pisces.pipeline.context import RequestContext
+from pisces.pipeline.gateway import Gateway
+from pisces.pipeline.logs import log_request, logger
+from pisces.protocols import CODECS
+from pisces.store.keys import KeyRecord
+from pisces_gateway.middleware import json_response
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _start(request: Request, protocol: str) -> tuple[Gateway, RequestContext]:
+    ctx = RequestContext(request_id=request.state.request_id, protocol=protocol)
+    request.state.ctx = ctx
+    return request.app.state.gateway, ctx
+
+
+async def _authenticate(request: Request, gw: Gateway, ctx: RequestContext) -> KeyRecord:
+    ctx.key = await gw.auth.authenticate(extract_key(request.headers, request.query_params))
+    return ctx.key
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PiscesError("request_too_large", f"The request body is larger than {limit} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PiscesError("request_too_large", f"The request body is larger than {limit} bytes.")
+    if not body.strip():
+        raise PiscesError("invalid_json", "The request body is empty; a JSON object was expected.")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PiscesError(
+            "invalid_json", f"We could not parse the JSON body of your request ({e}). Send valid JSON."
+        ) from None
+
+
+async def handle(request: Request, protocol: str) -> Response:
+    gw, ctx = _start(request, protocol)
+    codec = CODECS[protocol]
+    try:
+        key = await _authenticate(request, gw, ctx)
+        req: ChatRequest = codec.decode_request(await read_json(request, gw.config.limits.max_body_bytes))
+        if req.stream:
+            first, events = await gw.router.open_stream(ctx, req, key)
+            ctx.first_byte = time.perf_counter()
+            return StreamingResponse(
+                _stream(ctx, codec, req, first, events),
+                media_type="text/event-stream; charset=utf-8",
+                headers=SSE_HEADERS,
+            )
+        resp = await gw.router.complete(ctx, req, key)
+    except PiscesError as e:
+        log_request(ctx, e.status, error=e.code)
+        raise
+    log_request(ctx, 200, usage=resp.usage, finish=resp.finish_reason)
+    return json_response(codec.encode_response(resp, ctx.pisces()))
+
+
+async def _stream(
+    ctx: RequestContext, codec: Any, req: ChatRequest, first: StreamEvent, events: AsyncIterator[StreamEvent]
+) -> AsyncIterator[bytes]:
+    encoder = codec.StreamEncoder(ctx.pisces(), include_usage=req.stream_usage)
+    acc = ResponseAccumulator()
+    error: str | None = None
+    try:
+        ev: StreamEvent | None = first
+        while ev is not None:
+            acc.add(ev)
+            if isinstance(ev, ErrorEvent):
+                error = ev.code
+            chunk = encoder.encode(ev)
+            if chunk:
+                yield chunk
+            ev = await anext(events, None)
+        yield encoder.close()
+    except Exception as exc:  # a fault of ours mid-stream: tell the client in-protocol, then stop
+        if isinstance(exc, PiscesError):
+            err = ErrorEvent(code=exc.code, message=exc.message, status=exc.status)
+        else:
+            logger.exception("stream failed", extra={"request_id": ctx.request_id})
+            err = ErrorEvent(code="internal_error", message="The gateway failed mid-stream.", status=500)
+        error = err.code
+        yield encoder.encode(err)
+        yield encoder.close()
+    finally:
+        with anyio.CancelScope(shield=True):
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            # 200 once started; a stream that failed or was cut says so in `error`
+            if error is None and acc.finish_reason is None:
+                error = "stream_cut"
+            log_request(ctx, 200, stream=True, usage=acc.usage, finish=acc.finish_reason, error=error)
+
+
+async def list_models(request: Request, protocol: str) -> Response:
+    gw, ctx = _start(request, protocol)
+    key = await _authenticate(request, gw, ctx)
+    data = [
+        {"id": m, "object": "model", "created": 0, "owned_by": gw.model_owner(m)}
+        for m in gw.config.available_models()
+        if key.allows(m)
+    ]
+    return json_response({"object": "list", "data": data, "pisces": ctx.pisces()})

@@ -1,0 +1,81 @@
+"""Request ids, error rendering in the client's protocol, and the last line of defence against a 500 page."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pisces.errors import PiscesError
+from pisces.pipeline.context import RequestContext, request_id_from
+from pisces.pipeline.logs import logger
+from pisces.protocols import CODECS
+
+JSON = "application/json"
+
+
+def protocol_for_path(path: str) -> str:
+    """The protocol whose error shape an unrouted request gets (only OpenAI's door exists yet)."""
+    return "openai"
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return Response(data, status_code=status, media_type=JSON, headers=headers)
+
+
+def context_of(request: Request) -> RequestContext:
+    ctx = getattr(request.state, "ctx", None)
+    if ctx is None:
+        ctx = RequestContext(request_id=request.state.request_id, protocol=protocol_for_path(request.url.path))
+        request.state.ctx = ctx
+    return ctx
+
+
+def error_response(request: Request, err: PiscesError) -> Response:
+    ctx = context_of(request)
+    body = CODECS[ctx.protocol if ctx.protocol in CODECS else "openai"].render_error(err, ctx.pisces())
+    if err.status >= 500:
+        logger.warning("error", extra={"request_id": ctx.request_id, "code": err.code, "status": err.status})
+    return json_response(body, err.status, err.headers)
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (echoing a valid X-Request-Id) and every response the header.
+
+    It also turns an unhandled exception into the protocol's 500 ``internal_error`` (logged with its
+    trace, never sent to the client), when the response has not started yet.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client_id = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
+        rid = request_id_from(client_id)
+        scope.setdefault("state", {})["request_id"] = rid
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                MutableHeaders(scope=message)["X-Request-Id"] = rid
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception("unhandled error", extra={"request_id": rid, "path": scope.get("path")})
+            if started:
+                raise
+            request = Request(scope)
+            err = PiscesError("internal_error", "The gateway failed to process the request. Quote the request id.")
+            await error_response(request, err)(scope, receive, send_with_id)
