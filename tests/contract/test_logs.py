@@ -1,0 +1,32 @@
+"""Secrets never reach a log line: not the client's key, not the upstream's, not an Authorization header."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import httpx
+import openai
+
+from support.fake_openai import UPSTREAM_SECRET
+
+
+def test_no_secret_in_logs(gateway, capfd):
+    capfd.readouterr()
+    key = gateway.new_key()
+    c = openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+    c.chat.completions.create(model="gpt-fake", messages=[{"role": "user", "content": "hi"}])
+    list(c.chat.completions.create(model="mock-echo", messages=[{"role": "user", "content": "hi"}], stream=True))
+    httpx.get(f"{gateway.v1}/models", params={"key": key})
+    httpx.get(f"{gateway.v1}/models", headers={"x-goog-api-key": "pisces-wrong-key-abcdefghijklmnop"})
+    with contextlib.suppress(openai.InternalServerError):
+        c.chat.completions.create(model="fail-500", messages=[{"role": "user", "content": "x"}])
+    out = capfd.readouterr()
+    logs = out.out + out.err
+    lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    requests = [x for x in lines if x.get("message") == "request"]
+    assert len(requests) >= 4, "one structured log line per request"
+    assert {r["model"] for r in requests} >= {"gpt-fake", "mock-echo"}
+    assert any(r["stream"] and r["output_tokens"] for r in requests)
+    for secret in (key, UPSTREAM_SECRET, "pisces-wrong-key-abcdefghijklmnop", "Bearer"):
+        assert secret not in logs

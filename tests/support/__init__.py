@@ -1,0 +1,1 @@
+"""Test support: servers on loopback and fake upstreams."""

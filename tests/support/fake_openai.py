@@ -1,0 +1,184 @@
+"""A fake OpenAI-compatible upstream on loopback, speaking the real wire format.
+
+Model names choose its behaviour:
+  recorded   streams shared/fixtures/recorded/openai_chat_tool_call_stream.sse byte for byte
+  fail-500 / fail-400 / fail-429 / fail-401   answer that HTTP error in OpenAI's error shape
+  slow       waits 3 s before answering (longer than the test channel's read timeout)
+  cut        streams two chunks and then drops the connection
+  anything else: "Hello from upstream: <last user text>", or a tool call to the first tool when
+  tools are given and tool_choice is not "none"; usage in the stream only when asked for.
+Every request (body and the headers that matter) is recorded in ``FakeOpenAI.requests``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from support.servers import recorded
+
+UPSTREAM_SECRET = "sk-fake-upstream-secret-0123456789"
+
+
+def _chunk(cid: str, model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    body = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            c = m.get("content")
+            if isinstance(c, str):
+                return c
+            return "".join(p.get("text", "") for p in c or [] if p.get("type") == "text")
+    return ""
+
+
+class FakeOpenAI:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.app = FastAPI()
+        self.app.post("/v1/chat/completions")(self.chat)
+
+    def last(self) -> dict[str, Any]:
+        return self.requests[-1]
+
+    async def chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append({"body": body, "authorization": request.headers.get("authorization")})
+        if request.headers.get("authorization") != f"Bearer {UPSTREAM_SECRET}":
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": "Incorrect API key provided",
+                        "type": "invalid_request_error",
+                        "code": "invalid_api_key",
+                        "param": None,
+                    }
+                },
+                status_code=401,
+            )
+        model = body.get("model", "")
+        if model.startswith("fail-"):
+            status = int(model.split("-")[1])
+            headers = {"retry-after": "7"} if status == 429 else {}
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": f"upstream says {status}",
+                        "type": "invalid_request_error",
+                        "code": None,
+                        "param": None,
+                    }
+                },
+                status_code=status,
+                headers=headers,
+            )
+        if model == "slow":
+            await asyncio.sleep(3)
+        if model == "recorded" and body.get("stream"):
+            return StreamingResponse(
+                self._replay(recorded("openai_chat_tool_call_stream.sse")), media_type="text/event-stream"
+            )
+        text = f"Hello from upstream: {_last_user_text(body.get('messages', []))}"
+        tools = body.get("tools") or []
+        call = None
+        if tools and body.get("tool_choice") != "none":
+            call = {
+                "id": "call_fake_1",
+                "type": "function",
+                "function": {"name": tools[0]["function"]["name"], "arguments": '{"city": "Paris", "days": 3}'},
+            }
+        usage = {
+            "prompt_tokens": 11,
+            "completion_tokens": 7,
+            "total_tokens": 18,
+            "prompt_tokens_details": {"cached_tokens": 2},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
+        if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": None if call else text, "refusal": None}
+            if call:
+                message["tool_calls"] = [call]
+            return JSONResponse(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": 1700000000,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "logprobs": None,
+                            "finish_reason": "tool_calls" if call else "stop",
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+        include_usage = (body.get("stream_options") or {}).get("include_usage")
+        return StreamingResponse(
+            self._stream(model, text, call, usage if include_usage else None), media_type="text/event-stream"
+        )
+
+    async def _replay(self, data: bytes) -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 97):  # odd slices: events split across reads
+            yield data[i : i + 97]
+            await asyncio.sleep(0)
+
+    async def _stream(
+        self, model: str, text: str, call: dict[str, Any] | None, usage: dict[str, Any] | None
+    ) -> AsyncIterator[bytes]:
+        cid = f"chatcmpl-fake-{time.time_ns()}"
+        yield _chunk(cid, model, {"role": "assistant", "content": ""})
+        if call:
+            fn = call["function"]
+            yield _chunk(
+                cid,
+                model,
+                {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": fn["name"], "arguments": ""},
+                        }
+                    ]
+                },
+            )
+            args = fn["arguments"]
+            for i in range(0, len(args), 5):
+                yield _chunk(cid, model, {"tool_calls": [{"index": 0, "function": {"arguments": args[i : i + 5]}}]})
+        else:
+            for i, word in enumerate(text.split(" ")):
+                yield _chunk(cid, model, {"content": ("" if i == 0 else " ") + word})
+                if model == "cut" and i == 1:
+                    raise RuntimeError("connection dropped on purpose")
+        yield _chunk(cid, model, {}, "tool_calls" if call else "stop")
+        if usage:
+            chunk = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": 1700000000,
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            }
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+        yield b"data: [DONE]\n\n"

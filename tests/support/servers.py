@@ -1,0 +1,49 @@
+"""Run ASGI apps under real uvicorn on loopback, in a thread, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from pisces.localaws import free_port
+
+
+class ServerThread:
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
+        cfg = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(cfg)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"server on port {self.port} did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def shared_dir() -> Path:
+    """The shared/ folder beside the repo (PISCES_SHARED_DIR overrides)."""
+    if os.environ.get("PISCES_SHARED_DIR"):
+        return Path(os.environ["PISCES_SHARED_DIR"])
+    return Path(__file__).resolve().parents[3] / "shared"
+
+
+def recorded(name: str) -> bytes:
+    return (shared_dir() / "fixtures" / "recorded" / name).read_bytes()

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import random
+
+from pisces.protocols.sse import SSEParser, format_event
+from support.servers import recorded
+
+
+def _parse_in_slices(data: bytes, seed: int) -> list:
+    rng, parser, out, i = random.Random(seed), SSEParser(), [], 0
+    while i < len(data):
+        n = rng.randint(1, 40)
+        out += parser.feed(data[i : i + n])
+        i += n
+    return out + parser.close()
+
+
+def test_events_survive_any_slicing():
+    for name in (
+        "openai_chat_tool_call_stream.sse",
+        "anthropic_messages_tool_use_stream.sse",
+        "gemini_stream_function_call.sse",
+    ):
+        data = recorded(name)
+        whole = [(e.event, e.data) for e in _events(data)]
+        assert len(whole) > 3
+        for seed in range(5):
+            assert [(e.event, e.data) for e in _parse_in_slices(data, seed)] == whole
+
+
+def _events(data: bytes) -> list:
+    p = SSEParser()
+    return p.feed(data) + p.close()
+
+
+def test_crlf_cr_comments_multiline_and_missing_final_blank_line():
+    p = SSEParser()
+    evs = p.feed(b": keep-alive\r\nevent: ping\r\ndata: {}\r\n\r\ndata: a\rdata: b\r\r")
+    evs += p.feed(b"data: last")
+    evs += p.close()
+    assert [(e.event, e.data) for e in evs] == [("ping", "{}"), (None, "a\nb"), (None, "last")]
+
+
+def test_cr_split_from_lf_across_chunks():
+    p = SSEParser()
+    evs = p.feed(b"data: x\r") + p.feed(b"\n\r\n")
+    assert [e.data for e in evs] == ["x"]
+
+
+def test_format_round_trip():
+    raw = format_event("line1\nline2", event="message_start") + format_event('{"a": 1}')
+    assert [(e.event, e.data) for e in _events(raw)] == [("message_start", "line1\nline2"), (None, '{"a": 1}')]
