@@ -23,7 +23,7 @@ def test_events_survive_any_slicing():
     ):
         data = recorded(name)
         whole = [(e.event, e.data) for e in _events(data)]
-        assert len(whole) > 3
+        assert whole
         for seed in range(5):
             assert [(e.event, e.data) for e in _parse_in_slices(data, seed)] == whole
 

@@ -20,7 +20,7 @@ from pisces.errors import PiscesError
 from pisces.pipeline.auth import extract_key
 from pisces.pipeline.context import RequestContext
 from pisces.pipeline.gateway import Gateway
-from pisces.pipeline.logs import log_request, logger
+from pisces.pipeline.logs import logger
 from pisces.protocols import CODECS
 from pisces.store.keys import KeyRecord
 from pisces_gateway.middleware import json_response
@@ -61,22 +61,19 @@ async def read_json(request: Request, limit: int) -> Any:
 async def handle(request: Request, protocol: str) -> Response:
     gw, ctx = _start(request, protocol)
     codec = CODECS[protocol]
-    try:
-        key = await _authenticate(request, gw, ctx)
-        req: ChatRequest = codec.decode_request(await read_json(request, gw.config.limits.max_body_bytes))
-        if req.stream:
-            first, events = await gw.router.open_stream(ctx, req, key)
-            ctx.first_byte = time.perf_counter()
-            return StreamingResponse(
-                _stream(ctx, codec, req, first, events),
-                media_type="text/event-stream; charset=utf-8",
-                headers=SSE_HEADERS,
-            )
-        resp = await gw.router.complete(ctx, req, key)
-    except PiscesError as e:
-        log_request(ctx, e.status, error=e.code)
-        raise
-    log_request(ctx, 200, usage=resp.usage, finish=resp.finish_reason)
+    key = await _authenticate(request, gw, ctx)
+    req: ChatRequest = codec.decode_request(await read_json(request, gw.config.limits.max_body_bytes))
+    ctx.stream = req.stream
+    if req.stream:
+        first, events = await gw.router.open_stream(ctx, req, key)
+        ctx.first_byte = time.perf_counter()
+        return StreamingResponse(
+            _stream(ctx, codec, req, first, events),
+            media_type="text/event-stream; charset=utf-8",
+            headers=SSE_HEADERS,
+        )
+    resp = await gw.router.complete(ctx, req, key)
+    ctx.usage, ctx.finish = resp.usage, resp.finish_reason
     return json_response(codec.encode_response(resp, ctx.pisces()))
 
 
@@ -85,13 +82,12 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     encoder = codec.StreamEncoder(ctx.pisces(), include_usage=req.stream_usage)
     acc = ResponseAccumulator()
-    error: str | None = None
     try:
         ev: StreamEvent | None = first
         while ev is not None:
             acc.add(ev)
             if isinstance(ev, ErrorEvent):
-                error = ev.code
+                ctx.error = ev.code
             chunk = encoder.encode(ev)
             if chunk:
                 yield chunk
@@ -103,7 +99,7 @@ async def _stream(
         else:
             logger.exception("stream failed", extra={"request_id": ctx.request_id})
             err = ErrorEvent(code="internal_error", message="The gateway failed mid-stream.", status=500)
-        error = err.code
+        ctx.error = err.code
         yield encoder.encode(err)
         yield encoder.close()
     finally:
@@ -111,10 +107,10 @@ async def _stream(
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()
-            # 200 once started; a stream that failed or was cut says so in `error`
-            if error is None and acc.finish_reason is None:
-                error = "stream_cut"
-            log_request(ctx, 200, stream=True, usage=acc.usage, finish=acc.finish_reason, error=error)
+            # the status is 200 once started: a stream that failed or was cut says so in `error`
+            ctx.usage, ctx.finish = acc.usage, acc.finish_reason
+            if ctx.error is None and acc.finish_reason is None:
+                ctx.error = "stream_cut"
 
 
 async def list_models(request: Request, protocol: str) -> Response:

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pisces.errors import PiscesError
 from pisces.pipeline.context import RequestContext, request_id_from
-from pisces.pipeline.logs import logger
+from pisces.pipeline.logs import log_request, logger
 from pisces.protocols import CODECS
 
 JSON = "application/json"
@@ -38,14 +38,14 @@ def context_of(request: Request) -> RequestContext:
 
 def error_response(request: Request, err: PiscesError) -> Response:
     ctx = context_of(request)
+    ctx.error = err.code
     body = CODECS[ctx.protocol if ctx.protocol in CODECS else "openai"].render_error(err, ctx.pisces())
-    if err.status >= 500:
-        logger.warning("error", extra={"request_id": ctx.request_id, "code": err.code, "status": err.status})
     return json_response(body, err.status, err.headers)
 
 
 class RequestIdMiddleware:
-    """Gives every request an id (echoing a valid X-Request-Id) and every response the header.
+    """Gives every request an id (echoing a valid X-Request-Id) and every response the header, and
+    writes the request's one log line once the response has been sent (a stream included).
 
     It also turns an unhandled exception into the protocol's 500 ``internal_error`` (logged with its
     trace, never sent to the client), when the response has not started yet.
@@ -61,21 +61,23 @@ class RequestIdMiddleware:
         client_id = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
         rid = request_id_from(client_id)
         scope.setdefault("state", {})["request_id"] = rid
-        started = False
+        status = 500
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal status
             if message["type"] == "http.response.start":
-                started = True
+                status = message["status"]
                 MutableHeaders(scope=message)["X-Request-Id"] = rid
             await send(message)
 
+        request = Request(scope)
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
             logger.exception("unhandled error", extra={"request_id": rid, "path": scope.get("path")})
-            if started:
+            if status != 500:  # the response had started: nothing more can be said to the client
                 raise
-            request = Request(scope)
             err = PiscesError("internal_error", "The gateway failed to process the request. Quote the request id.")
             await error_response(request, err)(scope, receive, send_with_id)
+        finally:
+            log_request(context_of(request), status, scope.get("path", ""))

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pisces import GATEWAY_NAME
+from pisces.canonical import Usage
 from pisces.store.keys import KeyRecord
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
@@ -38,6 +39,11 @@ class RequestContext:
     channel: str | None = None
     attempts: list[str] = field(default_factory=list)  # channels tried, in order
     first_byte: float | None = None
+    # the outcome, filled in as the request goes (logged once, when the response has been sent)
+    stream: bool = False
+    usage: Usage | None = None
+    finish: str | None = None
+    error: str | None = None
 
     def pisces(self) -> dict[str, Any]:
         return {

@@ -6,21 +6,12 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from pisces.canonical import Usage
 from pisces.pipeline.context import RequestContext
 
 logger = Logger(service="pisces")
 
 
-def log_request(
-    ctx: RequestContext,
-    status: int,
-    *,
-    stream: bool = False,
-    usage: Usage | None = None,
-    finish: str | None = None,
-    error: str | None = None,
-) -> None:
+def log_request(ctx: RequestContext, status: int, path: str) -> None:
     fields: dict[str, Any] = {
         "request_id": ctx.request_id,
         "protocol": ctx.protocol,
@@ -30,12 +21,14 @@ def log_request(
         "channel": ctx.channel,
         "attempts": ctx.attempts,
         "status": status,
-        "stream": stream,
+        "path": path,
+        "stream": ctx.stream,
         "latency_ms": ctx.elapsed_ms(),
         "ttft_ms": ctx.elapsed_ms(ctx.first_byte) if ctx.first_byte else None,
-        "finish": finish,
-        "error": error,
+        "finish": ctx.finish,
+        "error": ctx.error,
     }
+    usage = ctx.usage
     if usage is not None:
         fields |= {
             "input_tokens": usage.input_tokens,

@@ -46,10 +46,12 @@ def transport_error(exc: httpx.HTTPError, channel: str) -> UpstreamError:
     """A connection-level failure. Only a failure to connect is safe to retry elsewhere: once the
     request was sent, the upstream may be generating (and billing) it."""
     if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
-        return UpstreamError("upstream_error", f"cannot connect to channel {channel}", retryable=True)
+        return UpstreamError("upstream_error", f"upstream: cannot connect to channel {channel}", retryable=True)
     if isinstance(exc, httpx.TimeoutException):
-        return UpstreamError("upstream_timeout", f"channel {channel} did not answer in time", retryable=False)
-    return UpstreamError("upstream_error", f"channel {channel} failed: {type(exc).__name__}", retryable=False)
+        return UpstreamError("upstream_timeout", f"upstream: channel {channel} did not answer in time", retryable=False)
+    return UpstreamError(
+        "upstream_error", f"upstream: channel {channel} failed ({type(exc).__name__})", retryable=False
+    )
 
 
 class Channel(abc.ABC):

@@ -18,9 +18,9 @@ Every model a ``mock`` channel serves (``mock-echo`` in the example configuratio
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -93,7 +93,12 @@ def _tool_to_call(req: ChatRequest, last: list[Part]) -> ToolCallPart | None:
     if tool is None:
         return None
     args = json.dumps(example_value(tool.parameters), separators=(",", ":"))
-    return ToolCallPart(id="call_" + uuid.uuid4().hex[:24], name=tool.name, arguments=args)
+    return ToolCallPart(id="call_" + _digest(req, tool.name), name=tool.name, arguments=args)
+
+
+def _digest(req: ChatRequest, salt: str = "") -> str:
+    """Ids derived from the request: the same request gets the same answer, ids included."""
+    return hashlib.sha256((req.model_dump_json() + salt).encode()).hexdigest()[:24]
 
 
 def _answer_text(last: list[Part]) -> str:
@@ -139,7 +144,7 @@ class MockChannel(Channel):
             text, finish = _limit(_answer_text(last), req)
             content, out_tokens = [TextPart(text=text)], estimate_text(text)
         return ChatResponse(
-            id="mock-" + uuid.uuid4().hex[:24],
+            id="mock-" + _digest(req),
             model=model,
             content=content,
             finish_reason=finish,  # type: ignore[arg-type]
