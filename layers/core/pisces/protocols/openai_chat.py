@@ -26,11 +26,12 @@ from pisces.canonical import (
 from pisces.errors import PiscesError
 from pisces.protocols.openai_chat_request import NAME, decode_request, tool_calls
 from pisces.protocols.openai_chat_stream import (
-    FINISH_IN,
     FINISH_OUT,
     StreamDecoder,
     StreamEncoder,
     completion_id,
+    error_type,
+    finish_in,
     usage_from,
     usage_to,
 )
@@ -126,7 +127,9 @@ def encode_request(req: ChatRequest, model: str) -> dict[str, Any]:
             out[name] = getattr(req, name)
     if req.stop:
         out["stop"] = req.stop
-    if req.metadata:
+    if req.metadata and _store_on(req):
+        # OpenAI refuses metadata unless store is on ("The 'metadata' parameter is only allowed when
+        # 'store' is enabled."): sent only with the client's own store=true, dropped on purpose otherwise
         out["metadata"] = req.metadata
     rf = req.response_format
     if rf is not None:
@@ -149,6 +152,10 @@ def encode_request(req: ChatRequest, model: str) -> dict[str, Any]:
     return out
 
 
+def _store_on(req: ChatRequest) -> bool:
+    return req.provider_options.get(NAME, {}).get("store") is True
+
+
 # ---------------------------------------------------------------------------------------------
 # response
 
@@ -159,6 +166,13 @@ def decode_response(body: Any) -> ChatResponse:
         msg = choice.get("message") or {}
     except (KeyError, IndexError, TypeError, AttributeError):
         raise PiscesError("upstream_error", "upstream: the response has no choices") from None
+    try:
+        return _decode_choice(body, choice, msg)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:  # ValueError: pydantic's too
+        raise PiscesError("upstream_error", f"upstream: malformed chat.completion ({type(e).__name__})") from None
+
+
+def _decode_choice(body: dict[str, Any], choice: dict[str, Any], msg: dict[str, Any]) -> ChatResponse:
     content: list[Part] = []
     reasoning = msg.get("reasoning_content") or msg.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
@@ -178,10 +192,12 @@ def decode_response(body: Any) -> ChatResponse:
         id=str(body.get("id") or ""),
         model=str(body.get("model") or ""),
         content=content,
-        finish_reason=FINISH_IN.get(choice.get("finish_reason") or "stop", "stop"),
+        finish_reason=finish_in(
+            choice.get("finish_reason"), has_tool_calls=any(isinstance(p, ToolCallPart) for p in content)
+        ),
         stop_detail=choice.get("finish_reason"),
         usage=usage_from(body.get("usage")),
-        created=int(body.get("created") or 0),
+        created=body["created"] if isinstance(body.get("created"), int) and body["created"] > 0 else 0,
     )
 
 
@@ -217,29 +233,12 @@ def encode_response(resp: ChatResponse, pisces: dict[str, Any]) -> dict[str, Any
 # ---------------------------------------------------------------------------------------------
 # errors
 
-# OpenAI's error "type" by status, as its API returns them (401 invalid key is invalid_request_error
-# with code invalid_api_key; 429 is "requests"/"tokens" for rate limits, insufficient_quota for money).
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "invalid_request_error",
-    402: "insufficient_quota",
-    403: "permission_error",
-    404: "invalid_request_error",
-    405: "invalid_request_error",
-    409: "invalid_request_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "requests",
-    500: "server_error",
-    502: "server_error",
-    503: "server_error",
-    504: "server_error",
-}
-
 
 def render_error(err: PiscesError, pisces: dict[str, Any]) -> dict[str, Any]:
-    kind = _ERROR_TYPES.get(err.status, "server_error" if err.status >= 500 else "invalid_request_error")
-    return {"error": {"message": err.message, "type": kind, "param": err.param, "code": err.code}, "pisces": pisces}
+    return {
+        "error": {"message": err.message, "type": error_type(err.status), "param": err.param, "code": err.code},
+        "pisces": pisces,
+    }
 
 
 def upstream_error_message(body: bytes) -> str:

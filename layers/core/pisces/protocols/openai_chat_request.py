@@ -74,6 +74,14 @@ def _missing(param: str) -> PiscesError:
     return PiscesError("invalid_request", f"Missing required parameter: '{param}'.", param=param)
 
 
+def _opt(obj: dict[str, Any], key: str, where: str, kind: type, expected: str) -> Any:
+    """An optional field of ``obj`` that must be of ``kind`` when present (bool is not an int here)."""
+    v = obj.get(key)
+    if v is not None and (not isinstance(v, kind) or (kind is not bool and isinstance(v, bool))):
+        raise _invalid(f"{where}.{key}" if where else key, expected, v)
+    return v
+
+
 def _opt_number(body: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
     v = body.get(name)
     if v is None:
@@ -105,7 +113,7 @@ def _image(url_obj: Any, param: str) -> ImagePart:
         url_obj = {"url": url_obj}
     if not isinstance(url_obj, dict) or not isinstance(url_obj.get("url"), str):
         raise _missing(f"{param}.url")
-    url, detail = url_obj["url"], url_obj.get("detail")
+    url, detail = url_obj["url"], _opt(url_obj, "detail", param, str, "a string")
     if url.startswith("data:") and ";base64," in url:
         media_type, _, data = url[5:].partition(";base64,")
         return ImagePart(data=data, media_type=media_type or None, detail=detail)
@@ -188,7 +196,7 @@ def _messages(raw: Any) -> tuple[list[TextPart], list[Message]]:
             ):
                 messages[-1].content.extend(parts)  # tool results then the user's words: one user turn
             else:
-                messages.append(Message(role="user", content=parts, name=m.get("name")))
+                messages.append(Message(role="user", content=parts, name=_opt(m, "name", where, str, "a string")))
         elif role == "assistant":
             parts = _content_parts(m.get("content"), f"{where}.content", False)
             if m.get("refusal") and not parts:
@@ -197,7 +205,7 @@ def _messages(raw: Any) -> tuple[list[TextPart], list[Message]]:
                 parts.insert(0, ThinkingPart(text=str(m["reasoning_content"])))
             if m.get("tool_calls"):
                 parts += tool_calls(m["tool_calls"], f"{where}.tool_calls")
-            messages.append(Message(role="assistant", content=parts, name=m.get("name")))
+            messages.append(Message(role="assistant", content=parts, name=_opt(m, "name", where, str, "a string")))
         elif role == "tool":
             if not isinstance(m.get("tool_call_id"), str):
                 raise _missing(f"{where}.tool_call_id")
@@ -245,9 +253,9 @@ def _tools(body: dict[str, Any]) -> list[Tool]:
         tools.append(
             Tool(
                 name=fn["name"],
-                description=fn.get("description"),
+                description=_opt(fn, "description", f"tools[{i}].function", str, "a string"),
                 parameters=params or {"type": "object", "properties": {}},
-                strict=fn.get("strict"),
+                strict=_opt(fn, "strict", f"tools[{i}].function", bool, "a boolean"),
             )
         )
     return tools
@@ -261,7 +269,8 @@ def _tool_choice(body: dict[str, Any]) -> ToolChoice | None:
     if tc in ("auto", "none", "required"):
         return ToolChoice(mode=tc, parallel=parallel if isinstance(parallel, bool) else None)
     if isinstance(tc, dict):
-        name = (tc.get("function") or {}).get("name") if "function" in tc else tc.get("name")
+        fn = tc.get("function") if "function" in tc else tc
+        name = fn.get("name") if isinstance(fn, dict) else None
         if isinstance(name, str):
             return ToolChoice(mode="tool", name=name, parallel=parallel if isinstance(parallel, bool) else None)
     raise PiscesError(
@@ -286,8 +295,12 @@ def _response_format(rf: Any) -> ResponseFormat | None:
     js = rf.get("json_schema")
     if not isinstance(js, dict):
         raise _missing("response_format.json_schema")
+    where = "response_format.json_schema"
     return ResponseFormat(
-        type="json_schema", name=js.get("name"), json_schema=js.get("schema"), strict=js.get("strict")
+        type="json_schema",
+        name=_opt(js, "name", where, str, "a string"),
+        json_schema=_opt(js, "schema", where, dict, "an object"),
+        strict=_opt(js, "strict", where, bool, "a boolean"),
     )
 
 

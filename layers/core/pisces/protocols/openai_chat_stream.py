@@ -1,15 +1,16 @@
-"""OpenAI Chat Completions streams: ``chat.completion.chunk`` SSE events <-> canonical stream events.
+"""OpenAI chat.completion.chunk streams: decoded from an upstream, encoded for a client.
 
-Also home of the wire vocabulary the whole-response codec (:mod:`pisces.protocols.openai_chat`,
-which re-exports everything public here) shares with the streams: usage, finish reasons, error
-types. It lives here so that module can import it without an import cycle.
+Wire shape (https://platform.openai.com/docs/api-reference/chat-streaming): ``data: {chunk}`` events,
+the first delta carrying the role, content deltas, tool-call deltas keyed by ``index`` (id and name
+in the first, argument fragments after), a chunk with ``finish_reason``, with
+``stream_options.include_usage`` a last chunk with ``choices: []`` and ``usage``, then
+``data: [DONE]``. An error mid-stream is a ``data: {"error": {...}}`` event, which the openai SDK
+raises as ``APIError``.
 """
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from typing import Any
 
 from pisces.canonical import (
@@ -27,321 +28,242 @@ from pisces.canonical import (
     UsageEvent,
     merge_usage,
 )
-from pisces.protocols.sse import SSEEvent, format_event
+from pisces.protocols.sse import SSEEvent
 
-# ---------------------------------------------------------------------------------------------
-# Shared wire vocabulary
-
-_FINISH_FROM_WIRE: dict[str, FinishReason] = {
+FINISH_IN: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
     "tool_calls": "tool_calls",
-    "function_call": "tool_calls",  # the deprecated functions API
+    "function_call": "tool_calls",
     "content_filter": "content_filter",
 }
-
-
-def finish_from_wire(raw: Any, has_tool_calls: bool) -> tuple[FinishReason, str | None]:
-    """(canonical finish reason, the upstream's own word when it is not a standard one)."""
-    reason: FinishReason = _FINISH_FROM_WIRE.get(raw, "stop") if isinstance(raw, str) else "stop"
-    # Some OpenAI-compatible servers (Ollama, older vLLM) say "stop" after tool calls; canonically
-    # it is tool_calls, so every client door tells its client to run them.
-    if reason == "stop" and has_tool_calls:
-        reason = "tool_calls"
-    detail = raw if isinstance(raw, str) and raw not in _FINISH_FROM_WIRE else None
-    return reason, detail
-
-
-def finish_to_wire(reason: FinishReason) -> str:
-    return "stop" if reason == "error" else reason  # OpenAI has no "error" finish reason
+FINISH_OUT = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter",
+              "error": "stop"}  # fmt: skip
 
 
 def _count(d: Any, key: str) -> int:
+    """A token count from an upstream's usage object; anything not a number counts 0, never raises."""
     v = d.get(key) if isinstance(d, dict) else None
     return int(v) if isinstance(v, int | float) and not isinstance(v, bool) and v > 0 else 0
 
 
-def usage_from_wire(u: Any) -> Usage | None:
-    if not isinstance(u, dict):
-        return None
-    # DeepSeek reports cache hits as prompt_cache_hit_tokens instead of prompt_tokens_details
-    cached = _count(u.get("prompt_tokens_details"), "cached_tokens") or _count(u, "prompt_cache_hit_tokens")
-    return Usage(
-        input_tokens=_count(u, "prompt_tokens"),
-        output_tokens=_count(u, "completion_tokens"),
-        cached_tokens=cached,
-        reasoning_tokens=_count(u.get("completion_tokens_details"), "reasoning_tokens"),
-    )
+def finish_in(reason: Any, has_tool_calls: bool = False) -> FinishReason:
+    """OpenAI's finish_reason in canonical form. Some compatible servers (Ollama) end a turn of tool
+    calls with "stop": a turn that made tool calls finished for tool_calls, whatever it says."""
+    canonical = FINISH_IN.get(reason, "stop") if isinstance(reason, str) else "stop"
+    return "tool_calls" if has_tool_calls and canonical == "stop" else canonical
 
 
-def usage_to_wire(u: Usage) -> dict[str, Any]:
-    return {
-        "prompt_tokens": u.input_tokens,
-        "completion_tokens": u.output_tokens,
-        "total_tokens": u.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-    }
-
-
-# OpenAI's own error ``type`` per HTTP status, as api.openai.com answers (and the openai SDK shows):
-#   400, 404, 405, 409, 413, 422  invalid_request_error (an unknown model: 404, code model_not_found)
-#   401  invalid_request_error: OpenAI answers a bad key with this type and code invalid_api_key
-#   402  insufficient_quota: OpenAI's type for a spent balance (it sends it with HTTP 429)
-#   403  request_forbidden (e.g. code unsupported_country_region_territory)
-#   429  requests: OpenAI's type for request-rate limits (code rate_limit_exceeded)
-#   5xx  server_error
-_ERROR_TYPES = {402: "insufficient_quota", 403: "request_forbidden", 429: "requests"}
+# OpenAI's error "type" by status, as its API returns them (401 invalid key is invalid_request_error
+# with code invalid_api_key; 429 is "requests"/"tokens" for rate limits, insufficient_quota for money).
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    429: "requests",
+}
 
 
 def error_type(status: int) -> str:
-    return "server_error" if status >= 500 else _ERROR_TYPES.get(status, "invalid_request_error")
+    return ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
 
-def error_body(message: str, status: int, code: str, param: str | None, pisces: dict[str, Any]) -> dict[str, Any]:
-    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}, "pisces": pisces}
+def usage_from(u: Any) -> Usage:
+    if not isinstance(u, dict):
+        return Usage()
+    pd, cd = u.get("prompt_tokens_details"), u.get("completion_tokens_details")
+    return Usage(
+        input_tokens=_count(u, "prompt_tokens"),
+        output_tokens=_count(u, "completion_tokens"),
+        cached_tokens=_count(pd, "cached_tokens") or _count(u, "prompt_cache_hit_tokens"),  # the latter: DeepSeek
+        reasoning_tokens=_count(cd, "reasoning_tokens"),
+    )
 
 
-def error_message_of(obj: Any) -> str | None:
-    """The message in an OpenAI-shaped error body (also ``{"detail": ...}`` and Gemini-style lists)."""
-    if isinstance(obj, list) and obj:
-        obj = obj[0]
-    if not isinstance(obj, dict):
-        return None
-    err = obj.get("error", obj)
-    if isinstance(err, str) and err:
-        return err
-    if isinstance(err, dict):
-        for key in ("message", "detail", "msg"):
-            v = err.get(key)
-            if isinstance(v, str) and v:
-                return v
-    return None
+def usage_to(u: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens + u.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens, "audio_tokens": 0,
+                                      "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+    }  # fmt: skip
 
 
-def new_call_id() -> str:
-    return f"call_{uuid.uuid4().hex[:24]}"
-
-
-def _sse(obj: dict[str, Any]) -> bytes:
-    return format_event(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
-
-
-# ---------------------------------------------------------------------------------------------
-# Upstream stream -> canonical events
+def completion_id(raw: str) -> str:
+    return raw if raw.startswith("chatcmpl") else f"chatcmpl-{raw}"
 
 
 class StreamDecoder:
-    """Upstream ``chat.completion.chunk`` SSE events -> canonical stream events.
-
-    Every content part gets the next canonical index as it first appears; a new part ends the open
-    ones. Usage and Finish are emitted in the order they arrive (OpenAI sends usage last).
-    """
+    """Upstream chunks -> canonical events. Feed it parsed SSE events; ``close`` at end of stream."""
 
     def __init__(self) -> None:
-        self._started = False
-        self._next = 0  # the next canonical part index
-        self._open: list[int] = []  # parts started and not yet ended
-        self._text: int | None = None  # the open text part
-        self._thinking: int | None = None  # the open thinking part
-        self._tools: dict[int, int] = {}  # OpenAI tool_call index -> canonical part index
-        self._finished = False
-        self._done = False  # [DONE] or an error ended the stream
-        self._closed = False
+        self.started = False
+        self.finished = False
+        self.done = False
+        self.next_index = 0
+        self.open: list[int] = []  # canonical parts not yet ended, in order
+        self.text_index: int | None = None
+        self.thinking_index: int | None = None
+        self.tools: dict[int, int] = {}  # OpenAI tool_call index -> canonical part index
+
+    def _new_part(self, out: list[StreamEvent]) -> int:
+        out += self._end_open()
+        i, self.next_index = self.next_index, self.next_index + 1
+        self.open.append(i)
+        return i
+
+    def _end_open(self) -> list[StreamEvent]:
+        ended: list[StreamEvent] = [ContentEnd(index=i) for i in self.open]
+        self.open, self.text_index, self.thinking_index = [], None, None
+        return ended
 
     def feed(self, ev: SSEEvent) -> list[StreamEvent]:
-        if self._done:
-            return []
         data = ev.data.strip()
         if not data:
             return []
         if data == "[DONE]":
-            self._done = True
-            return self._end_all()
+            self.done = True
+            return []
         try:
             chunk = json.loads(data)
         except ValueError:
-            return self._fail(f"malformed stream event: {data[:200]}")
+            self.done = True
+            return [*self._end_open(), ErrorEvent(code="upstream_error", message="upstream: an event is not JSON")]
         if not isinstance(chunk, dict):
-            return self._fail(f"malformed stream event: {data[:200]}")
-        if chunk.get("error") is not None or ev.event == "error":
-            return self._fail(error_message_of(chunk) or "error in stream")
+            return []
+        if chunk.get("error"):
+            err = chunk["error"]
+            msg = err.get("message") if isinstance(err, dict) else str(err)
+            self.done = True
+            return [*self._end_open(), ErrorEvent(code="upstream_error", message=f"upstream: {msg}")]
         try:
             return self._chunk(chunk)
-        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a shape no server should send
-            return self._fail(f"malformed chat.completion.chunk ({type(exc).__name__})")
-
-    def close(self) -> list[StreamEvent]:
-        if self._closed:
-            return []
-        self._closed = True
-        out = self._end_all()
-        if not self._finished and not self._done:  # no finish_reason and no [DONE]: cut off, never a fake Finish
-            out.append(ErrorEvent(code="upstream_error", message="upstream stream ended early"))
-        return out
-
-    def _fail(self, message: str) -> list[StreamEvent]:
-        self._done, self._open = True, []
-        return [ErrorEvent(code="upstream_error", message=f"upstream: {message}")]
-
-    def _end_all(self) -> list[StreamEvent]:
-        out: list[StreamEvent] = [ContentEnd(index=i) for i in self._open]
-        self._open, self._text, self._thinking = [], None, None
-        return out
-
-    def _begin(self, out: list[StreamEvent]) -> int:
-        out += self._end_all()
-        index, self._next = self._next, self._next + 1
-        self._open.append(index)
-        return index
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a chunk of a shape no server should send
+            self.done = True
+            return [
+                *self._end_open(),
+                ErrorEvent(code="upstream_error", message=f"upstream: malformed chunk ({type(exc).__name__})"),
+            ]
 
     def _chunk(self, chunk: dict[str, Any]) -> list[StreamEvent]:
         out: list[StreamEvent] = []
-        if not self._started:
-            self._started = True
+        if not self.started:
+            self.started = True
             created = chunk.get("created")
-            out.append(
-                StreamStart(
-                    id=str(chunk.get("id") or ""),
-                    model=str(chunk.get("model") or ""),
-                    created=created if isinstance(created, int) and not isinstance(created, bool) else 0,
-                )
-            )
-        finish: Any = None
+            out.append(StreamStart(id=str(chunk.get("id") or ""), model=str(chunk.get("model") or ""),
+                                   created=created if isinstance(created, int) and created > 0 else 0))  # fmt: skip
         for choice in chunk.get("choices") or []:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue  # n > 1 is refused at the door: only choice 0 exists
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                out += self._delta(delta)
-            finish = choice.get("finish_reason") or finish
-        usage = usage_from_wire(chunk.get("usage"))
-        if usage is not None:
-            out.append(UsageEvent(usage=usage))
-        if finish is not None and not self._finished:
-            self._finished = True
-            out += self._end_all()
-            reason, detail = finish_from_wire(finish, bool(self._tools))
-            out.append(Finish(reason=reason, stop_detail=detail))
-        return out
-
-    def _delta(self, delta: dict[str, Any]) -> list[StreamEvent]:
-        out: list[StreamEvent] = []
-        thinking = delta.get("reasoning_content")  # DeepSeek, vLLM
-        if not isinstance(thinking, str):
-            thinking = delta.get("reasoning")  # vLLM >= 0.10, OpenRouter
-        if isinstance(thinking, str) and thinking:
-            if self._thinking is None:
-                self._thinking = self._begin(out)
-            out.append(ThinkingDelta(index=self._thinking, text=thinking))
-        for key in ("content", "refusal"):  # a refusal is what the model said: canonical text
-            text = delta.get(key)
-            if isinstance(text, str) and text:
-                if self._text is None:
-                    self._text = self._begin(out)
-                out.append(TextDelta(index=self._text, text=text))
-        calls = delta.get("tool_calls")
-        for pos, call in enumerate(calls if isinstance(calls, list) else []):
-            if not isinstance(call, dict):
                 continue
-            k = call.get("index", pos)
-            k = k if isinstance(k, int) else pos
-            fn = call.get("function") if isinstance(call.get("function"), dict) else {}
-            if k not in self._tools:
-                self._tools[k] = index = self._begin(out)
-                out.append(ToolCallStart(index=index, id=str(call.get("id") or new_call_id()), name=str(fn.get("name") or "")))
-            args = fn.get("arguments")
-            if isinstance(args, dict):  # a few servers send the arguments as an object
-                args = json.dumps(args, ensure_ascii=False)
-            if isinstance(args, str) and args:
-                out.append(ToolArgsDelta(index=self._tools[k], delta=args))
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                if self.thinking_index is None:
+                    self.thinking_index = self._new_part(out)
+                out.append(ThinkingDelta(index=self.thinking_index, text=reasoning))
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                if self.text_index is None:
+                    self.text_index = self._new_part(out)
+                out.append(TextDelta(index=self.text_index, text=text))
+            for tc in delta.get("tool_calls") or []:
+                self._tool_delta(tc, out)
+            if choice.get("finish_reason"):
+                out += self._end_open()
+                self.finished = True
+                reason = choice["finish_reason"]
+                out.append(Finish(reason=finish_in(reason, has_tool_calls=bool(self.tools)), stop_detail=reason))
+        if chunk.get("usage"):
+            out.append(UsageEvent(usage=usage_from(chunk["usage"])))
         return out
 
+    def _tool_delta(self, tc: Any, out: list[StreamEvent]) -> None:
+        if not isinstance(tc, dict):
+            return
+        oi = tc.get("index", len(self.tools))
+        fn = tc.get("function") or {}
+        if oi not in self.tools:
+            self.tools[oi] = self._new_part(out)
+            out.append(ToolCallStart(index=self.tools[oi], id=str(tc.get("id") or f"call_{oi}"),
+                                     name=str(fn.get("name") or "")))  # fmt: skip
+        args = fn.get("arguments")
+        if isinstance(args, str) and args:
+            out.append(ToolArgsDelta(index=self.tools[oi], delta=args))
 
-# ---------------------------------------------------------------------------------------------
-# Canonical events -> client stream
+    def close(self) -> list[StreamEvent]:
+        out = self._end_open()
+        if not self.finished and not self.done:
+            self.done = True  # a second close() says nothing more
+            out.append(ErrorEvent(code="upstream_error", message="upstream stream ended early"))
+        return out
 
 
 class StreamEncoder:
-    """Canonical stream events -> ``chat.completion.chunk`` SSE bytes, as api.openai.com writes them.
-
-    The first chunk carries the ``pisces`` object. With ``include_usage`` every chunk has
-    ``"usage": null`` and a last chunk with ``"choices": []`` carries the usage, after the finish
-    chunk whatever order the upstream reported them in.
-    """
+    """Canonical events -> the client's ``data: {chunk}`` SSE bytes, exactly as OpenAI sends them."""
 
     def __init__(self, pisces: dict[str, Any], include_usage: bool = False) -> None:
         self.pisces = pisces
         self.include_usage = include_usage
-        self._id, self._model, self._created = "", "", 0
-        self._started = False
-        self._tools: dict[int, int] = {}  # canonical part index -> OpenAI tool_calls index
-        self._usage: Usage | None = None
-        self._failed = False
-        self._closed = False
+        self.id, self.model, self.created = "chatcmpl-pisces", "", 0
+        self.sent_first = False
+        self.tool_k: dict[int, int] = {}
+        self.usage: Usage | None = None
 
-    def encode(self, ev: StreamEvent) -> bytes:
-        if self._closed or self._failed:
-            return b""
-        if isinstance(ev, ErrorEvent):
-            # what OpenAI-compatible servers send mid-stream; the openai SDK raises APIError on it
-            self._failed = True
-            return _sse(error_body(ev.message, ev.status, ev.code, None, self.pisces))
-        if isinstance(ev, StreamStart):
-            if self._started:
-                return b""
-            self._id, self._model, self._created = ev.id, ev.model, ev.created
-            if ev.usage is not None:
-                self._usage = ev.usage
-            return self._first()
-        head = b"" if self._started else self._first()  # a stream without StreamStart still opens properly
-        if isinstance(ev, TextDelta) and ev.text:
-            return head + self._chunk({"content": ev.text})
-        if isinstance(ev, ThinkingDelta) and ev.text:  # DeepSeek's field; signatures have no place here
-            return head + self._chunk({"reasoning_content": ev.text})
-        if isinstance(ev, ToolCallStart):
-            self._tools[ev.index] = k = len(self._tools)
-            call = {"index": k, "id": ev.id, "type": "function", "function": {"name": ev.name, "arguments": ""}}
-            return head + self._chunk({"tool_calls": [call]})
-        if isinstance(ev, ToolArgsDelta) and ev.delta and ev.index in self._tools:
-            call = {"index": self._tools[ev.index], "function": {"arguments": ev.delta}}
-            return head + self._chunk({"tool_calls": [call]})
-        if isinstance(ev, UsageEvent):
-            self._usage = merge_usage(self._usage, ev.usage)
-        elif isinstance(ev, Finish):
-            return head + self._chunk({}, finish_to_wire(ev.reason))
-        return head
-
-    def close(self) -> bytes:
-        if self._closed:
-            return b""
-        self._closed = True
-        out = b""
-        if self.include_usage and self._usage is not None and self._started and not self._failed:
-            out = _sse({**self._base(), "choices": [], "usage": usage_to_wire(self._usage)})
-        return out + b"data: [DONE]\n\n"
-
-    def _base(self) -> dict[str, Any]:
-        return {
-            "id": self._id,
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        body: dict[str, Any] = {
+            "id": self.id,
             "object": "chat.completion.chunk",
-            "created": self._created or int(time.time()),
-            "model": self._model,
+            "created": self.created,
+            "model": self.model,
             "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
-
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None, first: bool = False) -> bytes:
-        body = {**self._base(), "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
         if self.include_usage:
             body["usage"] = None
-        if first:
+        if not self.sent_first:
+            self.sent_first = True
             body["pisces"] = self.pisces
-        return _sse(body)
+        return _data(body)
 
-    def _first(self) -> bytes:
-        self._started = True
-        if not self._id:
-            self._id = f"chatcmpl-{uuid.uuid4().hex}"
-        if not self._created:
-            self._created = int(time.time())
-        return self._chunk({"role": "assistant", "content": ""}, first=True)
+    def encode(self, ev: StreamEvent) -> bytes:
+        if isinstance(ev, StreamStart):
+            self.id, self.model, self.created = completion_id(ev.id or "pisces"), ev.model, ev.created
+            if ev.usage is not None:
+                self.usage = merge_usage(self.usage, ev.usage)
+            return self._chunk({"role": "assistant", "content": ""})
+        if isinstance(ev, TextDelta):
+            return self._chunk({"content": ev.text})
+        if isinstance(ev, ThinkingDelta):
+            return self._chunk({"reasoning_content": ev.text}) if ev.text else b""
+        if isinstance(ev, ToolCallStart):
+            k = self.tool_k[ev.index] = len(self.tool_k)
+            call = {"index": k, "id": ev.id, "type": "function", "function": {"name": ev.name, "arguments": ""}}
+            return self._chunk({"tool_calls": [call]})
+        if isinstance(ev, ToolArgsDelta):
+            k = self.tool_k.get(ev.index, 0)
+            return self._chunk({"tool_calls": [{"index": k, "function": {"arguments": ev.delta}}]})
+        if isinstance(ev, UsageEvent):
+            self.usage = merge_usage(self.usage, ev.usage)
+            return b""
+        if isinstance(ev, Finish):
+            return self._chunk({}, FINISH_OUT[ev.reason])
+        if isinstance(ev, ErrorEvent):
+            self.sent_first = True
+            err = {"message": ev.message, "type": error_type(ev.status), "param": None, "code": ev.code}
+            return _data({"error": err, "pisces": self.pisces})
+        return b""  # ContentEnd: OpenAI has no such chunk
+
+    def close(self) -> bytes:
+        tail = b""
+        if self.include_usage and self.usage is not None:
+            tail = _data({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                          "model": self.model, "system_fingerprint": None, "choices": [],
+                          "usage": usage_to(self.usage)})  # fmt: skip
+        return tail + b"data: [DONE]\n\n"
+
+
+def _data(body: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
