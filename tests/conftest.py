@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from pisces.config import Config, parse_config
-from pisces.localaws import LocalDynamo, free_port
+from pisces.localaws import LocalDynamo
 from pisces.store import dynamo
 from pisces.store.keys import KeyRecord, KeyStore
 from pisces.store.schema import table_name
+from support.config import gateway_config
 from support.fake_openai import UPSTREAM_SECRET, FakeOpenAI
 from support.servers import ServerThread
 
@@ -39,52 +39,6 @@ def fake_openai() -> Iterator[FakeOpenAI]:
     fake.url = server.url  # type: ignore[attr-defined]
     yield fake
     server.stop()
-
-
-def gateway_config(upstream_url: str, **limits: object) -> Config:
-    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    fake_models = ["gpt-fake", "recorded", "fail-500", "fail-400", "fail-401", "fail-429", "slow", "cut"]
-    return parse_config(
-        {
-            "channels": [
-                {"name": "mock", "kind": "mock", "models": ["mock-echo"]},
-                {
-                    "name": "fake",
-                    "kind": "openai",
-                    "base_url": f"{upstream_url}/v1",
-                    "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
-                    "models": {m: m for m in fake_models},
-                    "read_timeout": 1.0,
-                },
-                {
-                    "name": "dead",
-                    "kind": "openai",
-                    "base_url": dead,
-                    "models": {"fallback-model": "gpt-fake"},
-                    "priority": 0,
-                    "retries": 0,
-                    "connect_timeout": 1.0,
-                },
-                {
-                    "name": "fake-backup",
-                    "kind": "openai",
-                    "base_url": f"{upstream_url}/v1",
-                    "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
-                    "models": {"fallback-model": "gpt-fake"},
-                    "priority": 1,
-                },
-                {
-                    "name": "disabled",
-                    "kind": "openai",
-                    "base_url": f"{upstream_url}/v1",
-                    "api_key_env": "PISCES_TEST_UNSET_VARIABLE",
-                    "models": ["never-listed"],
-                },
-            ],
-            "models": {"mock-echo": {"aliases": ["mock"]}, "gpt-fake": {"aliases": ["gpt-fake-latest"]}},
-            "limits": {"max_body_bytes": 65536, "key_cache_seconds": 0.5, **limits},
-        }
-    )
 
 
 @dataclass

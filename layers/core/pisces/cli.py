@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from typing import Any
+from urllib.parse import urlparse
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -49,7 +50,12 @@ def key_table(args: argparse.Namespace) -> str:
 
 
 def _store(args: argparse.Namespace) -> KeyStore:
-    client = boto3.client("dynamodb", region_name=_region(args), endpoint_url=args.endpoint_url)
+    kwargs: dict[str, Any] = {"region_name": _region(args), "endpoint_url": args.endpoint_url}
+    host = urlparse(args.endpoint_url or "").hostname or ""
+    if host == "localhost" or host.startswith("127.") or host == "::1":
+        # a local DynamoDB (make dev's moto) takes any credentials: need none from the user
+        kwargs |= {"aws_access_key_id": "local", "aws_secret_access_key": "local", "aws_session_token": None}
+    client = boto3.client("dynamodb", **kwargs)
     return KeyStore(client, key_table(args))
 
 

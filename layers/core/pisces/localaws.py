@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 
@@ -38,6 +39,7 @@ class LocalDynamo:
     def start(self) -> LocalDynamo:
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access lines
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
         for k, v in FAKE_CREDENTIALS.items():

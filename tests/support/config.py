@@ -1,0 +1,52 @@
+"""The gateway configuration the tests run with: the mock, the fake upstream, a dead channel, fallbacks."""
+
+from __future__ import annotations
+
+from pisces.config import Config, parse_config
+from pisces.localaws import free_port
+
+
+def gateway_config(upstream_url: str, **limits: object) -> Config:
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    fake_models = ["gpt-fake", "recorded", "fail-500", "fail-400", "fail-401", "fail-429", "slow", "cut"]
+    return parse_config(
+        {
+            "channels": [
+                {"name": "mock", "kind": "mock", "models": ["mock-echo"]},
+                {
+                    "name": "fake",
+                    "kind": "openai",
+                    "base_url": f"{upstream_url}/v1",
+                    "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                    "models": {m: m for m in fake_models},
+                    "read_timeout": 1.0,
+                },
+                {
+                    "name": "dead",
+                    "kind": "openai",
+                    "base_url": dead,
+                    "models": {"fallback-model": "gpt-fake"},
+                    "priority": 0,
+                    "retries": 0,
+                    "connect_timeout": 1.0,
+                },
+                {
+                    "name": "fake-backup",
+                    "kind": "openai",
+                    "base_url": f"{upstream_url}/v1",
+                    "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                    "models": {"fallback-model": "gpt-fake"},
+                    "priority": 1,
+                },
+                {
+                    "name": "disabled",
+                    "kind": "openai",
+                    "base_url": f"{upstream_url}/v1",
+                    "api_key_env": "PISCES_TEST_UNSET_VARIABLE",
+                    "models": ["never-listed"],
+                },
+            ],
+            "models": {"mock-echo": {"aliases": ["mock"]}, "gpt-fake": {"aliases": ["gpt-fake-latest"]}},
+            "limits": {"max_body_bytes": 65536, "key_cache_seconds": 0.5, **limits},
+        }
+    )
