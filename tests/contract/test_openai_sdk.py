@@ -421,7 +421,9 @@ def test_public_spec_from_route_table(gateway):
     assert ("GET", "/v1/models") in routes and ("GET", "/api/public/spec") in routes
     assert {e["code"] for e in spec["errors"]} == set(ERRORS)
     assert {a["style"] for a in spec["auth"]} == {"bearer", "anthropic", "gemini", "gemini-query"}
-    assert r.headers["x-request-id"]
+    assert spec["pisces"]["request_id"] == r.headers["x-request-id"] and spec["pisces"]["protocol"] == "pisces"
+    health = httpx.get(f"{gateway.url}/healthz")
+    assert health.json()["pisces"]["request_id"] == health.headers["x-request-id"]
 
 
 def test_docs_page_served(gateway):

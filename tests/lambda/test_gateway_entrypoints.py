@@ -60,7 +60,7 @@ def run_sh(local_dynamo, key_store):
 
 def test_run_sh_serves_and_streams_sse_framing(run_sh):
     url, key = run_sh
-    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{url}/healthz").json()["status"] == "ok"
     body = {"model": "mock-echo", "stream": True, "messages": [{"role": "user", "content": "a b c d e f g"}]}
     raw = b""
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body,

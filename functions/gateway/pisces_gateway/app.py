@@ -22,7 +22,7 @@ from pisces.pipeline.gateway import Gateway
 from pisces.spec import RouteInfo, build_spec
 from pisces.store.keys import KeyStore
 from pisces_gateway import chat
-from pisces_gateway.middleware import RequestIdMiddleware, error_response, json_response
+from pisces_gateway.middleware import RequestIdMiddleware, context_of, error_response, json_response
 from pisces_gateway.static import DOCS_HTML
 
 
@@ -96,7 +96,8 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
     )
     async def spec(request: Request) -> Response:
         gw: Gateway = request.app.state.gateway
-        return json_response(build_spec(route_table(request.app), gw.config.available_models()))
+        body = build_spec(route_table(request.app), gw.config.available_models())
+        return json_response({**body, "pisces": context_of(request, "pisces").pisces()})
 
     @app.get("/", description="The docs page (renders /api/public/spec)", openapi_extra=_meta("pisces", auth=False))
     async def docs() -> HTMLResponse:
@@ -107,8 +108,8 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
         description="Liveness (the Lambda Web Adapter's readiness check)",
         openapi_extra=_meta("pisces", auth=False),
     )
-    async def healthz() -> Response:
-        return json_response({"status": "ok"})
+    async def healthz(request: Request) -> Response:
+        return json_response({"status": "ok", "pisces": context_of(request, "pisces").pisces()})
 
     return app
 

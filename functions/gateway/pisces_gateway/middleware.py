@@ -28,10 +28,13 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(data, status_code=status, media_type=JSON, headers=headers)
 
 
-def context_of(request: Request) -> RequestContext:
+def context_of(request: Request, protocol: str | None = None) -> RequestContext:
+    """The request's context, made on first use (routes that are no protocol door say ``protocol``)."""
     ctx = getattr(request.state, "ctx", None)
     if ctx is None:
-        ctx = RequestContext(request_id=request.state.request_id, protocol=protocol_for_path(request.url.path))
+        ctx = RequestContext(
+            request_id=request.state.request_id, protocol=protocol or protocol_for_path(request.url.path)
+        )
         request.state.ctx = ctx
     return ctx
 
