@@ -71,17 +71,6 @@ def serve_gateway(port: int, upstream: str) -> None:
     uvicorn.run(create_app(cfg, store), host="127.0.0.1", port=port, log_level="warning")
 
 
-def _wait(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
-
-
 def _pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
@@ -89,6 +78,7 @@ def _pct(xs: list[float], p: float) -> float:
 
 def measure(n: int) -> dict[str, float]:
     from pisces.localaws import free_port
+    from support.servers import wait_http
 
     up_port, gw_port = free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "POWERTOOLS_LOG_LEVEL": "WARNING"}
@@ -99,8 +89,8 @@ def measure(n: int) -> dict[str, float]:
     ]
     try:
         up, gw = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{gw_port}"
-        _wait(f"{up}/v1/chat/completions")
-        _wait(f"{gw}/healthz")
+        wait_http(f"{up}/v1/chat/completions", procs[0], 60)
+        wait_http(f"{gw}/healthz", procs[1], 60)
         from support.fake_openai import UPSTREAM_SECRET
 
         direct, through = [], []

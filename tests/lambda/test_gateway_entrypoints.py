@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,23 +16,11 @@ from mangum import Mangum
 from pisces.localaws import free_port
 from pisces.protocols.sse import SSEParser
 from support.config import gateway_config
+from support.servers import wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 GATEWAY_EVENTS = ["chat_completions", "chat_completions_stream", "models", "spec", "docs", "healthz"]
-
-
-def _wait_http(url: str, proc: subprocess.Popen, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"process exited with {proc.returncode}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not come up")
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -51,7 +38,7 @@ def run_sh(local_dynamo, key_store):
                PISCES_CONFIG="pisces.yaml")  # fmt: skip
     proc = subprocess.Popen(["bash", "run.sh"], cwd=ROOT / "functions" / "gateway", env=env)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         yield f"http://127.0.0.1:{port}", key_store.create(name="run.sh")[0]
     finally:
         proc.terminate()
@@ -106,7 +93,7 @@ def test_make_dev_serves_the_demo_key(tmp_path):
     log = (tmp_path / "dev.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "pisces_gateway.dev"], cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         printed = (tmp_path / "dev.log").read_text()
         assert f"demo key   {demo}" in printed
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=demo, max_retries=0)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from pisces.localaws import free_port
@@ -36,6 +38,20 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def wait_http(url: str, proc: subprocess.Popen | None = None, seconds: float = 30) -> None:
+    """Wait until ``url`` answers at all (any status); fail early if ``proc`` has exited."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up in {seconds} s")
 
 
 def shared_dir() -> Path:

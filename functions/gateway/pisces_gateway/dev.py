@@ -33,7 +33,12 @@ def main() -> int:
 
     local = LocalDynamo(port=dynamo_port).start()
     store = KeyStore(dynamo.client(), table_name("keys"))
-    demo_key, _ = store.create(name="demo", plaintext=os.environ.get("PISCES_DEV_KEY") or None)
+    try:
+        demo_key, _ = store.create(name="demo", plaintext=os.environ.get("PISCES_DEV_KEY") or None)
+    except ValueError as e:
+        print(f"pisces: PISCES_DEV_KEY: {e}", file=sys.stderr)
+        local.stop()
+        return 2
     os.environ.setdefault("PISCES_ADMIN_TOKEN", "pisces-admin-" + secrets.token_urlsafe(16))
 
     from pisces_admin.app import create_app as create_admin

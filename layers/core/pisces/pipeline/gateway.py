@@ -5,8 +5,6 @@ Built once per process (per Lambda container) and shared by every request.
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 
 from pisces.config import Config
@@ -36,9 +34,3 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self.http.aclose()
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "channels": [c.name for c in self.config.channels if c.enabled],
-            "models": self.config.available_models(),
-        }

@@ -25,6 +25,3 @@ CODECS: dict[str, ModuleType] = {
     openai_chat.NAME: openai_chat,
 }
 
-
-def codec(name: str) -> ModuleType:
-    return CODECS[name]
