@@ -205,12 +205,20 @@ def test_fallback_to_next_channel(client):
 # --- models, request ids --------------------------------------------------------------------------
 
 
-def test_models_list(client, gateway):
+def test_models_list_and_retrieve(client, gateway):
     ids = [m.id for m in client.models.list()]
     assert "mock-echo" in ids and "gpt-fake" in ids and "fallback-model" in ids
     assert "never-listed" not in ids, "a channel without its credential is disabled"
     limited = openai.OpenAI(base_url=gateway.v1, api_key=gateway.new_key(["mock-*"]), max_retries=0)
     assert [m.id for m in limited.models.list()] == ["mock-echo"]
+    model = client.models.retrieve("gpt-fake-latest")  # an alias answers as its model
+    assert model.id == "gpt-fake" and model.owned_by == "openai" and _pisces(model)["protocol"] == "openai"
+    assert limited.models.retrieve("mock-echo").id == "mock-echo"
+    assert client.models.retrieve("org/mock-slash").id == "org/mock-slash"  # ids may hold a slash
+    for c, name in ((limited, "gpt-fake"), (client, "no-such-model"), (client, "never-listed")):
+        with pytest.raises(openai.NotFoundError) as e:
+            c.models.retrieve(name)
+        _check_error_body(e.value, 404, "model_not_found")
 
 
 def test_request_id_echoed_or_minted(gateway):
@@ -430,3 +438,36 @@ def test_docs_page_served(gateway):
     r = httpx.get(f"{gateway.url}/")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     assert "api/public/spec" in r.text
+
+
+# --- streaming is a pass-through: causal checks, no timing -----------------------------------------
+
+
+def test_stream_chunks_pass_through_unbuffered(client, gateway):
+    """The upstream holds its second chunk until the client has seen the first: a buffering gateway
+    would deliver nothing and the read would time out."""
+    gated = openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0, timeout=8)
+    stream = gated.chat.completions.create(model="gated", messages=[{"role": "user", "content": "x"}], stream=True)
+    it = iter(stream)
+    first = next(it)
+    while not (first.choices and first.choices[0].delta.content):
+        first = next(it)
+    assert first.choices[0].delta.content == "first"
+    httpx.post(f"{gateway.upstream.url}/release")
+    rest = "".join(c.choices[0].delta.content or "" for c in it if c.choices)
+    assert rest == " second"
+
+
+def test_client_hangup_reaches_the_upstream(gateway):
+    """A client that goes away mid-stream makes the gateway close its upstream stream too."""
+    before = gateway.upstream.hangups
+    body = {"model": "gated", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    with httpx.stream("POST", f"{gateway.v1}/chat/completions", json=body,
+                      headers={"Authorization": f"Bearer {gateway.key}"}) as r:  # fmt: skip
+        for line in r.iter_lines():
+            if '"first"' in line:
+                break  # leave with the stream open: the context manager closes the connection
+    deadline = time.monotonic() + 8
+    while gateway.upstream.hangups == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gateway.upstream.hangups == before + 1

@@ -8,11 +8,11 @@ from pisces.localaws import free_port
 
 def gateway_config(upstream_url: str, **limits: object) -> Config:
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    fake_models = ["gpt-fake", "recorded", "fail-500", "fail-400", "fail-401", "fail-429", "slow", "cut"]
+    fake_models = ["gpt-fake", "recorded", "fail-500", "fail-400", "fail-401", "fail-429", "slow", "cut", "gated"]
     return parse_config(
         {
             "channels": [
-                {"name": "mock", "kind": "mock", "models": ["mock-echo"]},
+                {"name": "mock", "kind": "mock", "models": ["mock-echo", "org/mock-slash"]},
                 {
                     "name": "fake",
                     "kind": "openai",

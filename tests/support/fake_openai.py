@@ -5,6 +5,8 @@ Model names choose its behaviour:
   fail-500 / fail-400 / fail-429 / fail-401   answer that HTTP error in OpenAI's error shape
   slow       waits 3 s before answering (longer than the test channel's read timeout)
   cut        streams two chunks and then drops the connection
+  gated      streams one chunk, then waits until POST /release (or 10 s); records whether the
+             gateway hung up on it (``FakeOpenAI.hangups``)
   anything else: "Hello from upstream: <last user text>", or a tool call to the first tool when
   tools are given and tool_choice is not "none"; usage in the stream only when asked for.
 Every request (body and the headers that matter) is recorded in ``FakeOpenAI.requests``.
@@ -13,6 +15,7 @@ Every request (body and the headers that matter) is recorded in ``FakeOpenAI.req
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -51,8 +54,15 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
 class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.hangups = 0
+        self.gate = asyncio.Event()
         self.app = FastAPI()
         self.app.post("/v1/chat/completions")(self.chat)
+        self.app.post("/release")(self.release)
+
+    async def release(self) -> dict[str, bool]:
+        self.gate.set()
+        return {"released": True}
 
     def last(self) -> dict[str, Any]:
         return self.requests[-1]
@@ -90,6 +100,9 @@ class FakeOpenAI:
             )
         if model == "slow":
             await asyncio.sleep(3)
+        if model == "gated" and body.get("stream"):
+            self.gate.clear()
+            return StreamingResponse(self._gated(), media_type="text/event-stream")
         if model == "recorded" and body.get("stream"):
             return StreamingResponse(
                 self._replay(recorded("openai_chat_tool_call_stream.sse")), media_type="text/event-stream"
@@ -135,6 +148,18 @@ class FakeOpenAI:
         return StreamingResponse(
             self._stream(model, text, call, usage if include_usage else None), media_type="text/event-stream"
         )
+
+    async def _gated(self) -> AsyncIterator[bytes]:
+        try:
+            yield _chunk("chatcmpl-gated", "gated", {"role": "assistant", "content": "first"})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.gate.wait(), 10)
+            yield _chunk("chatcmpl-gated", "gated", {"content": " second"})
+            yield _chunk("chatcmpl-gated", "gated", {}, "stop")
+            yield b"data: [DONE]\n\n"
+        except (asyncio.CancelledError, GeneratorExit):
+            self.hangups += 1
+            raise
 
     async def _replay(self, data: bytes) -> AsyncIterator[bytes]:
         for i in range(0, len(data), 97):  # odd slices: events split across reads

@@ -90,6 +90,14 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
         return await chat.list_models(request, "openai")
 
     @app.get(
+        "/v1/models/{model:path}",
+        description="One model, if this key may use it (OpenAI model shape)",
+        openapi_extra=_meta("openai"),
+    )
+    async def get_model(request: Request, model: str) -> Response:
+        return await chat.get_model(request, "openai", model)
+
+    @app.get(
         "/api/public/spec",
         description="This description: routes, error table, auth styles, models",
         openapi_extra=_meta("pisces", auth=False),

@@ -113,12 +113,22 @@ async def _stream(
                 ctx.error = "stream_cut"
 
 
+def _model_object(gw: Gateway, model: str) -> dict[str, Any]:
+    return {"id": model, "object": "model", "created": 0, "owned_by": gw.model_owner(model)}
+
+
 async def list_models(request: Request, protocol: str) -> Response:
     gw, ctx = _start(request, protocol)
     key = await _authenticate(request, gw, ctx)
-    data = [
-        {"id": m, "object": "model", "created": 0, "owned_by": gw.model_owner(m)}
-        for m in gw.config.available_models()
-        if key.allows(m)
-    ]
+    data = [_model_object(gw, m) for m in gw.config.available_models() if key.allows(m)]
     return json_response({"object": "list", "data": data, "pisces": ctx.pisces()})
+
+
+async def get_model(request: Request, protocol: str, model: str) -> Response:
+    gw, ctx = _start(request, protocol)
+    key = await _authenticate(request, gw, ctx)
+    canonical = gw.config.resolve(model)
+    if canonical not in gw.config.available_models() or not (key.allows(canonical) or key.allows(model)):
+        raise PiscesError("model_not_found", f"The model '{model}' does not exist or you do not have access to it.",
+                          param="model")  # fmt: skip
+    return json_response({**_model_object(gw, canonical), "pisces": ctx.pisces()})
