@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
-from pisces.canonical import ChatRequest, ErrorEvent, ResponseAccumulator, StreamEvent
+from pisces.canonical import (
+    ChatRequest,
+    ErrorEvent,
+    Finish,
+    StreamEvent,
+    StreamStart,
+    UsageEvent,
+    merge_usage,
+)
 from pisces.errors import PiscesError
 from pisces.pipeline.auth import extract_key
 from pisces.pipeline.context import RequestContext
@@ -77,17 +85,29 @@ async def handle(request: Request, protocol: str) -> Response:
     return json_response(codec.encode_response(resp, ctx.pisces()))
 
 
+def _note(ctx: RequestContext, ev: StreamEvent) -> None:
+    """What the log (and billing) needs of a stream, without keeping its content."""
+    if isinstance(ev, UsageEvent | StreamStart):
+        if ev.usage is not None:
+            ctx.usage = merge_usage(ctx.usage, ev.usage)
+    elif isinstance(ev, Finish):
+        ctx.finish = ev.reason
+    elif isinstance(ev, ErrorEvent):
+        ctx.error = ev.code
+
+
 async def _stream(
-    ctx: RequestContext, codec: Any, req: ChatRequest, first: StreamEvent, events: AsyncIterator[StreamEvent]
+    ctx: RequestContext,
+    codec: Any,
+    req: ChatRequest,
+    first: StreamEvent,
+    events: AsyncGenerator[StreamEvent, None],
 ) -> AsyncIterator[bytes]:
     encoder = codec.StreamEncoder(ctx.pisces(), include_usage=req.stream_usage)
-    acc = ResponseAccumulator()
     try:
         ev: StreamEvent | None = first
         while ev is not None:
-            acc.add(ev)
-            if isinstance(ev, ErrorEvent):
-                ctx.error = ev.code
+            _note(ctx, ev)
             chunk = encoder.encode(ev)
             if chunk:
                 yield chunk
@@ -104,13 +124,10 @@ async def _stream(
         yield encoder.close()
     finally:
         with anyio.CancelScope(shield=True):
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            # the status is 200 once started: a stream that failed or was cut says so in `error`
-            ctx.usage, ctx.finish = acc.usage, acc.finish_reason
-            if ctx.error is None and acc.finish_reason is None:
-                ctx.error = "stream_cut"
+            await events.aclose()
+        # the status is 200 once started: a stream that failed or was cut says so in `error`
+        if ctx.error is None and ctx.finish is None:
+            ctx.error = "stream_cut"
 
 
 def _model_object(gw: Gateway, model: str) -> dict[str, Any]:
@@ -128,7 +145,7 @@ async def get_model(request: Request, protocol: str, model: str) -> Response:
     gw, ctx = _start(request, protocol)
     key = await _authenticate(request, gw, ctx)
     canonical = gw.config.resolve(model)
-    if canonical not in gw.config.available_models() or not (key.allows(canonical) or key.allows(model)):
+    if canonical not in gw.config.available_models() or not key.allows(canonical, model):
         raise PiscesError("model_not_found", f"The model '{model}' does not exist or you do not have access to it.",
                           param="model")  # fmt: skip
     return json_response({**_model_object(gw, canonical), "pisces": ctx.pisces()})

@@ -17,6 +17,7 @@ def log_request(ctx: RequestContext, status: int, path: str) -> None:
         "protocol": ctx.protocol,
         "key_id": ctx.key.key_id if ctx.key else None,
         "model": ctx.client_model,
+        "resolved_model": ctx.model,
         "upstream_model": ctx.upstream_model,
         "channel": ctx.channel,
         "attempts": ctx.attempts,

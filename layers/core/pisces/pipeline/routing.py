@@ -9,7 +9,8 @@ client's response starts.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TypeVar
 
 from pisces.canonical import ChatRequest, ChatResponse, StreamEvent
 from pisces.config import ChannelConfig, Config
@@ -17,6 +18,8 @@ from pisces.errors import PiscesError
 from pisces.pipeline.context import RequestContext
 from pisces.store.keys import KeyRecord
 from pisces.upstreams.base import Channel, UpstreamError
+
+T = TypeVar("T")
 
 
 def _weighted_order(channels: list[ChannelConfig], rng: random.Random) -> list[ChannelConfig]:
@@ -45,47 +48,45 @@ class Router:
                 f"The model '{model}' does not exist or you do not have access to it.",
                 param="model",
             )
-        if not (key.allows(canonical) or key.allows(model)):
+        if not key.allows(canonical, model):
             raise PiscesError("model_not_allowed", f"This API key may not use the model '{model}'.", param="model")
         ordered: list[ChannelConfig] = []
         for prio in sorted({c.priority for c in serving}):
             ordered += _weighted_order([c for c in serving if c.priority == prio], self.rng)
         return [(self.channels[c.name], c.models[canonical]) for c in ordered]
 
-    async def complete(self, ctx: RequestContext, req: ChatRequest, key: KeyRecord) -> ChatResponse:
+    async def _first_that_answers(
+        self, ctx: RequestContext, req: ChatRequest, key: KeyRecord, call: Callable[[Channel, str], Awaitable[T]]
+    ) -> T:
+        """``call`` on each candidate in order until one answers; a retryable failure moves on."""
         last: UpstreamError | None = None
         for channel, upstream_model in self.resolve(ctx, req.model, key):
             ctx.channel, ctx.upstream_model = channel.name, upstream_model
             ctx.attempts.append(channel.name)
             try:
-                return await channel.complete(req, upstream_model)
+                return await call(channel, upstream_model)
             except UpstreamError as e:
                 if not e.retryable:
                     raise
                 last = e
         raise self._exhausted(last)
 
+    async def complete(self, ctx: RequestContext, req: ChatRequest, key: KeyRecord) -> ChatResponse:
+        return await self._first_that_answers(ctx, req, key, lambda channel, model: channel.complete(req, model))
+
     async def open_stream(
         self, ctx: RequestContext, req: ChatRequest, key: KeyRecord
-    ) -> tuple[StreamEvent, AsyncIterator[StreamEvent]]:
+    ) -> tuple[StreamEvent, AsyncGenerator[StreamEvent, None]]:
         """The first event and the rest of a stream from the first channel that starts one."""
-        last: UpstreamError | None = None
-        for channel, upstream_model in self.resolve(ctx, req.model, key):
-            ctx.channel, ctx.upstream_model = channel.name, upstream_model
-            ctx.attempts.append(channel.name)
-            events = aiter(channel.stream(req, upstream_model))
+
+        async def start(channel: Channel, model: str) -> tuple[StreamEvent, AsyncGenerator[StreamEvent, None]]:
+            events = channel.stream(req, model)
             try:
-                first = await anext(events)
-            except UpstreamError as e:
-                if not e.retryable:
-                    raise
-                last = e
-                continue
+                return await anext(events), events
             except StopAsyncIteration:
-                last = UpstreamError("upstream_error", "upstream sent an empty stream", retryable=True)
-                continue
-            return first, events
-        raise self._exhausted(last)
+                raise UpstreamError("upstream_error", "upstream sent an empty stream", retryable=True) from None
+
+        return await self._first_that_answers(ctx, req, key, start)
 
     @staticmethod
     def _exhausted(last: UpstreamError | None) -> PiscesError:

@@ -24,4 +24,3 @@ from pisces.protocols import openai_chat
 CODECS: dict[str, ModuleType] = {
     openai_chat.NAME: openai_chat,
 }
-

@@ -32,8 +32,11 @@ class KeyRecord(BaseModel):
     allowed_models: list[str] = Field(default_factory=list)  # glob patterns; empty = every model
     created_at: str = ""
 
-    def allows(self, model: str) -> bool:
-        return not self.allowed_models or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
+    def allows(self, *names: str) -> bool:
+        """Whether the key may use a model known by any of ``names`` (its canonical name, an alias)."""
+        return not self.allowed_models or any(
+            fnmatch.fnmatchcase(name, p) for name in names for p in self.allowed_models
+        )
 
     def public(self) -> dict[str, Any]:
         """What the admin API and CLI show: never the hash."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import httpx
 
@@ -67,7 +67,7 @@ class Channel(abc.ABC):
         """Answer ``req`` with the upstream's ``model`` in one piece."""
 
     @abc.abstractmethod
-    def stream(self, req: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
+    def stream(self, req: ChatRequest, model: str) -> AsyncGenerator[StreamEvent, None]:
         """Answer ``req`` as canonical stream events, yielded as the upstream sends them."""
 
     def timeout(self) -> httpx.Timeout:

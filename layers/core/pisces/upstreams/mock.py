@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from pisces.canonical import (
@@ -155,7 +155,7 @@ class MockChannel(Channel):
     async def complete(self, req: ChatRequest, model: str) -> ChatResponse:
         return self._respond(req, model)
 
-    async def stream(self, req: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
+    async def stream(self, req: ChatRequest, model: str) -> AsyncGenerator[StreamEvent, None]:
         resp = self._respond(req, model)
         yield StreamStart(id=resp.id, model=resp.model, created=resp.created)
         for i, part in enumerate(resp.content):

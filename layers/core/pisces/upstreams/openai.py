@@ -7,7 +7,7 @@ the OpenAI client door. Streams are decoded chunk by chunk as they arrive, never
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import httpx
 
@@ -61,7 +61,7 @@ class OpenAIChannel(Channel):
             raise UpstreamError("upstream_error", "upstream: the response is not JSON", retryable=False) from None
         return openai_chat.decode_response(payload)
 
-    async def stream(self, req: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
+    async def stream(self, req: ChatRequest, model: str) -> AsyncGenerator[StreamEvent, None]:
         body = openai_chat.encode_request(req.model_copy(update={"stream": True}), model)
         resp = await self._send(body, stream=True)
         parser, decoder = SSEParser(), openai_chat.StreamDecoder()
