@@ -54,7 +54,7 @@ def serve_gateway(port: int, upstream: str) -> None:
     os.environ["BENCH_UPSTREAM_KEY"] = UPSTREAM_SECRET
     LocalDynamo().start()
     store = KeyStore(dynamo.client(), table_name("keys"))
-    store.create(name="bench", plaintext=KEY)
+    store.create(name="bench", plaintext=KEY, balance=10**15, rpm=0, tpm=0)
     cfg = parse_config(
         {
             "channels": [

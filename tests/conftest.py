@@ -12,7 +12,7 @@ from pisces.localaws import LocalDynamo
 from pisces.store import dynamo
 from pisces.store.keys import KeyRecord, KeyStore
 from pisces.store.schema import table_name
-from support.config import gateway_config
+from support.config import TEST_BALANCE, gateway_config
 from support.fake_openai import UPSTREAM_SECRET, FakeOpenAI
 from support.servers import ServerThread
 
@@ -53,8 +53,9 @@ class Gateway:
     def v1(self) -> str:
         return f"{self.url}/v1"
 
-    def new_key(self, models: list[str] | None = None, name: str = "test") -> str:
-        return self.store.create(name=name, models=models)[0]
+    def new_key(self, models: list[str] | None = None, name: str = "test", **money: int | None) -> str:
+        """A key with TEST_BALANCE unless ``balance=`` says otherwise (also monthly_budget, rpm, tpm)."""
+        return self.store.create(name=name, models=models, **{"balance": TEST_BALANCE, **money})[0]
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +66,6 @@ def gateway(key_store: KeyStore, fake_openai: FakeOpenAI) -> Iterator[Gateway]:
     os.environ.pop("PISCES_TEST_UNSET_VARIABLE", None)
     app = create_app(gateway_config(fake_openai.url), key_store)  # type: ignore[attr-defined]
     server = ServerThread(app).start()
-    key, rec = key_store.create(name="contract")
+    key, rec = key_store.create(name="contract", balance=TEST_BALANCE)
     yield Gateway(server.url, key, rec, key_store, fake_openai)
     server.stop()

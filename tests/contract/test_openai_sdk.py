@@ -78,9 +78,12 @@ def test_mock_echo_stream(client):
     assert len(deltas) >= 3, "the mock streams in several chunks"
     assert "".join(deltas) == text
     assert _pisces(chunks[0])["channel"] == "mock"
-    assert all("pisces" not in (c.model_extra or {}) for c in chunks[1:])
+    assert all("pisces" not in (c.model_extra or {}) for c in chunks[1:-1])
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+    # the usage chunk carries the pisces object again, with the cost (micro-dollars; mock-echo: $1/$2 per M)
+    u = chunks[-1].usage
+    assert _pisces(chunks[-1])["cost"] == u.prompt_tokens * 1 + u.completion_tokens * 2
 
 
 def test_mock_max_tokens_and_stop(client):

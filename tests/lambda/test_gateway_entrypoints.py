@@ -15,7 +15,7 @@ from mangum import Mangum
 
 from pisces.localaws import free_port
 from pisces.protocols.sse import SSEParser
-from support.config import gateway_config
+from support.config import TEST_BALANCE, gateway_config
 from support.servers import wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ def run_sh(local_dynamo, key_store):
     proc = subprocess.Popen(["bash", "run.sh"], cwd=ROOT / "functions" / "gateway", env=env)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc)
-        yield f"http://127.0.0.1:{port}", key_store.create(name="run.sh")[0]
+        yield f"http://127.0.0.1:{port}", key_store.create(name="run.sh", balance=TEST_BALANCE)[0]
     finally:
         proc.terminate()
         proc.wait(timeout=10)

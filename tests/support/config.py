@@ -5,6 +5,8 @@ from __future__ import annotations
 from pisces.config import Config, parse_config
 from pisces.localaws import free_port
 
+TEST_BALANCE = 10**12  # micro-dollars ($1M): enough that no test but the money tests ever runs out
+
 
 def gateway_config(upstream_url: str, **limits: object) -> Config:
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
@@ -46,7 +48,10 @@ def gateway_config(upstream_url: str, **limits: object) -> Config:
                     "models": ["never-listed"],
                 },
             ],
-            "models": {"mock-echo": {"aliases": ["mock"]}, "gpt-fake": {"aliases": ["gpt-fake-latest"]}},
+            "models": {
+                "mock-echo": {"aliases": ["mock"], "price": {"input": 1, "output": 2}},
+                "gpt-fake": {"aliases": ["gpt-fake-latest"], "price": {"input": 2, "output": 8, "cached_input": 0.5}},
+            },
             "limits": {"max_body_bytes": 65536, "key_cache_seconds": 0.5, **limits},
         }
     )

@@ -8,6 +8,7 @@ import openai
 
 from pisces.config import ChannelConfig, parse_config
 from pisces.upstreams.credentials import resolve_api_key
+from support.config import TEST_BALANCE
 from support.fake_openai import UPSTREAM_SECRET
 from support.servers import ServerThread
 
@@ -35,7 +36,7 @@ def test_channel_with_secret_reaches_upstream(local_dynamo, key_store, fake_open
                                       "api_key_secret_arn": arn, "models": ["gpt-fake"]}]})  # fmt: skip
     server = ServerThread(create_app(cfg, key_store)).start()
     try:
-        key = key_store.create(name="sm")[0]
+        key = key_store.create(name="sm", balance=TEST_BALANCE)[0]
         c = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
         raw = c.chat.completions.with_raw_response.create(
             model="gpt-fake", messages=[{"role": "user", "content": "hi"}]

@@ -1060,7 +1060,7 @@ def test_encoder_include_usage_puts_usage_last_after_finish():
     *body, last = chunks
     assert all(c["usage"] is None for c in body)
     assert body[-1]["choices"][0]["finish_reason"] == "tool_calls"
-    assert last["choices"] == [] and "pisces" not in last
+    assert last["choices"] == [] and last["pisces"]["request_id"]  # the usage chunk repeats the pisces object
     assert last["usage"]["prompt_tokens"] == 10 and last["usage"]["completion_tokens"] == 20
     assert last["usage"]["total_tokens"] == 30
     assert last["usage"]["prompt_tokens_details"]["cached_tokens"] == 4

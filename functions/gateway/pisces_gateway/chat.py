@@ -6,6 +6,7 @@ codec (``pisces.protocols``), everything else is here and in ``pisces.pipeline``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -21,18 +22,26 @@ from pisces.canonical import (
     Finish,
     StreamEvent,
     StreamStart,
+    TextDelta,
+    ThinkingDelta,
+    ToolArgsDelta,
     UsageEvent,
     merge_usage,
 )
 from pisces.errors import PiscesError
 from pisces.pipeline.auth import extract_key
+from pisces.pipeline.billing import Bill, cost_of
 from pisces.pipeline.context import RequestContext
 from pisces.pipeline.gateway import Gateway
+from pisces.pipeline.idempotency import HEADER as IDEMPOTENCY_HEADER
+from pisces.pipeline.idempotency import REPLAYED, Claim, Stored
 from pisces.pipeline.logs import logger
 from pisces.protocols import CODECS
 from pisces.store.keys import KeyRecord
-from pisces_gateway.middleware import json_response
+from pisces.tokens import estimate_text
+from pisces_gateway.middleware import JSON, json_bytes, json_response
 
+SSE_MEDIA = "text/event-stream; charset=utf-8"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -67,27 +76,65 @@ async def read_json(request: Request, limit: int) -> Any:
 
 
 async def handle(request: Request, protocol: str) -> Response:
+    """A protocol door whose wire request names its model and stream flag in the body."""
     gw, ctx = _start(request, protocol)
     codec = CODECS[protocol]
     key = await _authenticate(request, gw, ctx)
-    req: ChatRequest = codec.decode_request(await read_json(request, gw.config.limits.max_body_bytes))
+    body = await read_json(request, gw.config.limits.max_body_bytes)
+    return await serve(request, gw, ctx, codec, codec.decode_request(body), key, body)
+
+
+async def serve(
+    request: Request, gw: Gateway, ctx: RequestContext, codec: Any, req: ChatRequest, key: KeyRecord, body: Any
+) -> Response:
+    """The pipeline after decoding: route, idempotency, admission, upstream, respond, settle."""
     ctx.stream = req.stream
+    candidates = gw.router.resolve(ctx, req.model, key)
+    claim = await gw.idempotency.begin(request.headers.get(IDEMPOTENCY_HEADER), key.key_id, request.url.path, body)
+    if isinstance(claim, Stored):
+        ctx.headers[REPLAYED] = "true"
+        if claim.media_type.startswith("text/event-stream"):
+            return StreamingResponse(claim.replay(), claim.status, media_type=claim.media_type, headers=SSE_HEADERS)
+        return Response(b"".join(claim.chunks), claim.status, media_type=claim.media_type)
+    try:
+        bill = await gw.billing.admit(ctx, req, key)
+    except BaseException:
+        if claim:
+            await gw.idempotency.abort(claim)
+        raise
+    try:
+        if req.stream:
+            first, events = await gw.router.open_stream(ctx, req, candidates)
+        else:
+            resp = await gw.router.complete(ctx, req, candidates)
+    except BaseException as exc:
+        err = exc if isinstance(exc, PiscesError) else None
+        ctx.error = err.code if err else "internal_error"
+        gw.billing.settle_later(ctx, req, bill, err.status if err else 500)
+        if claim:
+            await gw.idempotency.abort(claim)
+        raise
     if req.stream:
-        first, events = await gw.router.open_stream(ctx, req, key)
         ctx.first_byte = time.perf_counter()
         return StreamingResponse(
-            _stream(ctx, codec, req, first, events),
-            media_type="text/event-stream; charset=utf-8",
-            headers=SSE_HEADERS,
+            _stream(gw, ctx, codec, req, bill, claim, first, events), media_type=SSE_MEDIA, headers=SSE_HEADERS
         )
-    resp = await gw.router.complete(ctx, req, key)
     ctx.usage, ctx.finish = resp.usage, resp.finish_reason
-    return json_response(codec.encode_response(resp, ctx.pisces()))
+    ctx.cost = cost_of(gw.config.price(ctx.model or req.model), resp.usage)
+    payload = json_bytes(codec.encode_response(resp, ctx.pisces()))
+    if claim:
+        await gw.idempotency.complete(claim, Stored(200, JSON, [payload]))
+    gw.billing.settle_later(ctx, req, bill, 200)
+    return Response(payload, media_type=JSON)
 
 
 def _note(ctx: RequestContext, ev: StreamEvent) -> None:
-    """What the log (and billing) needs of a stream, without keeping its content."""
-    if isinstance(ev, UsageEvent | StreamStart):
+    """What the log and billing need of a stream, without keeping its content."""
+    if isinstance(ev, TextDelta | ThinkingDelta):
+        ctx.generated_tokens += estimate_text(ev.text)
+    elif isinstance(ev, ToolArgsDelta):
+        ctx.generated_tokens += estimate_text(ev.delta)
+    elif isinstance(ev, UsageEvent | StreamStart):
         if ev.usage is not None:
             ctx.usage = merge_usage(ctx.usage, ev.usage)
     elif isinstance(ev, Finish):
@@ -97,22 +144,35 @@ def _note(ctx: RequestContext, ev: StreamEvent) -> None:
 
 
 async def _stream(
+    gw: Gateway,
     ctx: RequestContext,
     codec: Any,
     req: ChatRequest,
+    bill: Bill,
+    claim: Claim | None,
     first: StreamEvent,
     events: AsyncGenerator[StreamEvent, None],
 ) -> AsyncIterator[bytes]:
     encoder = codec.StreamEncoder(ctx.pisces(), include_usage=req.stream_usage)
+    sent: list[bytes] = []  # kept only for an Idempotency-Key's replay
     try:
         ev: StreamEvent | None = first
         while ev is not None:
             _note(ctx, ev)
             chunk = encoder.encode(ev)
             if chunk:
+                if claim:
+                    sent.append(chunk)
                 yield chunk
             ev = await anext(events, None)
-        yield encoder.close()
+        if ctx.usage is not None and ctx.finish is not None:
+            ctx.cost = encoder.pisces["cost"] = cost_of(gw.config.price(ctx.model or req.model), ctx.usage)
+        tail = encoder.close()
+        sent.append(tail)
+        yield tail
+    except (asyncio.CancelledError, GeneratorExit):
+        ctx.error = ctx.error or "client_cut"
+        raise
     except Exception as exc:  # a fault of ours mid-stream: tell the client in-protocol, then stop
         if isinstance(exc, PiscesError):
             err = ErrorEvent(code=exc.code, message=exc.message, status=exc.status)
@@ -125,9 +185,14 @@ async def _stream(
     finally:
         with anyio.CancelScope(shield=True):
             await events.aclose()
-        # the status is 200 once started: a stream that failed or was cut says so in `error`
-        if ctx.error is None and ctx.finish is None:
-            ctx.error = "stream_cut"
+            # the status is 200 once started: a stream that failed or was cut says so in `error`
+            if ctx.error is None and ctx.finish is None:
+                ctx.error = "stream_cut"
+            gw.billing.settle_later(ctx, req, bill, 200)
+            if claim and ctx.error is None:
+                await gw.idempotency.complete(claim, Stored(200, SSE_MEDIA, sent))
+            elif claim:
+                await gw.idempotency.abort(claim)
 
 
 def _model_object(gw: Gateway, model: str) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from pisces.store import dynamo
 from pisces.store.keys import KeyStore
 from pisces.store.schema import table_name
 
+DEMO_BALANCE = 100 * 1_000_000  # the demo key starts with $100 of credit (micro-dollars)
+
 
 def main() -> int:
     port = int(os.environ.get("PORT", "3000"))
@@ -34,7 +36,9 @@ def main() -> int:
     local = LocalDynamo(port=dynamo_port).start()
     store = KeyStore(dynamo.client(), table_name("keys"))
     try:
-        demo_key, _ = store.create(name="demo", plaintext=os.environ.get("PISCES_DEV_KEY") or None)
+        demo_key, _ = store.create(
+            name="demo", plaintext=os.environ.get("PISCES_DEV_KEY") or None, balance=DEMO_BALANCE
+        )
     except ValueError as e:
         print(f"pisces: PISCES_DEV_KEY: {e}", file=sys.stderr)
         local.stop()

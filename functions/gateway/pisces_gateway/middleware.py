@@ -23,9 +23,12 @@ def protocol_for_path(path: str) -> str:
     return "openai"
 
 
+def json_bytes(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return Response(data, status_code=status, media_type=JSON, headers=headers)
+    return Response(json_bytes(body), status_code=status, media_type=JSON, headers=headers)
 
 
 def context_of(request: Request, protocol: str | None = None) -> RequestContext:
@@ -70,7 +73,11 @@ class RequestIdMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Request-Id"] = rid
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-Id"] = rid
+                ctx = scope["state"].get("ctx")
+                for name, value in (ctx.headers.items() if ctx is not None else ()):
+                    headers.setdefault(name, value)
             await send(message)
 
         request = Request(scope)

@@ -4,7 +4,7 @@ Example::
 
     channels:
       - name: openai
-        kind: openai                       # openai | mock (anthropic, gemini, bedrock: later)
+        kind: openai                       # openai | anthropic | mock (gemini, bedrock: later)
         base_url: https://api.openai.com/v1
         api_key_env: OPENAI_API_KEY        # or api_key_secret_arn: arn:aws:secretsmanager:...
         models: [gpt-4o-mini]              # or a mapping {client name: upstream name}
@@ -43,8 +43,9 @@ class Price(_Strict):
     input: int = 0
     output: int = 0
     cached_input: int | None = None  # defaults to the input price
+    cache_write: int | None = None  # prompt tokens written to a cache (Anthropic); defaults to the input price
 
-    @field_validator("input", "output", "cached_input", mode="before")
+    @field_validator("input", "output", "cached_input", "cache_write", mode="before")
     @classmethod
     def _usd_to_micros(cls, v: Any) -> Any:
         if v is None or isinstance(v, bool):
@@ -61,11 +62,13 @@ class ModelConfig(_Strict):
     aliases: list[str] = Field(default_factory=list)
     price: Price = Field(default_factory=Price)
     description: str = ""
+    # The output a request may cost at most when it sets no max_tokens: what admission holds.
+    max_output_tokens: int = Field(default=8192, ge=1)
 
 
 class ChannelConfig(_Strict):
     name: str
-    kind: Literal["openai", "mock"]
+    kind: Literal["openai", "anthropic", "mock"]
     base_url: str | None = None
     api_key_env: str | None = None
     api_key_secret_arn: str | None = None
@@ -108,6 +111,11 @@ class ChannelConfig(_Strict):
 class Limits(_Strict):
     max_body_bytes: int = 6 * 1024 * 1024  # the Lambda request payload limit
     key_cache_seconds: float = 30.0
+    # Per-key defaults (a key's own values override them); 0 means unlimited.
+    requests_per_minute: int = Field(default=600, ge=0)
+    tokens_per_minute: int = Field(default=2_000_000, ge=0)
+    idempotency_hours: int = Field(default=24, ge=1)
+    usage_retention_days: int = Field(default=400, ge=1)
 
 
 class Config(_Strict):
@@ -151,9 +159,12 @@ class Config(_Strict):
                     out.setdefault(self.resolve(m), None)
         return list(out)
 
+    def model(self, name: str) -> ModelConfig:
+        """The configuration of a canonical model name (defaults when it has no entry)."""
+        return self.models.get(name) or ModelConfig()
+
     def price(self, model: str) -> Price:
-        mc = self.models.get(model)
-        return mc.price if mc else Price()
+        return self.model(model).price
 
 
 class ConfigError(Exception):

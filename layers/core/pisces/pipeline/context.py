@@ -44,15 +44,22 @@ class RequestContext:
     usage: Usage | None = None
     finish: str | None = None
     error: str | None = None
+    generated_tokens: int = 0  # counted as a stream passes: what a cut stream is charged for
+    cost: int | None = None  # micro-dollars, once known
+    # added to the response's headers, whatever it turns out to be (rate limits, replay marker)
+    headers: dict[str, str] = field(default_factory=dict)
 
     def pisces(self) -> dict[str, Any]:
-        return {
+        out = {
             "gateway": GATEWAY_NAME,
             "protocol": self.protocol,
             "request_id": self.request_id,
             "channel": self.channel,
             "timestamp": utc_timestamp(),
         }
+        if self.cost is not None:
+            out["cost"] = self.cost
+        return out
 
     def elapsed_ms(self, since: float | None = None) -> float:
         return round(((since or time.perf_counter()) - self.started) * 1000, 2)

@@ -9,10 +9,14 @@ import httpx
 
 from pisces.config import Config
 from pisces.pipeline.auth import Authenticator
+from pisces.pipeline.billing import Billing
+from pisces.pipeline.idempotency import Idempotency
 from pisces.pipeline.routing import Router
 from pisces.store import dynamo
 from pisces.store.keys import KeyStore
+from pisces.store.ledger import Ledger
 from pisces.store.schema import table_name
+from pisces.store.usage import UsageStore
 from pisces.upstreams import build_channel
 from pisces.upstreams.base import new_http_client
 
@@ -23,6 +27,10 @@ class Gateway:
     ) -> None:
         self.config = config
         self.keys = key_store or KeyStore(dynamo.client(), table_name("keys"))
+        db = self.keys.client
+        self.usage = UsageStore(db, table_name("usage"))
+        self.billing = Billing(config, Ledger(db, self.keys.table, self.usage.table))
+        self.idempotency = Idempotency(table_name("idempotency"), db, config.limits.idempotency_hours)
         self.http = http or new_http_client()
         self.auth = Authenticator(self.keys, config.limits.key_cache_seconds)
         self.channels = {c.name: build_channel(c, self.http) for c in config.channels}
@@ -33,4 +41,5 @@ class Gateway:
         return serving[0].kind if serving else "pisces"
 
     async def aclose(self) -> None:
+        await self.billing.drain()
         await self.http.aclose()

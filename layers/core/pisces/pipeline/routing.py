@@ -20,6 +20,7 @@ from pisces.store.keys import KeyRecord
 from pisces.upstreams.base import Channel, UpstreamError
 
 T = TypeVar("T")
+Candidates = list[tuple[Channel, str]]  # (channel, the upstream's model name), in the order to try
 
 
 def _weighted_order(channels: list[ChannelConfig], rng: random.Random) -> list[ChannelConfig]:
@@ -37,7 +38,7 @@ class Router:
         self.channels = channels
         self.rng = rng or random.Random()
 
-    def resolve(self, ctx: RequestContext, model: str, key: KeyRecord) -> list[tuple[Channel, str]]:
+    def resolve(self, ctx: RequestContext, model: str, key: KeyRecord) -> Candidates:
         """The ordered (channel, upstream model) candidates, or the client's 404/403."""
         canonical = self.config.resolve(model)
         ctx.client_model, ctx.model = model, canonical
@@ -55,12 +56,13 @@ class Router:
             ordered += _weighted_order([c for c in serving if c.priority == prio], self.rng)
         return [(self.channels[c.name], c.models[canonical]) for c in ordered]
 
+    @staticmethod
     async def _first_that_answers(
-        self, ctx: RequestContext, req: ChatRequest, key: KeyRecord, call: Callable[[Channel, str], Awaitable[T]]
+        ctx: RequestContext, candidates: Candidates, call: Callable[[Channel, str], Awaitable[T]]
     ) -> T:
         """``call`` on each candidate in order until one answers; a retryable failure moves on."""
         last: UpstreamError | None = None
-        for channel, upstream_model in self.resolve(ctx, req.model, key):
+        for channel, upstream_model in candidates:
             ctx.channel, ctx.upstream_model = channel.name, upstream_model
             ctx.attempts.append(channel.name)
             try:
@@ -69,13 +71,13 @@ class Router:
                 if not e.retryable:
                     raise
                 last = e
-        raise self._exhausted(last)
+        raise Router._exhausted(last)
 
-    async def complete(self, ctx: RequestContext, req: ChatRequest, key: KeyRecord) -> ChatResponse:
-        return await self._first_that_answers(ctx, req, key, lambda channel, model: channel.complete(req, model))
+    async def complete(self, ctx: RequestContext, req: ChatRequest, candidates: Candidates) -> ChatResponse:
+        return await self._first_that_answers(ctx, candidates, lambda channel, model: channel.complete(req, model))
 
     async def open_stream(
-        self, ctx: RequestContext, req: ChatRequest, key: KeyRecord
+        self, ctx: RequestContext, req: ChatRequest, candidates: Candidates
     ) -> tuple[StreamEvent, AsyncGenerator[StreamEvent, None]]:
         """The first event and the rest of a stream from the first channel that starts one."""
 
@@ -86,7 +88,7 @@ class Router:
             except StopAsyncIteration:
                 raise UpstreamError("upstream_error", "upstream sent an empty stream", retryable=True) from None
 
-        return await self._first_that_answers(ctx, req, key, start)
+        return await self._first_that_answers(ctx, candidates, start)
 
     @staticmethod
     def _exhausted(last: UpstreamError | None) -> PiscesError:

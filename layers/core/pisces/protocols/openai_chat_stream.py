@@ -261,7 +261,7 @@ class StreamEncoder:
         if self.include_usage and self.usage is not None:
             tail = _data({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                           "model": self.model, "system_fingerprint": None, "choices": [],
-                          "usage": usage_to(self.usage)})  # fmt: skip
+                          "usage": usage_to(self.usage), "pisces": self.pisces})  # fmt: skip
         return tail + b"data: [DONE]\n\n"
 
 

@@ -31,6 +31,12 @@ class KeyRecord(BaseModel):
     status: Literal["active", "revoked"] = "active"
     allowed_models: list[str] = Field(default_factory=list)  # glob patterns; empty = every model
     created_at: str = ""
+    # Money, in integer micro-dollars. ``balance`` as last read: admission reads the live value.
+    balance: int = 0
+    monthly_budget: int | None = None  # None: no budget, the balance alone limits spending
+    # Rate limits per minute; None: the configuration's default, 0: unlimited.
+    rpm: int | None = None
+    tpm: int | None = None
 
     def allows(self, *names: str) -> bool:
         """Whether the key may use a model known by any of ``names`` (its canonical name, an alias)."""
@@ -52,8 +58,17 @@ def _item(rec: KeyRecord) -> dict[str, Any]:
         "status": {"S": rec.status},
         "created_at": {"S": rec.created_at},
         "allowed_models": {"L": [{"S": m} for m in rec.allowed_models]},
+        "balance": {"N": str(rec.balance)},
     }
+    for attr in ("monthly_budget", "rpm", "tpm"):
+        value = getattr(rec, attr)
+        if value is not None:
+            item[attr] = {"N": str(value)}
     return item
+
+
+def _num(item: dict[str, Any], attr: str) -> int | None:
+    return int(item[attr]["N"]) if attr in item else None
 
 
 def _record(item: dict[str, Any]) -> KeyRecord:
@@ -65,6 +80,10 @@ def _record(item: dict[str, Any]) -> KeyRecord:
         status=item.get("status", {}).get("S", "active"),
         allowed_models=[m["S"] for m in item.get("allowed_models", {}).get("L", [])],
         created_at=item.get("created_at", {}).get("S", ""),
+        balance=_num(item, "balance") or 0,
+        monthly_budget=_num(item, "monthly_budget"),
+        rpm=_num(item, "rpm"),
+        tpm=_num(item, "tpm"),
     )
 
 
@@ -76,9 +95,17 @@ class KeyStore:
         self.table = table
 
     def create(
-        self, name: str = "", models: list[str] | None = None, plaintext: str | None = None
+        self,
+        name: str = "",
+        models: list[str] | None = None,
+        plaintext: str | None = None,
+        *,
+        balance: int = 0,
+        monthly_budget: int | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
     ) -> tuple[str, KeyRecord]:
-        """A new key; the plaintext is returned once and never stored."""
+        """A new key (money in micro-dollars); the plaintext is returned once and never stored."""
         plaintext = plaintext or new_key()
         if not plaintext.startswith(KEY_PREFIX) or len(plaintext) < len(KEY_PREFIX) + 16:
             raise ValueError(f"a key must look like {KEY_PREFIX}<at least 16 characters>")
@@ -88,6 +115,10 @@ class KeyStore:
             prefix=plaintext[:DISPLAY_CHARS],
             name=name,
             allowed_models=list(models or []),
+            balance=balance,
+            monthly_budget=monthly_budget,
+            rpm=rpm,
+            tpm=tpm,
             created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         )
         self.client.put_item(
@@ -132,6 +163,51 @@ class KeyStore:
             ExpressionAttributeValues={":r": {"S": "revoked"}},
         )
         return rec.model_copy(update={"status": "revoked"})
+
+    def top_up(self, key_id: str, micros: int) -> KeyRecord | None:
+        """Add ``micros`` (> 0) to the key's balance in one atomic update; None for an unknown key."""
+        if micros <= 0:
+            raise ValueError("a top-up must be a positive amount")
+        rec = self.get_by_id(key_id)
+        if rec is None:
+            return None
+        try:
+            res = self.client.update_item(
+                TableName=self.table,
+                Key={"key_hash": {"S": rec.key_hash}},
+                UpdateExpression="ADD balance :a",
+                ConditionExpression="attribute_exists(key_hash)",
+                ExpressionAttributeValues={":a": {"N": str(micros)}},
+                ReturnValues="ALL_NEW",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return None
+        return _record(res["Attributes"])
+
+    def set_limits(self, key_id: str, **limits: int | None) -> KeyRecord | None:
+        """Set (a number) or clear (None) ``monthly_budget``, ``rpm``, ``tpm``; None for an unknown key."""
+        rec = self.get_by_id(key_id)
+        if rec is None:
+            return None
+        sets = {k: v for k, v in limits.items() if v is not None}
+        removes = [k for k, v in limits.items() if v is None]
+        expr = ""
+        if sets:
+            expr += "SET " + ", ".join(f"{k} = :{k}" for k in sets)
+        if removes:
+            expr += " REMOVE " + ", ".join(removes)
+        if not expr:
+            return rec
+        kwargs: dict[str, Any] = {"ExpressionAttributeValues": {f":{k}": {"N": str(v)} for k, v in sets.items()}}
+        res = self.client.update_item(
+            TableName=self.table,
+            Key={"key_hash": {"S": rec.key_hash}},
+            UpdateExpression=expr.strip(),
+            ConditionExpression="attribute_exists(key_hash)",
+            ReturnValues="ALL_NEW",
+            **(kwargs if sets else {}),
+        )
+        return _record(res["Attributes"])
 
 
 class KeyCache:

@@ -1,0 +1,202 @@
+"""Prices, admission (rate limits, balance, budget) and exactly-once settlement of every request.
+
+Money is integer micro-dollars throughout; a request's cost is rounded up to the micro-dollar.
+Admission holds the request's maximum cost in the same write that counts it against the rate
+window (:mod:`pisces.store.ledger`); settlement, after the response has been sent, charges what the
+upstream reported (or a counted estimate for a cut stream) and gives back the rest of the hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pisces.canonical import ChatRequest, Usage
+from pisces.config import Config, Price
+from pisces.errors import PiscesError
+from pisces.pipeline.context import RequestContext
+from pisces.pipeline.logs import logger
+from pisces.store.keys import KeyRecord
+from pisces.store.ledger import Admitted, Ledger, RateLimits, Refused
+from pisces.store.usage import UsageRecord
+from pisces.tokens import estimate_request
+
+PER_MILLION = 1_000_000
+# Admission holds this much more input than the offline count says (it is within ~30% of BPE).
+INPUT_HOLD_FACTOR = 1.5
+
+
+def cost_of(price: Price, usage: Usage) -> int:
+    """The cost in micro-dollars of ``usage`` at ``price`` (per million tokens), rounded up."""
+    cached = min(usage.cached_tokens, usage.input_tokens)
+    written = min(usage.cache_write_tokens, usage.input_tokens - cached)
+    plain = usage.input_tokens - cached - written
+    total = (
+        plain * price.input
+        + cached * (price.input if price.cached_input is None else price.cached_input)
+        + written * (price.input if price.cache_write is None else price.cache_write)
+        + usage.output_tokens * price.output
+    )
+    return -(-total // PER_MILLION)
+
+
+def max_cost(config: Config, model: str, req: ChatRequest) -> int:
+    """What a request may cost at most: its counted input (with a margin) and its output cap."""
+    mc = config.model(model)
+    output = req.max_tokens or mc.max_output_tokens
+    return cost_of(mc.price, Usage(input_tokens=math.ceil(estimate_request(req) * INPUT_HOLD_FACTOR),
+                                   output_tokens=output))  # fmt: skip
+
+
+def usd(micros: int) -> str:
+    """Micro-dollars as a decimal string of dollars ("1.250000"), never a float."""
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), PER_MILLION)
+    return f"{sign}{whole}.{frac:06d}"
+
+
+def rate_headers(adm: Admitted) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers, for the limits the key has (an unlimited one says nothing)."""
+    out: dict[str, str] = {}
+    reset = f"{adm.reset_seconds()}s"
+    counted = (("requests", adm.limits.requests, adm.requests), ("tokens", adm.limits.tokens, adm.tokens))
+    for kind, limit, used in counted:
+        if limit:
+            out[f"x-ratelimit-limit-{kind}"] = str(limit)
+            out[f"x-ratelimit-remaining-{kind}"] = str(max(0, limit - used))
+            out[f"x-ratelimit-reset-{kind}"] = reset
+    return out
+
+
+def _refusal(r: Refused, limits: RateLimits, key: KeyRecord) -> PiscesError:
+    if r.reason == "unknown_key":
+        return PiscesError("invalid_api_key", "Incorrect API key provided.")
+    if r.reason == "revoked":
+        return PiscesError("key_revoked", f"The API key {key.prefix}... has been revoked.")
+    if r.reason == "balance":
+        return PiscesError(
+            "insufficient_balance",
+            "This API key's balance is used up. Ask the gateway's operator for a top-up.",
+        )
+    if r.reason == "budget":
+        return PiscesError("insufficient_balance", "This API key's monthly budget is spent.")
+    retry = max(1, (r.window + 1) * 60 - int(time.time()))
+    limit = limits.requests if r.reason == "requests" else limits.tokens
+    unit = "requests" if r.reason == "requests" else "tokens"
+    headers = {
+        f"x-ratelimit-limit-{unit}": str(limit),
+        f"x-ratelimit-remaining-{unit}": "0",
+        f"x-ratelimit-reset-{unit}": f"{retry}s",
+    }
+    return PiscesError(
+        "rate_limit_exceeded",
+        f"Rate limit reached: {limit} {unit} per minute for this key. Try again in {retry} s.",
+        retry_after=retry,
+        headers=headers,
+    )
+
+
+@dataclass(slots=True)
+class Bill:
+    """What admission decided for one request, carried to its settlement."""
+
+    key: KeyRecord
+    hold: int
+    admitted: Admitted
+
+
+class Billing:
+    def __init__(self, config: Config, ledger: Ledger) -> None:
+        self.config = config
+        self.ledger = ledger
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def limits_for(self, key: KeyRecord) -> RateLimits:
+        d = self.config.limits
+        return RateLimits(
+            requests=d.requests_per_minute if key.rpm is None else key.rpm,
+            tokens=d.tokens_per_minute if key.tpm is None else key.tpm,
+        )
+
+    async def admit(self, ctx: RequestContext, req: ChatRequest, key: KeyRecord) -> Bill:
+        """Count the request and hold its maximum cost (one DynamoDB write), or refuse it."""
+        hold = max_cost(self.config, ctx.model or req.model, req)
+        limits = self.limits_for(key)
+        outcome = await asyncio.to_thread(self.ledger.admit, key.key_hash, hold, limits)
+        if isinstance(outcome, Refused):
+            raise _refusal(outcome, limits, key)
+        ctx.headers.update(rate_headers(outcome))
+        return Bill(key, hold, outcome)
+
+    def record(self, ctx: RequestContext, req: ChatRequest, bill: Bill, status: int) -> UsageRecord:
+        usage, source = ctx.usage, "upstream"
+        if usage is None or (ctx.stream and ctx.finish is None):
+            if usage is None and ctx.first_byte is None:
+                usage, source = Usage(), "none"  # failed before the upstream produced anything
+            else:
+                # a cut stream, or an upstream that reports no usage: count what was generated
+                base = usage or Usage()
+                usage = base.model_copy(update={
+                    "input_tokens": base.input_tokens or estimate_request(req),
+                    "output_tokens": max(base.output_tokens, ctx.generated_tokens),
+                })  # fmt: skip
+                source = "estimate"
+        model = ctx.model or req.model
+        now = datetime.now(UTC)
+        started = now - timedelta(milliseconds=ctx.elapsed_ms())
+        return UsageRecord(
+            request_id=ctx.request_id,
+            key_id=bill.key.key_id,
+            protocol=ctx.protocol,
+            client_model=ctx.client_model or req.model,
+            model=model,
+            upstream_model=ctx.upstream_model,
+            channel=ctx.channel,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost=min(cost_of(self.config.price(model), usage), 2**62),
+            hold=bill.hold,
+            status=status,
+            outcome=ctx.error or "ok",
+            usage_source=source,  # type: ignore[arg-type]
+            stream=ctx.stream,
+            latency_ms=ctx.elapsed_ms(),
+            ttft_ms=ctx.elapsed_ms(ctx.first_byte) if ctx.first_byte else None,
+            created_at=_iso(started),
+            settled_at=_iso(now),
+            expires_at=int(now.timestamp()) + self.config.limits.usage_retention_days * 86400,
+        )
+
+    async def settle(self, ctx: RequestContext, req: ChatRequest, bill: Bill, status: int) -> UsageRecord | None:
+        """Charge the request once; a second call for the same request id changes nothing."""
+        rec = self.record(ctx, req, bill, status)
+        ctx.cost = rec.cost
+        try:
+            done = await asyncio.to_thread(self.ledger.settle, bill.key.key_hash, bill.hold, bill.admitted.month,
+                                           rec.item())  # fmt: skip
+        except Exception:
+            # the hold stays taken (never an under-charge); the log line carries what to reconcile
+            logger.exception("settlement failed", extra={"request_id": ctx.request_id, "cost": rec.cost})
+            return None
+        return rec if done else None
+
+    def settle_later(self, ctx: RequestContext, req: ChatRequest, bill: Bill, status: int) -> None:
+        """Settle in the background (after the response has been sent); ``drain`` awaits it."""
+        task = asyncio.get_running_loop().create_task(self.settle(ctx, req, bill, status))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Wait for every background settlement (on shutdown: Lambda sends SIGTERM to the runtime)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")

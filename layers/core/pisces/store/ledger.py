@@ -1,0 +1,215 @@
+"""Money and rate counters on the key's own item: admission in one write, settlement in one transaction.
+
+Everything a request's admission must know lives on the key's item in the Keys table, so one
+conditional ``UpdateItem`` (the only DynamoDB round trip before the upstream is called) checks the
+key is active, its balance positive, its monthly budget unspent and its rate window not full, and
+at once counts the request and holds its maximum cost:
+
+- ``balance``: micro-dollars; admission subtracts a *hold* (the request's maximum cost), settlement
+  gives back ``hold - cost``. Concurrent requests therefore cannot overspend by more than one
+  request's maximum cost.
+- ``spent_YYYYMM``: micro-dollars spent (held) in a calendar month (UTC), against ``monthly_budget``.
+- ``win``, ``win_requests``, ``win_tokens``: the current one-minute window (its number since the
+  epoch) and what it has counted. A new window resets them in a second conditional write, at most
+  once per key per minute; old windows leave nothing behind (so no TTL is needed on the key item).
+
+Settlement is one ``TransactWriteItems``: the usage record, put only if no record has the request
+id yet, and the balance/budget/token-counter update. A retried settlement finds the record and
+changes nothing: a request is charged exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    requests: int  # per window; 0 = unlimited
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    window: int  # the window number the request was counted in
+    month: str  # YYYYMM of the spend attribute the hold went to
+    balance: int  # after the hold
+    requests: int  # counted in the window, this request included
+    tokens: int  # tokens settled in the window so far
+    limits: RateLimits
+
+    def reset_seconds(self, now: float | None = None) -> int:
+        return max(1, (self.window + 1) * WINDOW_SECONDS - int(now if now is not None else time.time()))
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    reason: Literal["unknown_key", "revoked", "balance", "budget", "requests", "tokens"]
+    balance: int = 0
+    window: int = 0
+    requests: int = 0
+    tokens: int = 0
+
+
+def window_of(now: float) -> int:
+    return int(now // WINDOW_SECONDS)
+
+
+def month_of(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y%m")
+
+
+def _n(v: int) -> dict[str, str]:
+    return {"N": str(v)}
+
+
+def _num(item: dict[str, Any], attr: str) -> int:
+    return int(item[attr]["N"]) if attr in item else 0
+
+
+class Ledger:
+    def __init__(self, client: Any, keys_table: str, usage_table: str) -> None:
+        self.client = client
+        self.keys_table = keys_table
+        self.usage_table = usage_table
+
+    # ------------------------------------------------------------------------------------------
+    # admission
+
+    def admit(self, key_hash: str, hold: int, limits: RateLimits, now: float | None = None) -> Admitted | Refused:
+        """Count one request and hold ``hold`` micro-dollars, if the key may spend and has room."""
+        now = time.time() if now is None else now
+        window, month = window_of(now), month_of(now)
+        for _ in range(3):
+            for same_window in (True, False):
+                old = self._update(key_hash, hold, limits, window, month, same_window=same_window)
+                if not isinstance(old, dict):
+                    return old
+                if not old:
+                    return Refused("unknown_key")
+                refused = self._why(old, limits, window, month)
+                if refused is not None:
+                    return refused
+                # Only the window differed. Another instance's clock may be ahead: count in its window.
+                if _num(old, "win") > window:
+                    window = _num(old, "win")
+                    break
+            # else: another request opened the new window first; count in it
+        return Refused("requests")  # the window kept moving under us: busy
+
+    def _update(
+        self, key_hash: str, hold: int, limits: RateLimits, window: int, month: str, *, same_window: bool
+    ) -> Admitted | Refused | dict[str, Any]:
+        """One conditional write; the old item (``{}`` if none) when its condition fails."""
+        names = {"#st": "status", "#spent": f"spent_{month}"}
+        values: dict[str, Any] = {":active": {"S": "active"}, ":zero": _n(0), ":hold": _n(hold), ":w": _n(window)}
+        cond = [
+            "attribute_exists(key_hash)",
+            "#st = :active",
+            "balance > :zero",
+            "(attribute_not_exists(monthly_budget) OR attribute_not_exists(#spent) OR #spent < monthly_budget)",
+        ]
+        if same_window:
+            update = "SET win_requests = win_requests + :one, balance = balance - :hold ADD #spent :hold"
+            values[":one"] = _n(1)
+            cond.append("win = :w")
+            if limits.requests:
+                cond.append("win_requests < :rpm")
+                values[":rpm"] = _n(limits.requests)
+            if limits.tokens:
+                cond.append("win_tokens < :tpm")
+                values[":tpm"] = _n(limits.tokens)
+        else:
+            update = "SET win = :w, win_requests = :one, win_tokens = :zero, balance = balance - :hold ADD #spent :hold"
+            values[":one"] = _n(1)
+            cond.append("(attribute_not_exists(win) OR win < :w)")
+        try:
+            res = self.client.update_item(
+                TableName=self.keys_table,
+                Key={"key_hash": {"S": key_hash}},
+                UpdateExpression=update,
+                ConditionExpression=" AND ".join(cond),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException as e:
+            return dict(e.response.get("Item") or {})
+        item = res["Attributes"]
+        return Admitted(
+            window=window,
+            month=month,
+            balance=_num(item, "balance"),
+            requests=_num(item, "win_requests"),
+            tokens=_num(item, "win_tokens"),
+            limits=limits,
+        )
+
+    @staticmethod
+    def _why(item: dict[str, Any], limits: RateLimits, window: int, month: str) -> Refused | None:
+        """Why ``item`` failed admission's condition; None when only its window differs."""
+        balance, win = _num(item, "balance"), _num(item, "win")
+        requests, tokens = _num(item, "win_requests"), _num(item, "win_tokens")
+
+        def refused(reason: Any) -> Refused:
+            return Refused(reason, balance=balance, window=win, requests=requests, tokens=tokens)
+
+        if item.get("status", {}).get("S") != "active":
+            return refused("revoked")
+        if balance <= 0:
+            return refused("balance")
+        if "monthly_budget" in item and _num(item, f"spent_{month}") >= _num(item, "monthly_budget"):
+            return refused("budget")
+        if win != window:
+            return None
+        if limits.requests and requests >= limits.requests:
+            return refused("requests")
+        if limits.tokens and tokens >= limits.tokens:
+            return refused("tokens")
+        return None
+
+    # ------------------------------------------------------------------------------------------
+    # settlement
+
+    def settle(self, key_hash: str, hold: int, month: str, record: dict[str, Any]) -> bool:
+        """Write the usage record and charge ``record['cost']`` (giving back the rest of the hold),
+        both or neither; False when this request id was settled before (nothing changes)."""
+        cost = int(record["cost"]["N"])
+        tokens = int(record["input_tokens"]["N"]) + int(record["output_tokens"]["N"])
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.usage_table,
+                            "Item": record,
+                            "ConditionExpression": "attribute_not_exists(request_id)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.keys_table,
+                            "Key": {"key_hash": {"S": key_hash}},
+                            "UpdateExpression": "ADD balance :back, #spent :delta, win_tokens :tokens",
+                            "ExpressionAttributeNames": {"#spent": f"spent_{month}"},
+                            "ExpressionAttributeValues": {
+                                ":back": _n(hold - cost),
+                                ":delta": _n(cost - hold),
+                                ":tokens": _n(tokens),
+                            },
+                        }
+                    },
+                ]
+            )
+        except self.client.exceptions.TransactionCanceledException as e:
+            reasons = e.response.get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
