@@ -51,6 +51,8 @@ def gateway_config(upstream_url: str, **limits: object) -> Config:
             "models": {
                 "mock-echo": {"aliases": ["mock"], "price": {"input": 1, "output": 2}},
                 "gpt-fake": {"aliases": ["gpt-fake-latest"], "price": {"input": 2, "output": 8, "cached_input": 0.5}},
+                "gated": {"price": {"input": 1, "output": 2}},
+                "cut": {"price": {"input": 1, "output": 2}},
             },
             "limits": {"max_body_bytes": 65536, "key_cache_seconds": 0.5, **limits},
         }

@@ -23,14 +23,13 @@ price.
 from __future__ import annotations
 
 import os
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-MICROS_PER_USD = 1_000_000
+from pisces.money import parse_usd
 
 
 class _Strict(BaseModel):
@@ -48,14 +47,12 @@ class Price(_Strict):
     @field_validator("input", "output", "cached_input", "cache_write", mode="before")
     @classmethod
     def _usd_to_micros(cls, v: Any) -> Any:
-        if v is None or isinstance(v, bool):
+        if v is None:
             return v
-        if isinstance(v, (int, float, str)):
-            micros = Decimal(str(v)) * MICROS_PER_USD
-            if micros < 0 or micros != micros.to_integral_value():
-                raise ValueError("a price must be >= 0 with at most 6 decimals (micro-dollars)")
-            return int(micros)
-        return v
+        try:
+            return parse_usd(v)
+        except ValueError as e:
+            raise ValueError(f"a price is USD per million tokens: {e}") from None
 
 
 class ModelConfig(_Strict):

@@ -51,13 +51,6 @@ def max_cost(config: Config, model: str, req: ChatRequest) -> int:
                                    output_tokens=output))  # fmt: skip
 
 
-def usd(micros: int) -> str:
-    """Micro-dollars as a decimal string of dollars ("1.250000"), never a float."""
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), PER_MILLION)
-    return f"{sign}{whole}.{frac:06d}"
-
-
 def rate_headers(adm: Admitted) -> dict[str, str]:
     """OpenAI's x-ratelimit-* headers, for the limits the key has (an unlimited one says nothing)."""
     out: dict[str, str] = {}

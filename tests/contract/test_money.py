@@ -1,0 +1,299 @@
+"""Money over real HTTP: charging exactly once, holds under concurrency, Idempotency-Key, rate limits.
+
+The gateway runs under uvicorn with moto's DynamoDB server; prices come from tests/support/config.py
+(mock-echo: $1 in / $2 out per million tokens, so a token costs one or two micro-dollars;
+gpt-fake: $2 / $8, cached $0.50).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import httpx
+import openai
+import pytest
+
+from pisces.store import dynamo
+from pisces.store.keys import hash_key
+from pisces.store.schema import table_name
+from pisces.store.usage import UsageRecord, UsageStore
+
+
+@pytest.fixture(scope="module")
+def usage(local_dynamo) -> UsageStore:
+    return UsageStore(dynamo.client(), table_name("usage"))
+
+
+def wait_record(usage: UsageStore, request_id: str, seconds: float = 10) -> UsageRecord:
+    """Settlement runs after the response has been sent: wait for its record to appear."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        rec = usage.get(request_id)
+        if rec is not None:
+            return rec
+        time.sleep(0.02)
+    raise AssertionError(f"no usage record for {request_id} after {seconds} s")
+
+
+def balance(gateway, key: str) -> int:
+    rec = gateway.store.get_by_hash(hash_key(key))
+    assert rec is not None
+    return rec.balance
+
+
+def sdk(gateway, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+
+
+def ask(model: str = "mock-echo", text: str = "one two three four", **kw) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": text}], **kw}
+
+
+# --- charging -------------------------------------------------------------------------------------
+
+
+def test_non_stream_is_charged_once_from_upstream_usage(gateway, usage):
+    key = gateway.new_key(balance=1_000_000)
+    raw = sdk(gateway, key).chat.completions.with_raw_response.create(**ask("gpt-fake"))
+    resp = raw.parse()
+    pisces = resp.model_extra["pisces"]
+    # fake upstream usage: 11 prompt (2 cached), 7 completion -> 9*2 + 2*0.5 + 7*8 = 75 micro-dollars
+    assert pisces["cost"] == 75
+    rec = wait_record(usage, raw.headers["x-request-id"])
+    assert (rec.input_tokens, rec.cached_tokens, rec.output_tokens, rec.cost) == (11, 2, 7, 75)
+    assert rec.usage_source == "upstream" and rec.outcome == "ok" and rec.status == 200
+    assert (rec.protocol, rec.client_model, rec.model, rec.channel, rec.stream) == (
+        "openai",
+        "gpt-fake",
+        "gpt-fake",
+        "fake",
+        False,
+    )
+    assert rec.latency_ms > 0 and rec.key_id and rec.hold >= rec.cost
+    assert balance(gateway, key) == 1_000_000 - 75
+    # rate-limit headers on every admitted response (defaults: 600 rpm, 2M tpm)
+    assert raw.headers["x-ratelimit-limit-requests"] == "600"
+    assert raw.headers["x-ratelimit-remaining-requests"] == "599"
+    assert raw.headers["x-ratelimit-reset-requests"].endswith("s")
+    assert raw.headers["x-ratelimit-limit-tokens"] == "2000000"
+
+
+def test_stream_is_charged_after_the_last_chunk(gateway, usage):
+    key = gateway.new_key(balance=1_000_000)
+    with sdk(gateway, key).chat.completions.with_streaming_response.create(
+        **ask("mock-echo", "alpha beta gamma"), stream=True, stream_options={"include_usage": True}
+    ) as raw:
+        rid = raw.headers["x-request-id"]
+        chunks = list(raw.parse())
+    u = chunks[-1].usage
+    cost = u.prompt_tokens * 1 + u.completion_tokens * 2
+    assert chunks[-1].model_extra["pisces"]["cost"] == cost
+    rec = wait_record(usage, rid)
+    assert rec.stream and rec.cost == cost and rec.usage_source == "upstream" and rec.ttft_ms is not None
+    assert balance(gateway, key) == 1_000_000 - cost
+
+
+def test_failed_upstream_releases_the_hold(gateway, usage):
+    key = gateway.new_key(balance=1_000_000)
+    with pytest.raises(openai.InternalServerError) as e:
+        sdk(gateway, key).chat.completions.create(**ask("fail-500"))
+    rec = wait_record(usage, e.value.response.headers["x-request-id"])
+    assert (rec.cost, rec.status, rec.outcome, rec.usage_source) == (0, 502, "upstream_error", "none")
+    assert balance(gateway, key) == 1_000_000
+
+
+def test_client_cut_stream_is_charged_for_what_was_generated(gateway, usage):
+    key = gateway.new_key(balance=1_000_000)
+    before = gateway.upstream.hangups
+    body = ask("gated", "x", stream=True)
+    with httpx.stream("POST", f"{gateway.v1}/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"},
+                      timeout=10) as r:  # fmt: skip
+        rid = r.headers["x-request-id"]
+        seen = b""
+        for chunk in r.iter_raw():
+            seen += chunk
+            if b'"first"' in seen:
+                break
+    # the client hung up after one chunk; the gateway closed the upstream and settled
+    rec = wait_record(usage, rid)
+    assert rec.outcome == "client_cut" and rec.usage_source == "estimate"
+    assert rec.output_tokens >= 1 and rec.input_tokens >= 1
+    assert rec.cost == rec.input_tokens * 1 + rec.output_tokens * 2  # "gated" costs $1 / $2 per million
+    assert balance(gateway, key) == 1_000_000 - rec.cost
+    deadline = time.monotonic() + 10
+    while gateway.upstream.hangups == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert gateway.upstream.hangups == before + 1
+
+
+def test_upstream_cut_stream_is_charged_and_says_so(gateway, usage):
+    key = gateway.new_key(balance=1_000_000)
+    with sdk(gateway, key).chat.completions.with_streaming_response.create(**ask("cut"), stream=True) as raw:
+        rid = raw.headers["x-request-id"]
+        with pytest.raises(openai.APIError):
+            list(raw.parse())
+    rec = wait_record(usage, rid)
+    assert rec.outcome == "upstream_error" and rec.usage_source == "estimate" and rec.output_tokens >= 2
+    assert rec.cost == rec.input_tokens * 1 + rec.output_tokens * 2
+    assert balance(gateway, key) == 1_000_000 - rec.cost
+
+
+def test_200_concurrent_requests_never_overspend(gateway, usage):
+    """A balance that covers about 50 requests, 200 at once: the balance never goes below minus one
+    request's hold, and the usage records sum exactly to what was charged."""
+    calibrate = gateway.new_key(balance=1_000_000)
+    one = sdk(gateway, calibrate).chat.completions.create(**ask(max_tokens=16))
+    cost = one.model_extra["pisces"]["cost"]
+    start = 50 * cost
+    key = gateway.new_key(balance=start, rpm=0, tpm=0)
+
+    async def fire() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as http:
+            return await asyncio.gather(
+                *(
+                    http.post(
+                        f"{gateway.v1}/chat/completions",
+                        json=ask(max_tokens=16),
+                        headers={"Authorization": f"Bearer {key}"},
+                    )
+                    for _ in range(200)
+                )
+            )
+
+    responses = asyncio.run(fire())
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 402}, statuses
+    ok = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 402]
+    assert ok and refused
+    assert all(r.json()["error"]["code"] == "insufficient_balance" for r in refused)
+    records = [wait_record(usage, r.headers["x-request-id"]) for r in ok]
+    holds = max(rec.hold for rec in records)
+    final = balance(gateway, key)
+    assert final >= -holds
+    assert sum(rec.cost for rec in records) == start - final
+    assert sum(r.json()["pisces"]["cost"] for r in ok) == start - final
+    # refused requests left no record and no charge
+    assert all(usage.get(r.headers["x-request-id"]) is None for r in refused)
+
+
+# --- Idempotency-Key ------------------------------------------------------------------------------
+
+
+def test_idempotent_replay_returns_the_same_body_and_charges_nothing(gateway, usage):
+    key = gateway.new_key(balance=1_000_000)
+    client = sdk(gateway, key)
+    idem = {"Idempotency-Key": f"order-{uuid.uuid4()}"}
+    first = client.chat.completions.with_raw_response.create(**ask("gpt-fake"), extra_headers=idem)
+    wait_record(usage, first.headers["x-request-id"])
+    charged = balance(gateway, key)
+    again = client.chat.completions.with_raw_response.create(**ask("gpt-fake"), extra_headers=idem)
+    assert again.http_response.content == first.http_response.content
+    assert again.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in first.headers
+    assert again.headers["x-request-id"] != first.headers["x-request-id"]
+    time.sleep(0.3)  # a (wrong) second settlement would have landed by now
+    assert usage.get(again.headers["x-request-id"]) is None
+    assert balance(gateway, key) == charged
+    # another key's same Idempotency-Key is its own
+    other = sdk(gateway, gateway.new_key()).chat.completions.with_raw_response.create(
+        **ask("gpt-fake"), extra_headers=idem
+    )
+    assert "idempotent-replayed" not in other.headers
+
+
+def test_idempotency_key_reused_with_another_body_is_422(gateway):
+    client = sdk(gateway, gateway.new_key())
+    idem = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
+    client.chat.completions.create(**ask(text="first body"), extra_headers=idem)
+    with pytest.raises(openai.UnprocessableEntityError) as e:
+        client.chat.completions.create(**ask(text="another body"), extra_headers=idem)
+    assert e.value.code == "idempotency_key_reused" and e.value.body["param"] == "Idempotency-Key"
+
+
+def test_bad_idempotency_key_is_400(gateway):
+    with pytest.raises(openai.BadRequestError) as e:
+        sdk(gateway, gateway.key).chat.completions.create(**ask(), extra_headers={"Idempotency-Key": "x" * 256})
+    assert e.value.body["param"] == "Idempotency-Key"
+
+
+def test_idempotent_stream_in_flight_is_409_then_replays_the_same_events(gateway, usage):
+    key = gateway.new_key(balance=1_000_000)
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"s-{uuid.uuid4()}"}
+    body = ask("gated", "x", stream=True)
+    url = f"{gateway.v1}/chat/completions"
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=10) as r:
+        it = r.iter_raw()
+        received = [next(it)]  # the stream has started
+        with pytest.raises(openai.ConflictError) as e:  # the first still runs
+            sdk(gateway, key).chat.completions.create(
+                **ask("gated", "x"), stream=True, extra_headers={"Idempotency-Key": headers["Idempotency-Key"]}
+            )
+        assert e.value.code == "idempotency_in_progress"
+        httpx.post(f"{gateway.upstream.url}/release")
+        received += list(it)
+        rid = r.headers["x-request-id"]
+    original = b"".join(received)
+    assert original.rstrip().endswith(b"data: [DONE]")
+    wait_record(usage, rid)
+    charged = balance(gateway, key)
+    replay = httpx.post(url, json=body, headers=headers, timeout=10)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.headers["content-type"].startswith("text/event-stream")
+    assert replay.content == original
+    time.sleep(0.3)
+    assert balance(gateway, key) == charged
+
+
+def test_failed_request_releases_its_idempotency_key(gateway):
+    client = sdk(gateway, gateway.new_key())
+    idem = {"Idempotency-Key": f"f-{uuid.uuid4()}"}
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(**ask("fail-500"), extra_headers=idem)
+    with pytest.raises(openai.InternalServerError):  # runs again (not 409, not a replay of the failure)
+        client.chat.completions.create(**ask("fail-500"), extra_headers=idem)
+
+
+# --- balance, budget, rate limits -----------------------------------------------------------------
+
+
+def test_empty_balance_is_402(gateway):
+    with pytest.raises(openai.APIStatusError) as e:
+        sdk(gateway, gateway.new_key(balance=0)).chat.completions.create(**ask())
+    assert e.value.status_code == 402 and e.value.code == "insufficient_balance"
+    assert e.value.body and json.dumps(e.value.response.json()["pisces"])
+
+
+def test_monthly_budget_spent_is_402(gateway, usage):
+    key = gateway.new_key(balance=1_000_000, monthly_budget=1)
+    raw = sdk(gateway, key).chat.completions.with_raw_response.create(**ask())
+    wait_record(usage, raw.headers["x-request-id"])
+    with pytest.raises(openai.APIStatusError) as e:
+        sdk(gateway, key).chat.completions.create(**ask())
+    assert e.value.status_code == 402 and "budget" in e.value.message
+
+
+def test_requests_per_minute_limit_is_429_with_retry_after(gateway):
+    client = sdk(gateway, gateway.new_key(rpm=2))
+    first = client.chat.completions.with_raw_response.create(**ask())
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    second = client.chat.completions.with_raw_response.create(**ask())
+    assert second.headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(openai.RateLimitError) as e:
+        client.chat.completions.create(**ask())
+    h = e.value.response.headers
+    assert e.value.code == "rate_limit_exceeded"
+    assert 1 <= int(h["retry-after"]) <= 60
+    assert h["x-ratelimit-limit-requests"] == "2" and h["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_tokens_per_minute_limit_counts_settled_tokens(gateway, usage):
+    client = sdk(gateway, gateway.new_key(tpm=5))
+    raw = client.chat.completions.with_raw_response.create(**ask(text="a b c d e f g h"))
+    wait_record(usage, raw.headers["x-request-id"])  # its tokens now count in the window
+    with pytest.raises(openai.RateLimitError) as e:
+        client.chat.completions.create(**ask())
+    assert e.value.response.headers["x-ratelimit-limit-tokens"] == "5"
