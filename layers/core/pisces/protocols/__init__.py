@@ -1,6 +1,6 @@
 """Protocol codecs: one module per wire format, meeting the others only in :mod:`pisces.canonical`.
 
-Each codec module (``openai_chat``, later ``anthropic_messages`` and ``gemini``) provides:
+Each codec module (``openai_chat``, ``anthropic_messages``, later ``gemini``) provides:
 
 ``NAME``                                   the protocol's name in the ``pisces`` object ("openai", ...)
 ``decode_request(body) -> ChatRequest``    client wire request -> canonical; ``PiscesError`` on bad input
@@ -11,6 +11,11 @@ Each codec module (``openai_chat``, later ``anthropic_messages`` and ``gemini``)
 ``StreamEncoder``                          canonical stream events -> client SSE bytes
 ``render_error(err, pisces) -> dict``      a ``PiscesError`` in the protocol's error shape
 ``upstream_error_message(body) -> str``    the message inside a provider's error body
+``encode_model(id, owner) -> dict``        one model in the protocol's models-API shape
+``encode_model_list(models, pisces)``      the protocol's model list around those
+
+A ``StreamEncoder`` may also have ``heartbeat() -> bytes`` (Anthropic's ``ping``): the door sends it
+while the upstream is silent.
 
 Adding a protocol is one new module and one line in :data:`CODECS`.
 """
@@ -19,8 +24,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from pisces.protocols import openai_chat
+from pisces.protocols import anthropic_messages, openai_chat
 
 CODECS: dict[str, ModuleType] = {
     openai_chat.NAME: openai_chat,
+    anthropic_messages.NAME: anthropic_messages,
 }

@@ -42,6 +42,8 @@ __all__ = [
     "StreamEncoder",
     "decode_request",
     "decode_response",
+    "encode_model",
+    "encode_model_list",
     "encode_request",
     "encode_response",
     "render_error",
@@ -252,3 +254,15 @@ def upstream_error_message(body: bytes) -> str:
     if isinstance(err, str):
         return err[:500]
     return json.dumps(payload)[:500]
+
+
+# ---------------------------------------------------------------------------------------------
+# models (GET /v1/models in the OpenAI list shape)
+
+
+def encode_model(model_id: str, owner: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": owner}
+
+
+def encode_model_list(models: list[dict[str, Any]], pisces: dict[str, Any]) -> dict[str, Any]:
+    return {"object": "list", "data": models, "pisces": pisces}

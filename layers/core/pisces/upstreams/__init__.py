@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from pisces.config import ChannelConfig
+from pisces.upstreams.anthropic import AnthropicChannel
 from pisces.upstreams.base import Channel
 from pisces.upstreams.mock import MockChannel
 from pisces.upstreams.openai import OpenAIChannel
@@ -12,6 +13,7 @@ from pisces.upstreams.openai import OpenAIChannel
 KINDS: dict[str, type[Channel]] = {
     "mock": MockChannel,
     "openai": OpenAIChannel,
+    "anthropic": AnthropicChannel,
 }
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import AsyncGenerator
+from types import ModuleType
+from typing import Any, ClassVar
 
 import httpx
 
-from pisces.canonical import ChatRequest, ChatResponse, StreamEvent
+from pisces.canonical import ChatRequest, ChatResponse, ErrorEvent, StreamEvent
 from pisces.config import ChannelConfig
 from pisces.errors import PiscesError
+from pisces.protocols.sse import SSEParser
+from pisces.upstreams.credentials import resolve_api_key
 
 
 class UpstreamError(PiscesError):
@@ -72,6 +77,88 @@ class Channel(abc.ABC):
 
     def timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self.cfg.read_timeout, connect=self.cfg.connect_timeout)
+
+
+class HttpCodecChannel(Channel):
+    """A provider reached over HTTP whose wire format is one of the protocol codecs.
+
+    A subclass names its ``codec`` (a module of :mod:`pisces.protocols`), the ``path`` under the
+    channel's base URL, its ``default_headers`` (the channel's own ``headers`` override them) and how
+    its key is sent (``auth_headers``). Sending, retrying a failed connection, passing on an upstream
+    error, and decoding a stream event by event as it arrives, never buffered, happen here.
+    """
+
+    codec: ClassVar[ModuleType]
+    path: ClassVar[str]
+    default_headers: ClassVar[dict[str, str]] = {}
+
+    @abc.abstractmethod
+    def auth_headers(self, key: str) -> dict[str, str]:
+        """The headers that carry the upstream API key."""
+
+    @property
+    def url(self) -> str:
+        return (self.cfg.base_url or "").rstrip("/") + self.path
+
+    async def _headers(self) -> httpx.Headers:
+        headers = httpx.Headers({"Content-Type": "application/json", "Accept": "application/json"})
+        headers.update(self.default_headers)
+        headers.update(self.cfg.headers)  # case-insensitive: a channel's header replaces a default
+        key = await resolve_api_key(self.cfg)
+        if key:
+            headers.update(self.auth_headers(key))
+        return headers
+
+    async def _send(self, body: dict[str, Any], stream: bool) -> httpx.Response:
+        attempts = 1 + self.cfg.retries
+        for attempt in range(attempts):
+            try:
+                request = self.http.build_request(
+                    "POST", self.url, content=json.dumps(body), headers=await self._headers(), timeout=self.timeout()
+                )
+                resp = await self.http.send(request, stream=stream)
+            except httpx.HTTPError as exc:
+                err = transport_error(exc, self.name)
+                if err.retryable and attempt + 1 < attempts:
+                    continue
+                raise err from None
+            if resp.status_code >= 400:
+                raw = await resp.aread()
+                await resp.aclose()
+                raise status_error(
+                    resp.status_code, self.codec.upstream_error_message(raw), resp.headers.get("retry-after")
+                )
+            return resp
+        raise AssertionError("unreachable")
+
+    async def complete(self, req: ChatRequest, model: str) -> ChatResponse:
+        body = self.codec.encode_request(req.model_copy(update={"stream": False}), model)
+        resp = await self._send(body, stream=False)
+        try:
+            payload = resp.json()
+        except ValueError:
+            raise UpstreamError("upstream_error", "upstream: the response is not JSON", retryable=False) from None
+        return self.codec.decode_response(payload)
+
+    async def stream(self, req: ChatRequest, model: str) -> AsyncGenerator[StreamEvent, None]:
+        body = self.codec.encode_request(req.model_copy(update={"stream": True}), model)
+        resp = await self._send(body, stream=True)
+        parser, decoder = SSEParser(), self.codec.StreamDecoder()
+        try:
+            async for chunk in resp.aiter_bytes():  # decoded if the upstream compresses, still chunk by chunk
+                for sse in parser.feed(chunk):
+                    for ev in decoder.feed(sse):
+                        yield ev
+            for sse in parser.close():
+                for ev in decoder.feed(sse):
+                    yield ev
+            for ev in decoder.close():
+                yield ev
+        except httpx.HTTPError as exc:
+            err = transport_error(exc, self.name)
+            yield ErrorEvent(code=err.code, message=err.message, status=err.status)
+        finally:
+            await resp.aclose()
 
 
 def new_http_client() -> httpx.AsyncClient:
