@@ -1,5 +1,9 @@
 """Latency the gateway adds to a non-streamed chat completion, and the gateway's cold import time.
 
+Two gateways are measured in the same run: the full pipeline (auth, rate window + balance hold in
+one DynamoDB write, settlement after the response) and the same app with the money steps replaced
+by no-ops (what the walking skeleton did), so the cost of the money path is read in one run.
+
     make bench                      # or: .venv/bin/python bench/latency.py --requests 500
 
 Three processes on loopback: the fake OpenAI-compatible upstream (tests/support/fake_openai.py),
@@ -37,7 +41,21 @@ def serve_upstream(port: int) -> None:
     uvicorn.run(FakeOpenAI().app, host="127.0.0.1", port=port, log_level="warning")
 
 
-def serve_gateway(port: int, upstream: str) -> None:
+def _no_money(app: object) -> None:
+    """Admission and settlement as no-ops: the pipeline as it was before billing existed."""
+    from pisces.pipeline.billing import Bill
+    from pisces.store.ledger import Admitted, RateLimits
+
+    billing = app.state.gateway.billing  # type: ignore[attr-defined]
+
+    async def admit(ctx: object, req: object, key: object) -> Bill:
+        return Bill(key, 0, Admitted(0, "", 0, 0, 0, RateLimits(0, 0)))  # type: ignore[arg-type]
+
+    billing.admit = admit
+    billing.settle_later = lambda *a, **k: None
+
+
+def serve_gateway(port: int, upstream: str, mode: str = "full") -> None:
     import logging
 
     import uvicorn
@@ -68,7 +86,10 @@ def serve_gateway(port: int, upstream: str) -> None:
             ]
         }
     )
-    uvicorn.run(create_app(cfg, store), host="127.0.0.1", port=port, log_level="warning")
+    app = create_app(cfg, store)
+    if mode == "skeleton":
+        _no_money(app)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -80,24 +101,27 @@ def measure(n: int) -> dict[str, float]:
     from pisces.localaws import free_port
     from support.servers import wait_http
 
-    up_port, gw_port = free_port(), free_port()
+    up_port, gw_port, sk_port = free_port(), free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "POWERTOOLS_LOG_LEVEL": "WARNING"}
     me = [sys.executable, __file__]
     procs = [
         subprocess.Popen([*me, "--serve-upstream", str(up_port)], env=env),
-        subprocess.Popen([*me, "--serve-gateway", str(gw_port), f"http://127.0.0.1:{up_port}"], env=env),
+        subprocess.Popen([*me, "--serve-gateway", str(gw_port), f"http://127.0.0.1:{up_port}", "full"], env=env),
+        subprocess.Popen([*me, "--serve-gateway", str(sk_port), f"http://127.0.0.1:{up_port}", "skeleton"], env=env),
     ]
     try:
-        up, gw = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{gw_port}"
+        up, gw, sk = (f"http://127.0.0.1:{p}" for p in (up_port, gw_port, sk_port))
         wait_http(f"{up}/v1/chat/completions", procs[0], 60)
         wait_http(f"{gw}/healthz", procs[1], 60)
+        wait_http(f"{sk}/healthz", procs[2], 60)
         from support.fake_openai import UPSTREAM_SECRET
 
-        direct, through = [], []
+        direct, through, skeleton = [], [], []
         with httpx.Client(timeout=30) as c:
             targets = [
                 (f"{up}/v1/chat/completions", {"Authorization": f"Bearer {UPSTREAM_SECRET}"}, direct),
                 (f"{gw}/v1/chat/completions", {"Authorization": f"Bearer {KEY}"}, through),
+                (f"{sk}/v1/chat/completions", {"Authorization": f"Bearer {KEY}"}, skeleton),
             ]
             for _ in range(30):  # warm-up: connections, caches
                 for url, headers, _out in targets:
@@ -113,15 +137,55 @@ def measure(n: int) -> dict[str, float]:
             p.terminate()
             p.wait(timeout=10)
     res = {}
-    for name, xs in (("direct", direct), ("gateway", through)):
+    for name, xs in (("direct", direct), ("gateway", through), ("skeleton", skeleton)):
         res[f"{name}_p50_ms"] = round(statistics.median(xs), 3)
         res[f"{name}_p99_ms"] = round(_pct(xs, 99), 3)
-    res["added_p50_ms"] = round(res["gateway_p50_ms"] - res["direct_p50_ms"], 3)
-    res["added_p99_ms"] = round(res["gateway_p99_ms"] - res["direct_p99_ms"], 3)
-    res["ratio_p50"] = round(res["gateway_p50_ms"] / res["direct_p50_ms"], 2)
-    res["ratio_p99"] = round(res["gateway_p99_ms"] / res["direct_p99_ms"], 2)
+    for name in ("gateway", "skeleton"):
+        for p in ("p50", "p99"):
+            res[f"{name}_added_{p}_ms"] = round(res[f"{name}_{p}_ms"] - res[f"direct_{p}_ms"], 3)
+            res[f"{name}_ratio_{p}"] = round(res[f"{name}_{p}_ms"] / res[f"direct_{p}_ms"], 2)
+        res["money_added_p50_ms"] = round(res["gateway_p50_ms"] - res["skeleton_p50_ms"], 3)
+        res["money_added_p99_ms"] = round(res["gateway_p99_ms"] - res["skeleton_p99_ms"], 3)
     res["requests_each"] = n
     return res
+
+
+def dynamo_calls(n: int = 200) -> dict[str, list[float]]:
+    """The money path's two DynamoDB calls alone against the same local moto server: [p50, p99] ms.
+    Admission is on the hot path; settlement runs after the response (but shares moto's lock)."""
+    import itertools
+
+    from pisces.localaws import LocalDynamo
+    from pisces.store import dynamo
+    from pisces.store.keys import KeyStore, hash_key
+    from pisces.store.ledger import Ledger, RateLimits
+    from pisces.store.schema import table_name
+    from pisces.store.usage import UsageRecord
+
+    local = LocalDynamo().start()
+    dynamo.client.cache_clear()
+    try:
+        client = dynamo.client()
+        key_hash = hash_key(KeyStore(client, table_name("keys")).create(name="bench", balance=10**15)[0])
+        ledger, ids = Ledger(client, table_name("keys"), table_name("usage")), itertools.count()
+
+        def settle() -> None:
+            rec = UsageRecord(request_id=f"bench_{next(ids)}", key_id="k", protocol="openai", client_model="m",
+                              model="m", created_at="", settled_at="", expires_at=0, cost=1, hold=10)  # fmt: skip
+            ledger.settle(key_hash, 10, "202611", rec.item())
+
+        out = {}
+        for name, call in (("admit_update_item", lambda: ledger.admit(key_hash, 10, RateLimits(0, 0))),
+                           ("settle_transaction", settle)):  # fmt: skip
+            xs = []
+            for _ in range(n):
+                t = time.perf_counter()
+                call()
+                xs.append((time.perf_counter() - t) * 1000)
+            out[name] = [round(statistics.median(xs), 2), round(_pct(xs, 99), 2)]
+        return out
+    finally:
+        local.stop()
 
 
 def import_time(runs: int = 5) -> dict[str, float]:
@@ -153,15 +217,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--serve-upstream", type=int)
-    ap.add_argument("--serve-gateway", nargs=2)
+    ap.add_argument("--serve-gateway", nargs=3)
     args = ap.parse_args()
     if args.serve_upstream:
         serve_upstream(args.serve_upstream)
         return
     if args.serve_gateway:
-        serve_gateway(int(args.serve_gateway[0]), args.serve_gateway[1])
+        serve_gateway(int(args.serve_gateway[0]), args.serve_gateway[1], args.serve_gateway[2])
         return
-    print(json.dumps({"latency": measure(args.requests), "cold_import": import_time()}, indent=2))
+    report = {"latency": measure(args.requests), "moto_dynamodb_ms": dynamo_calls(), "cold_import": import_time()}
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -81,21 +81,37 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
     async def chat_completions(request: Request) -> Response:
         return await chat.handle(request, "openai")
 
+    @app.post(
+        "/v1/messages",
+        description="Anthropic Messages: content blocks, tools, thinking, streaming (SSE with stream: true)",
+        openapi_extra=_meta("anthropic", streaming=True),
+    )
+    async def messages(request: Request) -> Response:
+        return await chat.handle(request, "anthropic")
+
+    @app.post(
+        "/v1/messages/count_tokens",
+        description="Anthropic token counting: an offline estimate of the request's input tokens",
+        openapi_extra=_meta("anthropic"),
+    )
+    async def count_tokens(request: Request) -> Response:
+        return await chat.count_tokens(request, "anthropic")
+
     @app.get(
         "/v1/models",
-        description="The models this key may use (OpenAI list shape)",
+        description="The models this key may use (Anthropic's list shape with anthropic-version, else OpenAI's)",
         openapi_extra=_meta("openai"),
     )
     async def list_models(request: Request) -> Response:
-        return await chat.list_models(request, "openai")
+        return await chat.list_models(request, chat.models_protocol(request))
 
     @app.get(
         "/v1/models/{model:path}",
-        description="One model, if this key may use it (OpenAI model shape)",
+        description="One model, if this key may use it (Anthropic's shape with anthropic-version, else OpenAI's)",
         openapi_extra=_meta("openai"),
     )
     async def get_model(request: Request, model: str) -> Response:
-        return await chat.get_model(request, "openai", model)
+        return await chat.get_model(request, chat.models_protocol(request), model)
 
     @app.get(
         "/api/public/spec",

@@ -38,7 +38,7 @@ from pisces.pipeline.idempotency import REPLAYED, Claim, Stored
 from pisces.pipeline.logs import logger
 from pisces.protocols import CODECS
 from pisces.store.keys import KeyRecord
-from pisces.tokens import estimate_text
+from pisces.tokens import estimate_request, estimate_text
 from pisces_gateway.middleware import JSON, json_bytes, json_response
 
 SSE_MEDIA = "text/event-stream; charset=utf-8"
@@ -154,7 +154,9 @@ async def _stream(
     events: AsyncGenerator[StreamEvent, None],
 ) -> AsyncIterator[bytes]:
     encoder = codec.StreamEncoder(ctx.pisces(), include_usage=req.stream_usage)
+    beat = getattr(encoder, "heartbeat", None)
     sent: list[bytes] = []  # kept only for an Idempotency-Key's replay
+    waiting: asyncio.Future[StreamEvent | None] | None = None
     try:
         ev: StreamEvent | None = first
         while ev is not None:
@@ -164,7 +166,13 @@ async def _stream(
                 if claim:
                     sent.append(chunk)
                 yield chunk
-            ev = await anext(events, None)
+            if beat is None:
+                ev = await anext(events, None)
+                continue
+            waiting = asyncio.ensure_future(anext(events, None))
+            while not (await asyncio.wait({waiting}, timeout=gw.config.limits.heartbeat_seconds))[0]:
+                yield beat()  # the upstream is silent: keep the connection visibly alive
+            ev, waiting = waiting.result(), None
         if ctx.usage is not None and ctx.finish is not None:
             ctx.cost = encoder.pisces["cost"] = cost_of(gw.config.price(ctx.model or req.model), ctx.usage)
         tail = encoder.close()
@@ -184,6 +192,9 @@ async def _stream(
         yield encoder.close()
     finally:
         with anyio.CancelScope(shield=True):
+            if waiting is not None:
+                waiting.cancel()
+                await asyncio.gather(waiting, return_exceptions=True)
             await events.aclose()
             # the status is 200 once started: a stream that failed or was cut says so in `error`
             if ctx.error is None and ctx.finish is None:
@@ -195,15 +206,17 @@ async def _stream(
                 await gw.idempotency.abort(claim)
 
 
-def _model_object(gw: Gateway, model: str) -> dict[str, Any]:
-    return {"id": model, "object": "model", "created": 0, "owned_by": gw.model_owner(model)}
+def models_protocol(request: Request) -> str:
+    """GET /v1/models answers in the Anthropic shape when the request says ``anthropic-version``."""
+    return "anthropic" if "anthropic-version" in request.headers else "openai"
 
 
 async def list_models(request: Request, protocol: str) -> Response:
     gw, ctx = _start(request, protocol)
+    codec = CODECS[protocol]
     key = await _authenticate(request, gw, ctx)
-    data = [_model_object(gw, m) for m in gw.config.available_models() if key.allows(m)]
-    return json_response({"object": "list", "data": data, "pisces": ctx.pisces()})
+    data = [codec.encode_model(m, gw.model_owner(m)) for m in gw.config.available_models() if key.allows(m)]
+    return json_response(codec.encode_model_list(data, ctx.pisces()))
 
 
 async def get_model(request: Request, protocol: str, model: str) -> Response:
@@ -213,4 +226,15 @@ async def get_model(request: Request, protocol: str, model: str) -> Response:
     if canonical not in gw.config.available_models() or not key.allows(canonical, model):
         raise PiscesError("model_not_found", f"The model '{model}' does not exist or you do not have access to it.",
                           param="model")  # fmt: skip
-    return json_response({**_model_object(gw, canonical), "pisces": ctx.pisces()})
+    body = CODECS[protocol].encode_model(canonical, gw.model_owner(canonical))
+    return json_response({**body, "pisces": ctx.pisces()})
+
+
+async def count_tokens(request: Request, protocol: str) -> Response:
+    """An offline estimate of a request's input tokens (Anthropic's count_tokens); nothing is charged."""
+    gw, ctx = _start(request, protocol)
+    codec = CODECS[protocol]
+    key = await _authenticate(request, gw, ctx)
+    req: ChatRequest = codec.decode_count_tokens(await read_json(request, gw.config.limits.max_body_bytes))
+    gw.router.resolve(ctx, req.model, key)  # an unknown or forbidden model is the same 404/403 as for a request
+    return json_response({"input_tokens": estimate_request(req), "pisces": ctx.pisces()})

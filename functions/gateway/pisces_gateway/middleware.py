@@ -19,7 +19,9 @@ JSON = "application/json"
 
 
 def protocol_for_path(path: str) -> str:
-    """The protocol whose error shape an unrouted request gets (only OpenAI's door exists yet)."""
+    """The protocol whose error shape a request gets before its door has said (unrouted paths too)."""
+    if path.startswith("/v1/messages"):
+        return "anthropic"
     return "openai"
 
 
@@ -76,7 +78,7 @@ class RequestIdMiddleware:
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-Id"] = rid
                 ctx = scope["state"].get("ctx")
-                for name, value in (ctx.headers.items() if ctx is not None else ()):
+                for name, value in ctx.headers.items() if ctx is not None else ():
                     headers.setdefault(name, value)
             await send(message)
 

@@ -112,6 +112,8 @@ class Limits(_Strict):
     requests_per_minute: int = Field(default=600, ge=0)
     tokens_per_minute: int = Field(default=2_000_000, ge=0)
     idempotency_hours: int = Field(default=24, ge=1)
+    # A stream whose upstream is silent this long gets a keep-alive (Anthropic's ping event).
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
     usage_retention_days: int = Field(default=400, ge=1)
 
 
