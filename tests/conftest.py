@@ -13,6 +13,7 @@ from pisces.store import dynamo
 from pisces.store.keys import KeyRecord, KeyStore
 from pisces.store.schema import table_name
 from support.config import TEST_BALANCE, gateway_config
+from support.fake_anthropic import FakeAnthropic
 from support.fake_openai import UPSTREAM_SECRET, FakeOpenAI
 from support.servers import ServerThread
 
@@ -41,6 +42,15 @@ def fake_openai() -> Iterator[FakeOpenAI]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    fake = FakeAnthropic()
+    server = ServerThread(fake.app).start()
+    fake.url = server.url  # type: ignore[attr-defined]
+    yield fake
+    server.stop()
+
+
 @dataclass
 class Gateway:
     url: str
@@ -48,6 +58,7 @@ class Gateway:
     record: KeyRecord
     store: KeyStore
     upstream: FakeOpenAI
+    anthropic: FakeAnthropic
 
     @property
     def v1(self) -> str:
@@ -59,13 +70,13 @@ class Gateway:
 
 
 @pytest.fixture(scope="session")
-def gateway(key_store: KeyStore, fake_openai: FakeOpenAI) -> Iterator[Gateway]:
+def gateway(key_store: KeyStore, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> Iterator[Gateway]:
     from pisces_gateway.app import create_app
 
     os.environ["PISCES_TEST_UPSTREAM_KEY"] = UPSTREAM_SECRET
     os.environ.pop("PISCES_TEST_UNSET_VARIABLE", None)
-    app = create_app(gateway_config(fake_openai.url), key_store)  # type: ignore[attr-defined]
+    app = create_app(gateway_config(fake_openai.url, fake_anthropic.url), key_store)  # type: ignore[attr-defined]
     server = ServerThread(app).start()
     key, rec = key_store.create(name="contract", balance=TEST_BALANCE)
-    yield Gateway(server.url, key, rec, key_store, fake_openai)
+    yield Gateway(server.url, key, rec, key_store, fake_openai, fake_anthropic)
     server.stop()

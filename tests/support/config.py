@@ -8,7 +8,20 @@ from pisces.localaws import free_port
 TEST_BALANCE = 10**12  # micro-dollars ($1M): enough that no test but the money tests ever runs out
 
 
-def gateway_config(upstream_url: str, **limits: object) -> Config:
+# client-facing names of the fake Anthropic upstream's models (tests/support/fake_anthropic.py)
+CLAUDE_MODELS = {
+    "claude-fake": "claude-fake",
+    "claude-recorded-text": "recorded-text",
+    "claude-recorded-tool": "recorded-tool",
+    "claude-fail-400": "fail-400",
+    "claude-fail-429": "fail-429",
+    "claude-fail-529": "fail-529",
+    "claude-cut": "cut",
+    "claude-gated": "gated",
+}
+
+
+def gateway_config(upstream_url: str, anthropic_url: str | None = None, **limits: object) -> Config:
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     fake_models = ["gpt-fake", "recorded", "fail-500", "fail-400", "fail-401", "fail-429", "slow", "cut", "gated"]
     return parse_config(
@@ -40,6 +53,20 @@ def gateway_config(upstream_url: str, **limits: object) -> Config:
                     "models": {"fallback-model": "gpt-fake"},
                     "priority": 1,
                 },
+                *(
+                    [
+                        {
+                            "name": "fake-anthropic",
+                            "kind": "anthropic",
+                            "base_url": f"{anthropic_url}/v1",
+                            "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                            "models": CLAUDE_MODELS,
+                            "read_timeout": 1.0,
+                        }
+                    ]
+                    if anthropic_url
+                    else []
+                ),
                 {
                     "name": "disabled",
                     "kind": "openai",
@@ -53,7 +80,8 @@ def gateway_config(upstream_url: str, **limits: object) -> Config:
                 "gpt-fake": {"aliases": ["gpt-fake-latest"], "price": {"input": 2, "output": 8, "cached_input": 0.5}},
                 "gated": {"price": {"input": 1, "output": 2}},
                 "cut": {"price": {"input": 1, "output": 2}},
+                "claude-fake": {"price": {"input": 3, "output": 15, "cached_input": 0.3, "cache_write": 3.75}},
             },
-            "limits": {"max_body_bytes": 65536, "key_cache_seconds": 0.5, **limits},
+            "limits": {"max_body_bytes": 65536, "key_cache_seconds": 0.5, "heartbeat_seconds": 0.3, **limits},
         }
     )

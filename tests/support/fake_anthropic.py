@@ -10,7 +10,8 @@ Model names choose its behaviour:
   cut        streams two events and then drops the connection
   gated      streams up to its first text delta, then waits until POST /release (or 10 s)
   anything else: "Hello from upstream: <last user text>", or a tool_use of the first tool when tools
-  are given and tool_choice is not "none". Usage is always there, as the real API sends it:
+  are given and tool_choice is not "none"; with thinking enabled, a signed thinking block first.
+  Usage is always there, as the real API sends it:
   message_start carries the input side (with cache counters), message_delta the cumulative counts.
 A wrong or missing ``x-api-key`` gets a 401 in Anthropic's shape. Every request (body and the
 headers that matter) is recorded in ``FakeAnthropic.requests``.
@@ -36,6 +37,9 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "
                404: "not_found_error", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}  # fmt: skip
 USAGE = {"input_tokens": 9, "cache_creation_input_tokens": 3, "cache_read_input_tokens": 2, "output_tokens": 7}
 TOOL_INPUT = {"city": "Paris", "days": 3}
+# with thinking enabled, answers start with this thinking block
+THOUGHT = "The user greets me. I greet back."
+THOUGHT_SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
 
 # the messages the two recordings stream, as a non-streaming answer
 RECORDED: dict[str, tuple[str, dict[str, Any]]] = {
@@ -128,6 +132,8 @@ class FakeAnthropic:
         else:
             content = [{"type": "text", "text": f"Hello from upstream: {_last_user_text(body.get('messages', []))}"}]
             stop = "end_turn"
+        if (body.get("thinking") or {}).get("type") == "enabled":
+            content.insert(0, {"type": "thinking", "thinking": THOUGHT, "signature": THOUGHT_SIGNATURE})
         return {"id": "msg_fake_01", "type": "message", "role": "assistant", "model": model, "content": content,
                 "stop_reason": stop, "stop_sequence": None, "usage": dict(USAGE)}  # fmt: skip
 
@@ -152,6 +158,14 @@ class FakeAnthropic:
                     if gated and j == 0:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self.gate.wait(), 10)
+            elif block["type"] == "thinking":
+                start_block = {"type": "thinking", "thinking": "", "signature": ""}
+                yield _event({"type": "content_block_start", "index": i, "content_block": start_block})
+                for word in block["thinking"].split(" "):
+                    delta = {"type": "thinking_delta", "thinking": word + " "}
+                    yield _event({"type": "content_block_delta", "index": i, "delta": delta})
+                delta = {"type": "signature_delta", "signature": block["signature"]}
+                yield _event({"type": "content_block_delta", "index": i, "delta": delta})
             else:
                 yield _event({"type": "content_block_start", "index": i, "content_block": {**block, "input": {}}})
                 args = json.dumps(block["input"])

@@ -39,6 +39,7 @@ from pisces.pipeline.logs import logger
 from pisces.protocols import CODECS
 from pisces.store.keys import KeyRecord
 from pisces.tokens import estimate_request, estimate_text
+from pisces.upstreams.base import FORWARDED
 from pisces_gateway.middleware import JSON, json_bytes, json_response
 
 SSE_MEDIA = "text/event-stream; charset=utf-8"
@@ -81,7 +82,11 @@ async def handle(request: Request, protocol: str) -> Response:
     codec = CODECS[protocol]
     key = await _authenticate(request, gw, ctx)
     body = await read_json(request, gw.config.limits.max_body_bytes)
-    return await serve(request, gw, ctx, codec, codec.decode_request(body), key, body)
+    req: ChatRequest = codec.decode_request(body)
+    kept = {name: request.headers[name] for name in getattr(codec, "FORWARDED_HEADERS", ()) if name in request.headers}
+    if kept:
+        req.provider_options.setdefault(codec.NAME, {})[FORWARDED] = kept
+    return await serve(request, gw, ctx, codec, req, key, body)
 
 
 async def serve(

@@ -14,8 +14,9 @@ Each codec module (``openai_chat``, ``anthropic_messages``, later ``gemini``) pr
 ``encode_model(id, owner) -> dict``        one model in the protocol's models-API shape
 ``encode_model_list(models, pisces)``      the protocol's model list around those
 
-A ``StreamEncoder`` may also have ``heartbeat() -> bytes`` (Anthropic's ``ping``): the door sends it
-while the upstream is silent.
+A codec may list ``FORWARDED_HEADERS``: client request headers kept (in ``provider_options``) for an
+upstream of the same protocol. A ``StreamEncoder`` may also have ``heartbeat() -> bytes``
+(Anthropic's ``ping``): the door sends it while the upstream is silent.
 
 Adding a protocol is one new module and one line in :data:`CODECS`.
 """

@@ -44,6 +44,7 @@ from pisces.protocols.anthropic_messages_stream import (
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
+    "FORWARDED_HEADERS",
     "NAME",
     "StreamDecoder",
     "StreamEncoder",
@@ -58,6 +59,8 @@ __all__ = [
     "upstream_error_message",
 ]
 
+# request headers of the client door that an Anthropic upstream receives too (Claude Code sends betas)
+FORWARDED_HEADERS = ("anthropic-beta",)
 DEFAULT_MAX_TOKENS = 4096  # max_tokens for an upstream when the client gave none (it is required)
 # thinking budgets for a reasoning effort (OpenAI reasoning_effort) when no budget is given
 EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}

@@ -16,6 +16,10 @@ from pisces.errors import PiscesError
 from pisces.protocols.sse import SSEParser
 from pisces.upstreams.credentials import resolve_api_key
 
+# provider_options[<protocol>][FORWARDED]: request headers a client door keeps for an upstream of
+# its own protocol (a codec lists them in FORWARDED_HEADERS).
+FORWARDED = "_headers"
+
 
 class UpstreamError(PiscesError):
     """A failure reaching or using an upstream; ``retryable`` ones move on to the next channel."""
@@ -100,21 +104,26 @@ class HttpCodecChannel(Channel):
     def url(self) -> str:
         return (self.cfg.base_url or "").rstrip("/") + self.path
 
-    async def _headers(self) -> httpx.Headers:
+    async def _headers(self, req: ChatRequest) -> httpx.Headers:
         headers = httpx.Headers({"Content-Type": "application/json", "Accept": "application/json"})
         headers.update(self.default_headers)
         headers.update(self.cfg.headers)  # case-insensitive: a channel's header replaces a default
+        # headers the client sent for its own protocol (anthropic-beta): joined to the channel's own
+        forwarded = req.provider_options.get(self.codec.NAME, {}).get(FORWARDED, {})
+        for name, value in forwarded.items():
+            mine = [v.strip() for v in headers.get(name, "").split(",") if v.strip()]
+            headers[name] = ",".join(dict.fromkeys([*mine, *(v.strip() for v in value.split(",") if v.strip())]))
         key = await resolve_api_key(self.cfg)
         if key:
             headers.update(self.auth_headers(key))
         return headers
 
-    async def _send(self, body: dict[str, Any], stream: bool) -> httpx.Response:
+    async def _send(self, req: ChatRequest, body: dict[str, Any], stream: bool) -> httpx.Response:
         attempts = 1 + self.cfg.retries
         for attempt in range(attempts):
             try:
                 request = self.http.build_request(
-                    "POST", self.url, content=json.dumps(body), headers=await self._headers(), timeout=self.timeout()
+                    "POST", self.url, content=json.dumps(body), headers=await self._headers(req), timeout=self.timeout()
                 )
                 resp = await self.http.send(request, stream=stream)
             except httpx.HTTPError as exc:
@@ -133,7 +142,7 @@ class HttpCodecChannel(Channel):
 
     async def complete(self, req: ChatRequest, model: str) -> ChatResponse:
         body = self.codec.encode_request(req.model_copy(update={"stream": False}), model)
-        resp = await self._send(body, stream=False)
+        resp = await self._send(req, body, stream=False)
         try:
             payload = resp.json()
         except ValueError:
@@ -142,7 +151,7 @@ class HttpCodecChannel(Channel):
 
     async def stream(self, req: ChatRequest, model: str) -> AsyncGenerator[StreamEvent, None]:
         body = self.codec.encode_request(req.model_copy(update={"stream": True}), model)
-        resp = await self._send(body, stream=True)
+        resp = await self._send(req, body, stream=True)
         parser, decoder = SSEParser(), self.codec.StreamDecoder()
         try:
             async for chunk in resp.aiter_bytes():  # decoded if the upstream compresses, still chunk by chunk
