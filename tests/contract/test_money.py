@@ -297,3 +297,32 @@ def test_tokens_per_minute_limit_counts_settled_tokens(gateway, usage):
     with pytest.raises(openai.RateLimitError) as e:
         client.chat.completions.create(**ask())
     assert e.value.response.headers["x-ratelimit-limit-tokens"] == "5"
+
+
+# --- GET /v1/usage --------------------------------------------------------------------------------
+
+
+def test_usage_shows_the_keys_own_balance_and_spend(gateway, usage):
+    key = gateway.new_key(balance=1_000_000)
+    client = sdk(gateway, key)
+    ids = [client.chat.completions.with_raw_response.create(**ask("gpt-fake")).headers["x-request-id"]
+           for _ in range(2)]  # fmt: skip
+    ids.append(client.chat.completions.with_raw_response.create(**ask()).headers["x-request-id"])
+    records = [wait_record(usage, rid) for rid in ids]
+    body = httpx.get(f"{gateway.v1}/usage", headers={"Authorization": f"Bearer {key}"}).json()
+    spent = sum(r.cost for r in records)
+    assert body["object"] == "usage" and body["balance"] == 1_000_000 - spent
+    assert body["balance_usd"] == f"0.{1_000_000 - spent:06d}" and body["pisces"]["request_id"]
+    assert body["total"]["requests"] == 3 and body["total"]["cost"] == spent
+    by_model = {row["model"]: row for row in body["data"]}
+    assert by_model["gpt-fake"]["requests"] == 2 and by_model["gpt-fake"]["cost"] == 150
+    assert by_model["gpt-fake"]["input_tokens"] == 22 and by_model["gpt-fake"]["output_tokens"] == 14
+    # another key sees only its own
+    other = httpx.get(f"{gateway.v1}/usage", headers={"Authorization": f"Bearer {gateway.new_key()}"}).json()
+    assert other["total"]["requests"] == 0
+    # a date range that ends before today is empty; a bad date is a 400 naming it
+    empty = httpx.get(f"{gateway.v1}/usage?from=2020-01-01&to=2020-01-31", headers={"Authorization": f"Bearer {key}"})
+    assert empty.json()["total"]["requests"] == 0
+    bad = httpx.get(f"{gateway.v1}/usage?from=yesterday", headers={"Authorization": f"Bearer {key}"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "from"
+    assert httpx.get(f"{gateway.v1}/usage").status_code == 401

@@ -74,8 +74,9 @@ def test_sample_events_through_the_app(name, gateway, key_store):
     event = json.loads((EVENTS / f"{name}.json").read_text())
     for headers in (event.get("headers") or {}, event.get("multiValueHeaders") or {}):
         for k, v in list(headers.items()):
-            if k.lower() == "authorization":
-                headers[k] = [f"Bearer {gateway.key}"] if isinstance(v, list) else f"Bearer {gateway.key}"
+            value = {"authorization": f"Bearer {gateway.key}", "x-api-key": gateway.key}.get(k.lower())
+            if value:
+                headers[k] = [value] if isinstance(v, list) else value
     out = Mangum(app, lifespan="off")(event, None)
     assert out["statusCode"] == 200, out["body"][:500]
     headers = {k.lower(): v for k, v in (out.get("headers") or {}).items()}

@@ -216,12 +216,13 @@ def test_functions_get_least_privilege_on_tables(template):
         return out
 
     assert grants(GATEWAY) == {
-        ("DynamoDBReadPolicy", resources["keys"]),
+        ("DynamoDBCrudPolicy", resources["keys"]),  # admission and settlement write the key's counters
         ("DynamoDBCrudPolicy", resources["usage"]),
         ("DynamoDBCrudPolicy", resources["idempotency"]),
     }
     assert grants(ADMIN) == {
         ("DynamoDBCrudPolicy", resources["keys"]),
+        ("DynamoDBReadPolicy", resources["usage"]),
     }
 
 

@@ -114,6 +114,14 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
         return await chat.get_model(request, chat.models_protocol(request), model)
 
     @app.get(
+        "/v1/usage",
+        description="This key's balance and its spend by day and model (?from=YYYY-MM-DD&to=YYYY-MM-DD, UTC)",
+        openapi_extra=_meta("openai"),
+    )
+    async def usage(request: Request) -> Response:
+        return await chat.usage(request)
+
+    @app.get(
         "/api/public/spec",
         description="This description: routes, error table, auth styles, models",
         openapi_extra=_meta("pisces", auth=False),

@@ -38,6 +38,7 @@ from pisces.pipeline.idempotency import REPLAYED, Claim, Stored
 from pisces.pipeline.logs import logger
 from pisces.protocols import CODECS
 from pisces.store.keys import KeyRecord
+from pisces.store.usage import UsageRangeError, usage_report
 from pisces.tokens import estimate_request, estimate_text
 from pisces.upstreams.base import FORWARDED
 from pisces_gateway.middleware import JSON, json_bytes, json_response
@@ -233,6 +234,19 @@ async def get_model(request: Request, protocol: str, model: str) -> Response:
                           param="model")  # fmt: skip
     body = CODECS[protocol].encode_model(canonical, gw.model_owner(canonical))
     return json_response({**body, "pisces": ctx.pisces()})
+
+
+async def usage(request: Request) -> Response:
+    """The key's own balance and spend by day and model (``?from=&to=``, UTC days, both inclusive)."""
+    gw, ctx = _start(request, "openai")
+    key = await _authenticate(request, gw, ctx)
+    fresh = await asyncio.to_thread(gw.keys.get_by_hash, key.key_hash)  # the balance now, not as cached
+    q = request.query_params
+    try:
+        report = await asyncio.to_thread(usage_report, gw.usage, fresh or key, q.get("from"), q.get("to"))
+    except UsageRangeError as e:
+        raise PiscesError("invalid_request", str(e), param=e.param) from None
+    return json_response({**report, "pisces": ctx.pisces()})
 
 
 async def count_tokens(request: Request, protocol: str) -> Response:

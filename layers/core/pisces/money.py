@@ -15,7 +15,7 @@ def parse_usd(value: Any, *, allow_zero: bool = True) -> int:
     (or for zero when ``allow_zero`` is False); never goes through a float.
     """
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        raise ValueError("an amount must be a number of dollars, such as 10 or \"12.50\"")
+        raise ValueError('an amount must be a number of dollars, such as 10 or "12.50"')
     try:
         d = Decimal(str(value).strip())
     except InvalidOperation:

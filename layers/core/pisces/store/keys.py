@@ -11,8 +11,33 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from pisces.money import parse_usd, usd
+
 KEY_PREFIX = "pisces-"
 DISPLAY_CHARS = 12  # "pisces-Ab3dE": enough to tell keys apart, far too little to guess one
+
+# What ``set_limits`` accepts, and the bounds the admin API and the CLI check at the edge.
+LIMITS = ("monthly_budget", "rpm", "tpm")
+MAX_AMOUNT = 10**15  # micro-dollars ($1,000,000,000): far inside DynamoDB's 38 digits
+MAX_RATE = 10**12
+
+
+def parse_amount(value: Any, *, allow_zero: bool = True) -> int:
+    """A dollar amount from a client (number or decimal string) as micro-dollars, at most $1e9.
+
+    ValueError with a message fit to show the caller; see :func:`pisces.money.parse_usd`.
+    """
+    micros = parse_usd(value, allow_zero=allow_zero)
+    if micros > MAX_AMOUNT:
+        raise ValueError(f"an amount must be at most {usd(MAX_AMOUNT)} dollars")
+    return micros
+
+
+def parse_rate(value: Any) -> int:
+    """A per-minute rate limit (rpm, tpm): an integer >= 0, 0 meaning unlimited; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RATE:
+        raise ValueError(f"a rate limit is a whole number from 0 (unlimited) to {MAX_RATE}")
+    return value
 
 
 def hash_key(plaintext: str) -> str:
@@ -45,8 +70,11 @@ class KeyRecord(BaseModel):
         )
 
     def public(self) -> dict[str, Any]:
-        """What the admin API and CLI show: never the hash."""
-        return self.model_dump(exclude={"key_hash"})
+        """What the admin API and CLI show: never the hash; money also as USD decimal strings."""
+        out = self.model_dump(exclude={"key_hash"})
+        out["balance_usd"] = usd(self.balance)
+        out["monthly_budget_usd"] = None if self.monthly_budget is None else usd(self.monthly_budget)
+        return out
 
 
 def _item(rec: KeyRecord) -> dict[str, Any]:
@@ -185,7 +213,16 @@ class KeyStore:
         return _record(res["Attributes"])
 
     def set_limits(self, key_id: str, **limits: int | None) -> KeyRecord | None:
-        """Set (a number) or clear (None) ``monthly_budget``, ``rpm``, ``tpm``; None for an unknown key."""
+        """Set (a number) or clear (None) ``monthly_budget``, ``rpm``, ``tpm``; None for an unknown key.
+
+        ValueError for any other name, or a value that is not an integer >= 0 (nor None).
+        """
+        unknown = sorted(set(limits) - set(LIMITS))
+        if unknown:
+            raise ValueError(f"unknown limit(s) {', '.join(unknown)}: only {', '.join(LIMITS)}")
+        for name, value in limits.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be an integer >= 0 or None, not {value!r}")
         rec = self.get_by_id(key_id)
         if rec is None:
             return None

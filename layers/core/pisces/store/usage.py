@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
+
+from pisces.money import usd
+from pisces.store.keys import KeyRecord
 
 # Where a record's token counts come from: the upstream's own report, or a counted estimate
 # (a stream cut before the upstream reported usage, or an upstream that never reports it).
@@ -123,3 +128,72 @@ def summarize(records: list[UsageRecord]) -> dict[str, Any]:
             acc["cost"] += r.cost
     data = [{"date": day, "model": model, **row} for (day, model), row in sorted(rows.items())]
     return {"data": data, "total": total}
+
+
+DEFAULT_RANGE_DAYS = 30
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+class UsageRangeError(ValueError):
+    """A bad ``from``/``to``; ``param`` names the one at fault (None: the pair)."""
+
+    def __init__(self, message: str, param: str | None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _day(value: str, param: str) -> date:
+    if _DATE.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise UsageRangeError(f"{param} must be a date as YYYY-MM-DD (UTC), not {value!r}", param)
+
+
+def parse_range(from_str: str | None, to_str: str | None, *, today: date | None = None) -> tuple[date, date]:
+    """The UTC days ``from``..``to``, both inclusive, from ``YYYY-MM-DD`` strings (None or "": default).
+
+    Default ``to``: today (UTC); default ``from``: 29 days before ``to`` (30 days in all).
+    UsageRangeError (a ValueError) for a malformed date or ``from`` after ``to``.
+    """
+    today = today or datetime.now(UTC).date()
+    end = _day(to_str, "to") if to_str else today
+    start = _day(from_str, "from") if from_str else end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    if start > end:
+        raise UsageRangeError(f"from ({start}) is after to ({end})", "from")
+    return start, end
+
+
+def usage_report(
+    store: UsageStore,
+    key: KeyRecord,
+    from_str: str | None,
+    to_str: str | None,
+    *,
+    today: date | None = None,
+) -> dict[str, Any]:
+    """The usage response of ``GET /v1/usage``, ``GET /admin/keys/{key_id}/usage`` and ``pisces usage``.
+
+    Records with ``from <= created_at < to + 1 day`` (UTC days, ``to`` inclusive), summed by day and
+    model (:func:`summarize`); money in micro-dollars, and as USD decimal strings in ``*_usd``.
+    UsageRangeError (a ValueError, with ``param``) for bad dates: check before any DynamoDB call.
+    """
+    start, end = parse_range(from_str, to_str, today=today)
+    # Bare dates bound every ISO timestamp of those days, whatever its precision or suffix.
+    records = store.query(key.key_id, start.isoformat(), (end + timedelta(days=1)).isoformat())
+    summary = summarize(records)
+    for row in [*summary["data"], summary["total"]]:
+        row["cost_usd"] = usd(row["cost"])
+    return {
+        "object": "usage",
+        "key_id": key.key_id,
+        "balance": key.balance,
+        "balance_usd": usd(key.balance),
+        "monthly_budget": key.monthly_budget,
+        "monthly_budget_usd": None if key.monthly_budget is None else usd(key.monthly_budget),
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "data": summary["data"],
+        "total": summary["total"],
+    }
