@@ -91,24 +91,48 @@ def test_stream_wire_format(gateway):
     assert events[0][1]["message"]["pisces"]["request_id"]
 
 
-def test_tool_round_trip_against_the_mock(client):
+@pytest.mark.parametrize("model", ["mock-echo", "gpt-fake", "claude-fake"])
+def test_tool_round_trip(client, gateway, model):
+    """tool_use, then tool_result, through the mock, an OpenAI-compatible and an Anthropic upstream."""
     tools = [WEATHER]
-    first = client.messages.create(model="mock-echo", max_tokens=100, tools=tools, tool_choice={"type": "any"},
+    first = client.messages.create(model=model, max_tokens=100, tools=tools, tool_choice={"type": "any"},
                                    messages=user("weather in Paris?"))  # fmt: skip
     assert first.stop_reason == "tool_use"
     call = next(b for b in first.content if b.type == "tool_use")
     assert call.name == "get_weather" and call.id and isinstance(call.input, dict)
     second = client.messages.create(
-        model="mock-echo",
+        model=model,
         max_tokens=100,
         tools=tools,
+        tool_choice={"type": "none"},
         messages=[
             *user("weather in Paris?"),
             {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 21 C"}]},
         ],
     )
-    assert second.stop_reason == "end_turn" and "sunny, 21 C" in second.content[0].text
+    assert second.stop_reason == "end_turn"
+    if model == "mock-echo":
+        assert "sunny, 21 C" in second.content[0].text
+    elif model == "gpt-fake":  # the OpenAI upstream got an assistant tool call and a tool message
+        msgs = gateway.upstream.last()["body"]["messages"]
+        assert (
+            msgs[1]["tool_calls"][0]["id"] == call.id
+            and msgs[1]["tool_calls"][0]["function"]["name"] == WEATHER["name"]
+        )
+        assert msgs[2] == {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"}
+    else:  # the Anthropic upstream got the tool_use block and the tool_result as sent
+        msgs = gateway.anthropic.last()["body"]["messages"]
+        assert msgs[1]["content"][0] == {"type": "tool_use", "id": call.id, "name": "get_weather", "input": call.input}
+        assert msgs[2]["content"][0] == {"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 21 C"}
+
+
+def test_cache_control_is_dropped_for_an_openai_upstream(client, gateway):
+    marked = {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}
+    client.messages.create(model="gpt-fake", max_tokens=20, system=[marked],
+                           messages=[{"role": "user", "content": [{**marked, "text": "hi"}]}])  # fmt: skip
+    sent = json.dumps(gateway.upstream.last()["body"])
+    assert "cache_control" not in sent and "Be brief." in sent
 
 
 def test_count_tokens_and_models(client, gateway):
