@@ -23,6 +23,8 @@ def test_no_secret_in_logs(gateway, caplog):
     httpx.get(f"{gateway.v1}/models", headers={"x-goog-api-key": "pisces-wrong-key-abcdefghijklmnop"})
     with contextlib.suppress(openai.InternalServerError):
         c.chat.completions.create(model="fail-500", messages=[{"role": "user", "content": "x"}])
+    claude = {"model": "claude-fake", "max_tokens": 9, "messages": [{"role": "user", "content": "x"}]}
+    httpx.post(f"{gateway.url}/v1/messages", headers={"x-api-key": key}, json=claude)
     # every record the gateway logged, as Powertools writes it (JSON) to CloudWatch
     formatter = logger.registered_formatter
     lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name.startswith("pisces")]
@@ -31,5 +33,7 @@ def test_no_secret_in_logs(gateway, caplog):
     assert len(requests) >= 4, "one structured log line per request"
     assert {r.get("model") for r in requests} >= {"gpt-fake", "mock-echo"}
     assert any(r.get("stream") and r.get("output_tokens") for r in requests)
+    assert any(r.get("model") == "gpt-fake" and r.get("cost_micros") == 75 for r in requests)
+    assert any(r.get("protocol") == "anthropic" and r.get("channel") == "fake-anthropic" for r in requests)
     for secret in (key, UPSTREAM_SECRET, "pisces-wrong-key-abcdefghijklmnop", "Bearer"):
         assert secret not in logs

@@ -28,6 +28,8 @@ def log_request(ctx: RequestContext, status: int, path: str) -> None:
         "ttft_ms": ctx.elapsed_ms(ctx.first_byte) if ctx.first_byte else None,
         "finish": ctx.finish,
         "error": ctx.error,
+        "cost_micros": ctx.cost,  # the settled charge; a cut stream's estimate lands in its usage record
+        "idempotent_replay": "Idempotent-Replayed" in ctx.headers,
     }
     usage = ctx.usage
     if usage is not None:
