@@ -21,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,13 +56,22 @@ def _no_money(app: object) -> None:
     billing.settle_later = lambda *a, **k: None
 
 
+def serve_dynamo(port: int) -> None:
+    """moto's DynamoDB in a process of its own, as DynamoDB is not in the gateway's process in AWS
+    (in the same process its Python work would take the gateway's GIL)."""
+    from pisces.localaws import LocalDynamo
+
+    LocalDynamo(port=port).start()
+    threading.Event().wait()
+
+
 def serve_gateway(port: int, upstream: str, mode: str = "full") -> None:
     import logging
 
     import uvicorn
 
     from pisces.config import parse_config
-    from pisces.localaws import LocalDynamo
+    from pisces.localaws import FAKE_CREDENTIALS
     from pisces.store import dynamo
     from pisces.store.keys import KeyStore
     from pisces.store.schema import table_name
@@ -70,9 +80,10 @@ def serve_gateway(port: int, upstream: str, mode: str = "full") -> None:
 
     logging.getLogger("pisces").setLevel(logging.WARNING)  # measure the gateway, not the terminal
     os.environ["BENCH_UPSTREAM_KEY"] = UPSTREAM_SECRET
-    LocalDynamo().start()
-    store = KeyStore(dynamo.client(), table_name("keys"))
-    store.create(name="bench", plaintext=KEY, balance=10**15, rpm=0, tpm=0)
+    for k, v in FAKE_CREDENTIALS.items():
+        os.environ.setdefault(k, v)
+    store = KeyStore(dynamo.client(), table_name("keys"))  # moto in its own process: AWS_ENDPOINT_URL_DYNAMODB
+    store.create(name="bench", plaintext=f"{KEY}-{mode}", balance=10**15, rpm=0, tpm=0)
     cfg = parse_config(
         {
             "channels": [
@@ -97,31 +108,54 @@ def _pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
+def _wait_tables(endpoint: str) -> None:
+    """The moto process creates the tables right after its server answers: wait for them."""
+    import boto3
+
+    from pisces.localaws import FAKE_CREDENTIALS
+    from pisces.store.schema import TABLES, table_name
+
+    creds = {"aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+             "aws_secret_access_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}  # fmt: skip
+    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", **creds)
+    deadline = time.monotonic() + 30
+    while set(client.list_tables()["TableNames"]) < {table_name(t) for t in TABLES}:
+        if time.monotonic() > deadline:
+            raise RuntimeError("moto did not create the tables")
+        time.sleep(0.05)
+
+
 def measure(n: int) -> dict[str, float]:
     from pisces.localaws import free_port
     from support.servers import wait_http
 
-    up_port, gw_port, sk_port = free_port(), free_port(), free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "POWERTOOLS_LOG_LEVEL": "WARNING"}
+    up_port, gw_port, sk_port, db_port = (free_port() for _ in range(4))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "POWERTOOLS_LOG_LEVEL": "WARNING",
+           "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{db_port}"}  # fmt: skip
     me = [sys.executable, __file__]
+    db = subprocess.Popen([*me, "--serve-dynamo", str(db_port)], env=env)
+    wait_http(f"http://127.0.0.1:{db_port}", db, 60)
+    _wait_tables(f"http://127.0.0.1:{db_port}")
     procs = [
+        db,
         subprocess.Popen([*me, "--serve-upstream", str(up_port)], env=env),
         subprocess.Popen([*me, "--serve-gateway", str(gw_port), f"http://127.0.0.1:{up_port}", "full"], env=env),
         subprocess.Popen([*me, "--serve-gateway", str(sk_port), f"http://127.0.0.1:{up_port}", "skeleton"], env=env),
     ]
     try:
         up, gw, sk = (f"http://127.0.0.1:{p}" for p in (up_port, gw_port, sk_port))
-        wait_http(f"{up}/v1/chat/completions", procs[0], 60)
-        wait_http(f"{gw}/healthz", procs[1], 60)
-        wait_http(f"{sk}/healthz", procs[2], 60)
+        wait_http(f"{up}/v1/chat/completions", procs[1], 60)
+        wait_http(f"{gw}/healthz", procs[2], 60)
+        wait_http(f"{sk}/healthz", procs[3], 60)
         from support.fake_openai import UPSTREAM_SECRET
 
         direct, through, skeleton = [], [], []
         with httpx.Client(timeout=30) as c:
             targets = [
                 (f"{up}/v1/chat/completions", {"Authorization": f"Bearer {UPSTREAM_SECRET}"}, direct),
-                (f"{gw}/v1/chat/completions", {"Authorization": f"Bearer {KEY}"}, through),
-                (f"{sk}/v1/chat/completions", {"Authorization": f"Bearer {KEY}"}, skeleton),
+                (f"{sk}/v1/chat/completions", {"Authorization": f"Bearer {KEY}-skeleton"}, skeleton),
+                # last in a round: its settlement (after its response) is done before the next round's admission
+                (f"{gw}/v1/chat/completions", {"Authorization": f"Bearer {KEY}-full"}, through),
             ]
             for _ in range(30):  # warm-up: connections, caches
                 for url, headers, _out in targets:
@@ -133,7 +167,7 @@ def measure(n: int) -> dict[str, float]:
                     out.append((time.perf_counter() - t) * 1000)
                     r.raise_for_status()
     finally:
-        for p in procs:
+        for p in reversed(procs):  # the gateways drain their settlements into DynamoDB, stopped last
             p.terminate()
             p.wait(timeout=10)
     res = {}
@@ -144,8 +178,8 @@ def measure(n: int) -> dict[str, float]:
         for p in ("p50", "p99"):
             res[f"{name}_added_{p}_ms"] = round(res[f"{name}_{p}_ms"] - res[f"direct_{p}_ms"], 3)
             res[f"{name}_ratio_{p}"] = round(res[f"{name}_{p}_ms"] / res[f"direct_{p}_ms"], 2)
-        res["money_added_p50_ms"] = round(res["gateway_p50_ms"] - res["skeleton_p50_ms"], 3)
-        res["money_added_p99_ms"] = round(res["gateway_p99_ms"] - res["skeleton_p99_ms"], 3)
+    for p in ("p50", "p99"):
+        res[f"money_added_{p}_ms"] = round(res[f"gateway_{p}_ms"] - res[f"skeleton_{p}_ms"], 3)
     res["requests_each"] = n
     return res
 
@@ -171,7 +205,8 @@ def dynamo_calls(n: int = 200) -> dict[str, list[float]]:
 
         def settle() -> None:
             rec = UsageRecord(request_id=f"bench_{next(ids)}", key_id="k", protocol="openai", client_model="m",
-                              model="m", created_at="", settled_at="", expires_at=0, cost=1, hold=10)  # fmt: skip
+                              model="m", created_at="2026-11-23T00:00:00Z", settled_at="2026-11-23T00:00:00Z",
+                              expires_at=0, cost=1, hold=10)  # fmt: skip
             ledger.settle(key_hash, 10, "202611", rec.item())
 
         out = {}
@@ -218,9 +253,13 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--serve-upstream", type=int)
     ap.add_argument("--serve-gateway", nargs=3)
+    ap.add_argument("--serve-dynamo", type=int)
     args = ap.parse_args()
     if args.serve_upstream:
         serve_upstream(args.serve_upstream)
+        return
+    if args.serve_dynamo:
+        serve_dynamo(args.serve_dynamo)
         return
     if args.serve_gateway:
         serve_gateway(int(args.serve_gateway[0]), args.serve_gateway[1], args.serve_gateway[2])

@@ -179,3 +179,41 @@ def test_a_cut_stream_is_estimated_from_what_was_sent(ledger, key_store):
     ctx2 = RequestContext(request_id="req_none", protocol="openai", model="m", stream=True, error="upstream_error")
     r2 = billing.record(ctx2, _request(), bill, 502)
     assert (r2.usage_source, r2.cost, r2.input_tokens) == ("none", 0, 0)
+
+
+class _Racing:
+    """The real client, but each write first loses one race with a transaction on the key item, as
+    DynamoDB reports it (moto never does): a conflicting transaction is cancelled, a plain write refused."""
+
+    def __init__(self, client) -> None:
+        self.real, self.exceptions, self.raced = client, client.exceptions, []
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def update_item(self, **kw):
+        if "update_item" not in self.raced:
+            self.raced.append("update_item")
+            err = {"Error": {"Code": "TransactionConflictException", "Message": "conflict"}}
+            raise self.exceptions.TransactionConflictException(err, "UpdateItem")
+        return self.real.update_item(**kw)
+
+    def transact_write_items(self, **kw):
+        if "transact_write_items" not in self.raced:
+            self.raced.append("transact_write_items")
+            err = {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                   "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}]}  # fmt: skip
+            raise self.exceptions.TransactionCanceledException(err, "TransactWriteItems")
+        return self.real.transact_write_items(**kw)
+
+
+def test_writes_that_lose_a_race_with_a_transaction_are_retried(ledger, key_store):
+    racing = _Racing(ledger.client)
+    billing = _billing(key_store, Ledger(racing, ledger.keys_table, ledger.usage_table))
+    plaintext, rec = key_store.create(name="race", balance=10_000)
+    ctx = RequestContext(request_id=f"req_race_{time.time_ns()}", protocol="openai", model="m")
+    ctx.usage = Usage(input_tokens=10, output_tokens=20)
+    bill = asyncio.run(billing.admit(ctx, _request(), rec))
+    assert asyncio.run(billing.settle(ctx, _request(), bill, 200)) is not None
+    assert racing.raced == ["update_item", "transact_write_items"]
+    assert key_store.get_by_hash(hash_key(plaintext)).balance == 10_000 - 50

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 WINDOW_SECONDS = 60
+SETTLE_ATTEMPTS = 5  # tries of a write that lost a race with a transaction on the key item
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,19 +129,26 @@ class Ledger:
             update = "SET win = :w, win_requests = :one, win_tokens = :zero, balance = balance - :hold ADD #spent :hold"
             values[":one"] = _n(1)
             cond.append("(attribute_not_exists(win) OR win < :w)")
-        try:
-            res = self.client.update_item(
-                TableName=self.keys_table,
-                Key={"key_hash": {"S": key_hash}},
-                UpdateExpression=update,
-                ConditionExpression=" AND ".join(cond),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except self.client.exceptions.ConditionalCheckFailedException as e:
-            return dict(e.response.get("Item") or {})
+        for attempt in range(SETTLE_ATTEMPTS):
+            try:
+                res = self.client.update_item(
+                    TableName=self.keys_table,
+                    Key={"key_hash": {"S": key_hash}},
+                    UpdateExpression=update,
+                    ConditionExpression=" AND ".join(cond),
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+                break
+            except self.client.exceptions.ConditionalCheckFailedException as e:
+                return dict(e.response.get("Item") or {})
+            except self.client.exceptions.TransactionConflictException:
+                # a settlement's transaction holds the key item for a moment: try again
+                if attempt + 1 == SETTLE_ATTEMPTS:
+                    raise
+                time.sleep(0.005 * 2**attempt)
         item = res["Attributes"]
         return Admitted(
             window=window,
@@ -182,6 +190,21 @@ class Ledger:
         both or neither; False when this request id was settled before (nothing changes)."""
         cost = int(record["cost"]["N"])
         tokens = int(record["input_tokens"]["N"]) + int(record["output_tokens"]["N"])
+        for attempt in range(SETTLE_ATTEMPTS):
+            try:
+                return self._settle_once(key_hash, hold, cost, tokens, month, record)
+            except self.client.exceptions.TransactionCanceledException as e:
+                reasons = [r.get("Code") for r in e.response.get("CancellationReasons") or []]
+                # Another write to the key item (an admission) raced this transaction: DynamoDB
+                # cancels it; the record's condition makes a retry safe.
+                if "TransactionConflict" not in reasons or attempt + 1 == SETTLE_ATTEMPTS:
+                    raise
+                time.sleep(0.01 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _settle_once(
+        self, key_hash: str, hold: int, cost: int, tokens: int, month: str, record: dict[str, Any]
+    ) -> bool:
         try:
             self.client.transact_write_items(
                 TransactItems=[
