@@ -25,11 +25,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from support.fake_openai import UPSTREAM_SECRET
-from support.servers import recorded
+from support.servers import FakeUpstream, recorded
 
 __all__ = ["RECORDED", "UPSTREAM_SECRET", "USAGE", "FakeAnthropic"]
 
@@ -83,20 +83,9 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
-class FakeAnthropic:
+class FakeAnthropic(FakeUpstream):
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.gate = asyncio.Event()
-        self.app = FastAPI()
-        self.app.post("/v1/messages")(self.messages)
-        self.app.post("/release")(self.release)
-
-    async def release(self) -> dict[str, bool]:
-        self.gate.set()
-        return {"released": True}
-
-    def last(self) -> dict[str, Any]:
-        return self.requests[-1]
+        super().__init__("/v1/messages", self.messages)
 
     async def messages(self, request: Request) -> Response:
         body = await request.json()

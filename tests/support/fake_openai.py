@@ -21,10 +21,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from support.servers import recorded
+from support.servers import FakeUpstream, recorded
 
 UPSTREAM_SECRET = "sk-fake-upstream-secret-0123456789"
 
@@ -51,21 +51,9 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
-class FakeOpenAI:
+class FakeOpenAI(FakeUpstream):
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.hangups = 0
-        self.gate = asyncio.Event()
-        self.app = FastAPI()
-        self.app.post("/v1/chat/completions")(self.chat)
-        self.app.post("/release")(self.release)
-
-    async def release(self) -> dict[str, bool]:
-        self.gate.set()
-        return {"released": True}
-
-    def last(self) -> dict[str, Any]:
-        return self.requests[-1]
+        super().__init__("/v1/chat/completions", self.chat)
 
     async def chat(self, request: Request) -> Response:
         body = await request.json()

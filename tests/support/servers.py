@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import threading
@@ -13,6 +14,28 @@ import httpx
 import uvicorn
 
 from pisces.localaws import free_port
+
+
+class FakeUpstream:
+    """What every fake upstream shares: one POST route, the requests it got (``requests``, ``last``),
+    and a gate that its ``gated`` model waits on until ``POST /release``."""
+
+    def __init__(self, path: str, handler: Any) -> None:
+        from fastapi import FastAPI
+
+        self.requests: list[dict[str, Any]] = []
+        self.hangups = 0
+        self.gate = asyncio.Event()
+        self.app = FastAPI()
+        self.app.post(path)(handler)
+        self.app.post("/release")(self.release)
+
+    async def release(self) -> dict[str, bool]:
+        self.gate.set()
+        return {"released": True}
+
+    def last(self) -> dict[str, Any]:
+        return self.requests[-1]
 
 
 class ServerThread:

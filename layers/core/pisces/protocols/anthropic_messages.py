@@ -41,6 +41,7 @@ from pisces.protocols.anthropic_messages_stream import (
     usage_from,
     usage_to,
 )
+from pisces.protocols.common import error_message
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -359,16 +360,7 @@ def render_error(err: PiscesError, pisces: dict[str, Any]) -> dict[str, Any]:
 
 
 def upstream_error_message(body: bytes) -> str:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return body[:500].decode("utf-8", errors="replace").strip()
-    err = payload.get("error") if isinstance(payload, dict) else None
-    if isinstance(err, dict) and isinstance(err.get("message"), str):
-        return err["message"][:500]
-    if isinstance(err, str):
-        return err[:500]
-    return json.dumps(payload)[:500]
+    return error_message(body)
 
 
 # ---------------------------------------------------------------------------------------------

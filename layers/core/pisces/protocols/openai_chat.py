@@ -9,7 +9,6 @@ in ``provider_options["openai"]`` and reach only an OpenAI-compatible upstream.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pisces.canonical import (
@@ -24,6 +23,7 @@ from pisces.canonical import (
     text_of,
 )
 from pisces.errors import PiscesError
+from pisces.protocols.common import error_message
 from pisces.protocols.openai_chat_request import NAME, decode_request, tool_calls
 from pisces.protocols.openai_chat_stream import (
     FINISH_OUT,
@@ -244,16 +244,7 @@ def render_error(err: PiscesError, pisces: dict[str, Any]) -> dict[str, Any]:
 
 
 def upstream_error_message(body: bytes) -> str:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return body[:500].decode("utf-8", errors="replace").strip()
-    err = payload.get("error") if isinstance(payload, dict) else None
-    if isinstance(err, dict) and isinstance(err.get("message"), str):
-        return err["message"][:500]
-    if isinstance(err, str):
-        return err[:500]
-    return json.dumps(payload)[:500]
+    return error_message(body)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,20 @@
+"""What the wire formats share without being a protocol: helpers any codec may use."""
+
+from __future__ import annotations
+
+import json
+
+
+def error_message(body: bytes) -> str:
+    """The message inside a provider's error body: OpenAI, Anthropic and Gemini all say
+    ``{"error": {"message": ...}}``; anything else is shown as it came, cut to 500 characters."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return body[:500].decode("utf-8", errors="replace").strip()
+    err = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(err, dict) and isinstance(err.get("message"), str):
+        return err["message"][:500]
+    if isinstance(err, str):
+        return err[:500]
+    return json.dumps(payload)[:500]
