@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -59,6 +60,7 @@ class Gateway:
     store: KeyStore
     upstream: FakeOpenAI
     anthropic: FakeAnthropic
+    app: Any  # the FastAPI app under uvicorn (for tests that must reach into its state)
 
     @property
     def v1(self) -> str:
@@ -78,5 +80,5 @@ def gateway(key_store: KeyStore, fake_openai: FakeOpenAI, fake_anthropic: FakeAn
     app = create_app(gateway_config(fake_openai.url, fake_anthropic.url), key_store)  # type: ignore[attr-defined]
     server = ServerThread(app).start()
     key, rec = key_store.create(name="contract", balance=TEST_BALANCE)
-    yield Gateway(server.url, key, rec, key_store, fake_openai, fake_anthropic)
+    yield Gateway(server.url, key, rec, key_store, fake_openai, fake_anthropic, app)
     server.stop()

@@ -298,6 +298,17 @@ def test_revoke_takes_effect_within_cache_ttl(gateway):
         c.models.list()
 
 
+def test_revoke_stops_model_requests_at_once(gateway):
+    key = gateway.new_key()
+    c = openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+    active = gateway.store.get_by_hash(hash_key(key))
+    gateway.store.revoke(active.key_id)
+    gateway.app.state.gateway.auth.cache.put(hash_key(key), active)  # the container still caches it as active
+    with pytest.raises(openai.PermissionDeniedError) as e:  # admission reads the key's item: revoked
+        c.chat.completions.create(model="mock-echo", messages=[{"role": "user", "content": "x"}])
+    _check_error_body(e.value, 403, "key_revoked")
+
+
 def test_unknown_model(client):
     with pytest.raises(openai.NotFoundError) as e:
         client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])

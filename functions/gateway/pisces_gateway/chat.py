@@ -182,7 +182,8 @@ async def _stream(
         if ctx.usage is not None and ctx.finish is not None:
             ctx.cost = encoder.pisces["cost"] = cost_of(gw.config.price(ctx.model or req.model), ctx.usage)
         tail = encoder.close()
-        sent.append(tail)
+        if claim:
+            sent.append(tail)
         yield tail
     except (asyncio.CancelledError, GeneratorExit):
         ctx.error = ctx.error or "client_cut"
