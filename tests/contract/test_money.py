@@ -326,3 +326,25 @@ def test_usage_shows_the_keys_own_balance_and_spend(gateway, usage):
     bad = httpx.get(f"{gateway.v1}/usage?from=yesterday", headers={"Authorization": f"Bearer {key}"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "from"
     assert httpx.get(f"{gateway.v1}/usage").status_code == 401
+
+
+def test_concurrent_first_uses_of_one_idempotency_key_run_once(gateway, usage):
+    key = gateway.new_key(balance=1_000_000)
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"c-{uuid.uuid4()}"}
+
+    async def fire() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            return await asyncio.gather(
+                *(http.post(f"{gateway.v1}/chat/completions", json=ask("gpt-fake"), headers=headers) for _ in range(8))
+            )
+
+    responses = asyncio.run(fire())
+    ran = [r for r in responses if r.status_code == 200 and "idempotent-replayed" not in r.headers]
+    replayed = [r for r in responses if r.status_code == 200 and "idempotent-replayed" in r.headers]
+    busy = [r for r in responses if r.status_code == 409]
+    assert len(ran) == 1 and len(ran) + len(replayed) + len(busy) == 8
+    assert all(r.content == ran[0].content for r in replayed)
+    assert all(r.json()["error"]["code"] == "idempotency_in_progress" for r in busy)
+    rec = wait_record(usage, ran[0].headers["x-request-id"])
+    time.sleep(0.3)
+    assert balance(gateway, key) == 1_000_000 - rec.cost  # charged once
