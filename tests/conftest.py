@@ -16,7 +16,7 @@ from pisces.store.schema import table_name
 from support.config import TEST_BALANCE, gateway_config
 from support.fake_anthropic import FakeAnthropic
 from support.fake_openai import UPSTREAM_SECRET, FakeOpenAI
-from support.servers import ServerThread
+from support.servers import ServerThread, serving
 
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO")
 
@@ -36,20 +36,14 @@ def key_store(local_dynamo: LocalDynamo) -> KeyStore:
 
 @pytest.fixture(scope="session")
 def fake_openai() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    server = ServerThread(fake.app).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    yield fake
-    server.stop()
+    with serving(FakeOpenAI()) as fake:
+        yield fake
 
 
 @pytest.fixture(scope="session")
 def fake_anthropic() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    server = ServerThread(fake.app).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    yield fake
-    server.stop()
+    with serving(FakeAnthropic()) as fake:
+        yield fake
 
 
 @dataclass
@@ -77,7 +71,7 @@ def gateway(key_store: KeyStore, fake_openai: FakeOpenAI, fake_anthropic: FakeAn
 
     os.environ["PISCES_TEST_UPSTREAM_KEY"] = UPSTREAM_SECRET
     os.environ.pop("PISCES_TEST_UNSET_VARIABLE", None)
-    app = create_app(gateway_config(fake_openai.url, fake_anthropic.url), key_store)  # type: ignore[attr-defined]
+    app = create_app(gateway_config(fake_openai.url, fake_anthropic.url), key_store)
     server = ServerThread(app).start()
     key, rec = key_store.create(name="contract", balance=TEST_BALANCE)
     yield Gateway(server.url, key, rec, key_store, fake_openai, fake_anthropic, app)

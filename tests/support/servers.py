@@ -7,8 +7,10 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import uvicorn
@@ -23,6 +25,7 @@ class FakeUpstream:
     def __init__(self, path: str, handler: Any) -> None:
         from fastapi import FastAPI
 
+        self.url = ""  # set by ``serving``
         self.requests: list[dict[str, Any]] = []
         self.hangups = 0
         self.gate = asyncio.Event()
@@ -61,6 +64,20 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+F = TypeVar("F", bound=FakeUpstream)
+
+
+@contextmanager
+def serving(fake: F) -> Iterator[F]:
+    """``fake`` under uvicorn on loopback for the duration; its ``url`` says where."""
+    server = ServerThread(fake.app).start()
+    fake.url = server.url
+    try:
+        yield fake
+    finally:
+        server.stop()
 
 
 def wait_http(url: str, proc: subprocess.Popen | None = None, seconds: float = 30) -> None:

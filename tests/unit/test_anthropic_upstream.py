@@ -36,7 +36,7 @@ from pisces.upstreams import KINDS, build_channel
 from pisces.upstreams.anthropic import AnthropicChannel
 from pisces.upstreams.base import HttpCodecChannel, UpstreamError
 from support.fake_anthropic import UPSTREAM_SECRET, USAGE, FakeAnthropic
-from support.servers import ServerThread, recorded
+from support.servers import recorded, serving
 
 KEY_ENV = "PISCES_TEST_ANTHROPIC_KEY"
 FAKE_USAGE = Usage(input_tokens=14, output_tokens=7, cached_tokens=2, cache_write_tokens=3)
@@ -44,11 +44,8 @@ FAKE_USAGE = Usage(input_tokens=14, output_tokens=7, cached_tokens=2, cache_writ
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    server = ServerThread(fake.app).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    yield fake
-    server.stop()
+    with serving(FakeAnthropic()) as fake:
+        yield fake
 
 
 @pytest.fixture(autouse=True)
