@@ -29,7 +29,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from support.fake_openai import UPSTREAM_SECRET
-from support.servers import FakeUpstream, recorded
+from support.servers import FakeUpstream, last_user_text, recorded, replay
 
 __all__ = ["RECORDED", "UPSTREAM_SECRET", "USAGE", "FakeAnthropic"]
 
@@ -73,16 +73,6 @@ def _event(body: dict[str, Any]) -> bytes:
     return f"event: {body['type']}\ndata: {json.dumps(body)}\n\n".encode()
 
 
-def _last_user_text(messages: list[dict[str, Any]]) -> str:
-    for m in reversed(messages):
-        if m.get("role") == "user":
-            c = m.get("content")
-            if isinstance(c, str):
-                return c
-            return "".join(b.get("text", "") for b in c or [] if isinstance(b, dict) and b.get("type") == "text")
-    return ""
-
-
 class FakeAnthropic(FakeUpstream):
     def __init__(self) -> None:
         super().__init__("/v1/messages", self.messages)
@@ -102,7 +92,7 @@ class FakeAnthropic(FakeUpstream):
         if model in RECORDED:
             name, message = RECORDED[model]
             if body.get("stream"):
-                return StreamingResponse(self._replay(recorded(name)), media_type="text/event-stream")
+                return StreamingResponse(replay(recorded(name)), media_type="text/event-stream")
             return JSONResponse(message)
         message = self._answer(model, body)
         if not body.get("stream"):
@@ -119,17 +109,12 @@ class FakeAnthropic(FakeUpstream):
             content = [{"type": "tool_use", "id": "toolu_fake_1", "name": tools[0]["name"], "input": TOOL_INPUT}]
             stop = "tool_use"
         else:
-            content = [{"type": "text", "text": f"Hello from upstream: {_last_user_text(body.get('messages', []))}"}]
+            content = [{"type": "text", "text": f"Hello from upstream: {last_user_text(body.get('messages', []))}"}]
             stop = "end_turn"
         if (body.get("thinking") or {}).get("type") == "enabled":
             content.insert(0, {"type": "thinking", "thinking": THOUGHT, "signature": THOUGHT_SIGNATURE})
         return {"id": "msg_fake_01", "type": "message", "role": "assistant", "model": model, "content": content,
                 "stop_reason": stop, "stop_sequence": None, "usage": dict(USAGE)}  # fmt: skip
-
-    async def _replay(self, data: bytes) -> AsyncIterator[bytes]:
-        for i in range(0, len(data), 97):  # odd slices: events split across reads
-            yield data[i : i + 97]
-            await asyncio.sleep(0)
 
     async def _stream(self, message: dict[str, Any], cut: bool, gated: bool) -> AsyncIterator[bytes]:
         start = {**message, "content": [], "stop_reason": None, "usage": {**USAGE, "output_tokens": 1}}

@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from support.servers import FakeUpstream, recorded
+from support.servers import FakeUpstream, last_user_text, recorded, replay
 
 UPSTREAM_SECRET = "sk-fake-upstream-secret-0123456789"
 
@@ -39,16 +39,6 @@ def _chunk(cid: str, model: str, delta: dict[str, Any], finish: str | None = Non
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
     }
     return f"data: {json.dumps(body)}\n\n".encode()
-
-
-def _last_user_text(messages: list[dict[str, Any]]) -> str:
-    for m in reversed(messages):
-        if m.get("role") == "user":
-            c = m.get("content")
-            if isinstance(c, str):
-                return c
-            return "".join(p.get("text", "") for p in c or [] if p.get("type") == "text")
-    return ""
 
 
 class FakeOpenAI(FakeUpstream):
@@ -93,9 +83,9 @@ class FakeOpenAI(FakeUpstream):
             return StreamingResponse(self._gated(), media_type="text/event-stream")
         if model == "recorded" and body.get("stream"):
             return StreamingResponse(
-                self._replay(recorded("openai_chat_tool_call_stream.sse")), media_type="text/event-stream"
+                replay(recorded("openai_chat_tool_call_stream.sse")), media_type="text/event-stream"
             )
-        text = f"Hello from upstream: {_last_user_text(body.get('messages', []))}"
+        text = f"Hello from upstream: {last_user_text(body.get('messages', []))}"
         tools = body.get("tools") or []
         call = None
         if tools and body.get("tool_choice") != "none":
@@ -148,11 +138,6 @@ class FakeOpenAI(FakeUpstream):
         except (asyncio.CancelledError, GeneratorExit):
             self.hangups += 1
             raise
-
-    async def _replay(self, data: bytes) -> AsyncIterator[bytes]:
-        for i in range(0, len(data), 97):  # odd slices: events split across reads
-            yield data[i : i + 97]
-            await asyncio.sleep(0)
 
     async def _stream(
         self, model: str, text: str, call: dict[str, Any] | None, usage: dict[str, Any] | None

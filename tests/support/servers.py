@@ -7,7 +7,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -64,6 +64,24 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    """The text of the last user turn, in OpenAI's or Anthropic's message shape (what fakes echo)."""
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            c = m.get("content")
+            if isinstance(c, str):
+                return c
+            return "".join(b.get("text", "") for b in c or [] if isinstance(b, dict) and b.get("type") == "text")
+    return ""
+
+
+async def replay(data: bytes) -> AsyncIterator[bytes]:
+    """A recording sent in odd slices, so that events split across reads, as on a real network."""
+    for i in range(0, len(data), 97):
+        yield data[i : i + 97]
+        await asyncio.sleep(0)
 
 
 F = TypeVar("F", bound=FakeUpstream)
