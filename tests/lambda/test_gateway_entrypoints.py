@@ -74,7 +74,8 @@ def test_sample_events_through_the_app(name, gateway, key_store):
     event = json.loads((EVENTS / f"{name}.json").read_text())
     for headers in (event.get("headers") or {}, event.get("multiValueHeaders") or {}):
         for k, v in list(headers.items()):
-            value = {"authorization": f"Bearer {gateway.key}", "x-api-key": gateway.key}.get(k.lower())
+            value = {"authorization": f"Bearer {gateway.key}", "x-api-key": gateway.key,
+                     "x-goog-api-key": gateway.key}.get(k.lower())  # fmt: skip
             if value:
                 headers[k] = [value] if isinstance(v, list) else value
     out = Mangum(app, lifespan="off")(event, None)

@@ -43,6 +43,33 @@ def route_table(app: FastAPI) -> list[RouteInfo]:
     return out
 
 
+def _gemini_routes(app: FastAPI, version: str) -> None:
+    """Gemini's doors under one API version (google-genai uses v1 by default, the Gemini CLI v1beta)."""
+
+    @app.post(
+        f"/{version}/models/{{model:path}}",  # {model} is "name:action"; API Gateway allows one name per level
+        description="Gemini models/{model}:generateContent, :streamGenerateContent (?alt=sse: SSE, else a "
+        "streamed JSON array) and :countTokens",
+        openapi_extra=_meta("gemini", streaming=True),
+        name=f"gemini_{version}",
+    )
+    async def generate(request: Request, model: str) -> Response:
+        return await chat.gemini(request, model)
+
+    if version == "v1":
+        return  # GET /v1/models and /v1/models/{model} are shared: the Gemini shape for Gemini clients
+
+    @app.get(f"/{version}/models", description="The models this key may use, in Gemini's shape",
+             openapi_extra=_meta("gemini"), name=f"gemini_models_{version}")  # fmt: skip
+    async def list_models(request: Request) -> Response:
+        return await chat.list_models(request, "gemini")
+
+    @app.get(f"/{version}/models/{{model:path}}", description="One model, if this key may use it (Gemini's shape)",
+             openapi_extra=_meta("gemini"), name=f"gemini_model_{version}")  # fmt: skip
+    async def get_model(request: Request, model: str) -> Response:
+        return await chat.get_model(request, "gemini", model)
+
+
 def create_app(config: Config | None = None, key_store: KeyStore | None = None) -> FastAPI:
     """The gateway app. Without arguments: ``PISCES_CONFIG`` (or ./pisces.yaml) and the DynamoDB keys table."""
 
@@ -99,7 +126,8 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
 
     @app.get(
         "/v1/models",
-        description="The models this key may use (Anthropic's list shape with anthropic-version, else OpenAI's)",
+        description="The models this key may use (Anthropic's shape with anthropic-version, Gemini's for Gemini "
+        "clients, else OpenAI's)",
         openapi_extra=_meta("openai"),
     )
     async def list_models(request: Request) -> Response:
@@ -107,11 +135,14 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
 
     @app.get(
         "/v1/models/{model:path}",
-        description="One model, if this key may use it (Anthropic's shape with anthropic-version, else OpenAI's)",
+        description="One model, if this key may use it (Anthropic's, Gemini's or OpenAI's shape, as for the list)",
         openapi_extra=_meta("openai"),
     )
     async def get_model(request: Request, model: str) -> Response:
         return await chat.get_model(request, chat.models_protocol(request), model)
+
+    for version in ("v1beta", "v1"):
+        _gemini_routes(app, version)
 
     @app.get(
         "/v1/usage",

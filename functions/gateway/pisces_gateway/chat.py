@@ -91,9 +91,20 @@ async def handle(request: Request, protocol: str) -> Response:
 
 
 async def serve(
-    request: Request, gw: Gateway, ctx: RequestContext, codec: Any, req: ChatRequest, key: KeyRecord, body: Any
+    request: Request,
+    gw: Gateway,
+    ctx: RequestContext,
+    codec: Any,
+    req: ChatRequest,
+    key: KeyRecord,
+    body: Any,
+    stream_media: str = SSE_MEDIA,
+    **encoder_options: Any,
 ) -> Response:
-    """The pipeline after decoding: route, idempotency, admission, upstream, respond, settle."""
+    """The pipeline after decoding: route, idempotency, admission, upstream, respond, settle.
+
+    A stream is sent as ``stream_media``; ``encoder_options`` go to the codec's StreamEncoder
+    (Gemini's ``sse=False`` streams a JSON array)."""
     ctx.stream = req.stream
     candidates = gw.router.resolve(ctx, req.model, key)
     claim = await gw.idempotency.begin(request.headers.get(IDEMPOTENCY_HEADER), key.key_id, request.url.path, body)
@@ -122,8 +133,11 @@ async def serve(
         raise
     if req.stream:
         ctx.first_byte = time.perf_counter()
+        encoder = codec.StreamEncoder(ctx.pisces(), include_usage=req.stream_usage, **encoder_options)
         return StreamingResponse(
-            _stream(gw, ctx, codec, req, bill, claim, first, events), media_type=SSE_MEDIA, headers=SSE_HEADERS
+            _stream(gw, ctx, encoder, req, bill, claim, first, events, stream_media),
+            media_type=stream_media,
+            headers=SSE_HEADERS,
         )
     ctx.usage, ctx.finish = resp.usage, resp.finish_reason
     ctx.cost = cost_of(gw.config.price(ctx.model or req.model), resp.usage)
@@ -152,14 +166,14 @@ def _note(ctx: RequestContext, ev: StreamEvent) -> None:
 async def _stream(
     gw: Gateway,
     ctx: RequestContext,
-    codec: Any,
+    encoder: Any,
     req: ChatRequest,
     bill: Bill,
     claim: Claim | None,
     first: StreamEvent,
     events: AsyncGenerator[StreamEvent, None],
+    media_type: str,
 ) -> AsyncIterator[bytes]:
-    encoder = codec.StreamEncoder(ctx.pisces(), include_usage=req.stream_usage)
     beat = getattr(encoder, "heartbeat", None)
     sent: list[bytes] = []  # kept only for an Idempotency-Key's replay
     waiting: asyncio.Future[StreamEvent | None] | None = None
@@ -208,14 +222,42 @@ async def _stream(
                 ctx.error = "stream_cut"
             gw.billing.settle_later(ctx, req, bill, 200)
             if claim and ctx.error is None:
-                await gw.idempotency.complete(claim, Stored(200, SSE_MEDIA, sent))
+                await gw.idempotency.complete(claim, Stored(200, media_type, sent))
             elif claim:
                 await gw.idempotency.abort(claim)
 
 
 def models_protocol(request: Request) -> str:
-    """GET /v1/models answers in the Anthropic shape when the request says ``anthropic-version``."""
-    return "anthropic" if "anthropic-version" in request.headers else "openai"
+    """GET /v1/models answers in the Anthropic shape when the request says ``anthropic-version``, in
+    Gemini's when it comes from a Gemini client (its key header, ``?key=``, or google-genai's
+    ``x-goog-api-client``), else in OpenAI's."""
+    if "anthropic-version" in request.headers:
+        return "anthropic"
+    h = request.headers
+    if "x-goog-api-key" in h or "x-goog-api-client" in h or "key" in request.query_params:
+        return "gemini"
+    return "openai"
+
+
+GEMINI_STREAM = {"generateContent": False, "streamGenerateContent": True}
+
+
+async def gemini(request: Request, model_action: str) -> Response:
+    """``models/{model}:generateContent | :streamGenerateContent | :countTokens``. A stream is SSE
+    with ``?alt=sse`` (what the SDKs ask for), else one JSON array streamed element by element."""
+    model, _, action = model_action.rpartition(":")
+    if not model or (action not in GEMINI_STREAM and action != "countTokens"):
+        raise PiscesError("not_found", f"Unknown request URL: POST {request.url.path}. Use models/{{model}}:"
+                          "generateContent, :streamGenerateContent or :countTokens.")  # fmt: skip
+    if action == "countTokens":
+        return await count_tokens(request, "gemini", model)
+    gw, ctx = _start(request, "gemini")
+    codec = CODECS["gemini"]
+    key = await _authenticate(request, gw, ctx)
+    body = await read_json(request, gw.config.limits.max_body_bytes)
+    req: ChatRequest = codec.decode_request(body, model, GEMINI_STREAM[action])
+    sse = request.query_params.get("alt") == "sse"
+    return await serve(request, gw, ctx, codec, req, key, body, SSE_MEDIA if sse else JSON, sse=sse)
 
 
 async def list_models(request: Request, protocol: str) -> Response:
@@ -250,11 +292,14 @@ async def usage(request: Request) -> Response:
     return json_response({**report, "pisces": ctx.pisces()})
 
 
-async def count_tokens(request: Request, protocol: str) -> Response:
-    """An offline estimate of a request's input tokens (Anthropic's count_tokens); nothing is charged."""
+async def count_tokens(request: Request, protocol: str, model: str | None = None) -> Response:
+    """An offline estimate of a request's input tokens (Anthropic's count_tokens, Gemini's countTokens,
+    whose ``model`` is in the URL); nothing is charged."""
     gw, ctx = _start(request, protocol)
     codec = CODECS[protocol]
     key = await _authenticate(request, gw, ctx)
     req: ChatRequest = codec.decode_count_tokens(await read_json(request, gw.config.limits.max_body_bytes))
+    if model is not None:
+        req.model = model
     gw.router.resolve(ctx, req.model, key)  # an unknown or forbidden model is the same 404/403 as for a request
-    return json_response({"input_tokens": estimate_request(req), "pisces": ctx.pisces()})
+    return json_response(codec.encode_count(estimate_request(req), ctx.pisces()))

@@ -22,6 +22,8 @@ def protocol_for_path(path: str) -> str:
     """The protocol whose error shape a request gets before its door has said (unrouted paths too)."""
     if path.startswith("/v1/messages"):
         return "anthropic"
+    if path.startswith("/v1beta/") or path == "/v1beta" or (path.startswith("/v1/models/") and ":" in path):
+        return "gemini"
     return "openai"
 
 

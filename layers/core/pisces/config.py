@@ -4,7 +4,7 @@ Example::
 
     channels:
       - name: openai
-        kind: openai                       # openai | anthropic | mock (gemini, bedrock: later)
+        kind: openai                       # openai | anthropic | gemini | mock (bedrock: later)
         base_url: https://api.openai.com/v1
         api_key_env: OPENAI_API_KEY        # or api_key_secret_arn: arn:aws:secretsmanager:...
         models: [gpt-4o-mini]              # or a mapping {client name: upstream name}
@@ -65,7 +65,7 @@ class ModelConfig(_Strict):
 
 class ChannelConfig(_Strict):
     name: str
-    kind: Literal["openai", "anthropic", "mock"]
+    kind: Literal["openai", "anthropic", "gemini", "mock"]
     base_url: str | None = None
     api_key_env: str | None = None
     api_key_secret_arn: str | None = None

@@ -1,6 +1,6 @@
 """Protocol codecs: one module per wire format, meeting the others only in :mod:`pisces.canonical`.
 
-Each codec module (``openai_chat``, ``anthropic_messages``, later ``gemini``) provides:
+Each codec module (``openai_chat``, ``anthropic_messages``, ``gemini``) provides:
 
 ``NAME``                                   the protocol's name in the ``pisces`` object ("openai", ...)
 ``decode_request(body) -> ChatRequest``    client wire request -> canonical; ``PiscesError`` on bad input
@@ -14,6 +14,9 @@ Each codec module (``openai_chat``, ``anthropic_messages``, later ``gemini``) pr
 ``encode_model(id, owner) -> dict``        one model in the protocol's models-API shape
 ``encode_model_list(models, pisces)``      the protocol's model list around those
 
+Codecs whose protocol counts tokens (Anthropic, Gemini) add ``decode_count_tokens(body)`` and
+``encode_count(tokens, pisces)``.
+
 A codec may list ``FORWARDED_HEADERS``: client request headers kept (in ``provider_options``) for an
 upstream of the same protocol. A ``StreamEncoder`` may also have ``heartbeat() -> bytes``
 (Anthropic's ``ping``): the door sends it while the upstream is silent.
@@ -25,9 +28,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from pisces.protocols import anthropic_messages, openai_chat
+from pisces.protocols import anthropic_messages, gemini, openai_chat
 
 CODECS: dict[str, ModuleType] = {
     openai_chat.NAME: openai_chat,
     anthropic_messages.NAME: anthropic_messages,
+    gemini.NAME: gemini,
 }

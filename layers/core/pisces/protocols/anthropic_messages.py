@@ -52,6 +52,7 @@ __all__ = [
     "decode_count_tokens",
     "decode_request",
     "decode_response",
+    "encode_count",
     "encode_model",
     "encode_model_list",
     "encode_request",
@@ -361,6 +362,11 @@ def render_error(err: PiscesError, pisces: dict[str, Any]) -> dict[str, Any]:
 
 def upstream_error_message(body: bytes) -> str:
     return error_message(body)
+
+
+def encode_count(tokens: int, pisces: dict[str, Any]) -> dict[str, Any]:
+    """count_tokens' answer."""
+    return {"input_tokens": tokens, "pisces": pisces}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import httpx
 from pisces.config import ChannelConfig
 from pisces.upstreams.anthropic import AnthropicChannel
 from pisces.upstreams.base import Channel
+from pisces.upstreams.gemini import GeminiChannel
 from pisces.upstreams.mock import MockChannel
 from pisces.upstreams.openai import OpenAIChannel
 
@@ -14,6 +15,7 @@ KINDS: dict[str, type[Channel]] = {
     "mock": MockChannel,
     "openai": OpenAIChannel,
     "anthropic": AnthropicChannel,
+    "gemini": GeminiChannel,
 }
 
 

@@ -87,7 +87,8 @@ class HttpCodecChannel(Channel):
     """A provider reached over HTTP whose wire format is one of the protocol codecs.
 
     A subclass names its ``codec`` (a module of :mod:`pisces.protocols`), the ``path`` under the
-    channel's base URL, its ``default_headers`` (the channel's own ``headers`` override them) and how
+    channel's base URL (or overrides :meth:`url_for` when the model or the stream flag is in the
+    URL, as for Gemini), its ``default_headers`` (the channel's own ``headers`` override them) and how
     its key is sent (``auth_headers``). Sending, retrying a failed connection, passing on an upstream
     error, and decoding a stream event by event as it arrives, never buffered, happen here.
     """
@@ -100,8 +101,7 @@ class HttpCodecChannel(Channel):
     def auth_headers(self, key: str) -> dict[str, str]:
         """The headers that carry the upstream API key."""
 
-    @property
-    def url(self) -> str:
+    def url_for(self, model: str, stream: bool) -> str:
         return (self.cfg.base_url or "").rstrip("/") + self.path
 
     async def _headers(self, req: ChatRequest) -> httpx.Headers:
@@ -118,12 +118,13 @@ class HttpCodecChannel(Channel):
             headers.update(self.auth_headers(key))
         return headers
 
-    async def _send(self, req: ChatRequest, body: dict[str, Any], stream: bool) -> httpx.Response:
+    async def _send(self, req: ChatRequest, model: str, body: dict[str, Any], stream: bool) -> httpx.Response:
         attempts = 1 + self.cfg.retries
+        url = self.url_for(model, stream)
         for attempt in range(attempts):
             try:
                 request = self.http.build_request(
-                    "POST", self.url, content=json.dumps(body), headers=await self._headers(req), timeout=self.timeout()
+                    "POST", url, content=json.dumps(body), headers=await self._headers(req), timeout=self.timeout()
                 )
                 resp = await self.http.send(request, stream=stream)
             except httpx.HTTPError as exc:
@@ -142,7 +143,7 @@ class HttpCodecChannel(Channel):
 
     async def complete(self, req: ChatRequest, model: str) -> ChatResponse:
         body = self.codec.encode_request(req.model_copy(update={"stream": False}), model)
-        resp = await self._send(req, body, stream=False)
+        resp = await self._send(req, model, body, stream=False)
         try:
             payload = resp.json()
         except ValueError:
@@ -151,7 +152,7 @@ class HttpCodecChannel(Channel):
 
     async def stream(self, req: ChatRequest, model: str) -> AsyncGenerator[StreamEvent, None]:
         body = self.codec.encode_request(req.model_copy(update={"stream": True}), model)
-        resp = await self._send(req, body, stream=True)
+        resp = await self._send(req, model, body, stream=True)
         parser, decoder = SSEParser(), self.codec.StreamDecoder()
         try:
             async for chunk in resp.aiter_bytes():  # decoded if the upstream compresses, still chunk by chunk
