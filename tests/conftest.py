@@ -15,6 +15,7 @@ from pisces.store.keys import KeyRecord, KeyStore
 from pisces.store.schema import table_name
 from support.config import TEST_BALANCE, gateway_config
 from support.fake_anthropic import FakeAnthropic
+from support.fake_gemini import FakeGemini
 from support.fake_openai import UPSTREAM_SECRET, FakeOpenAI
 from support.servers import ServerThread, serving
 
@@ -46,6 +47,12 @@ def fake_anthropic() -> Iterator[FakeAnthropic]:
         yield fake
 
 
+@pytest.fixture(scope="session")
+def fake_gemini() -> Iterator[FakeGemini]:
+    with serving(FakeGemini()) as fake:
+        yield fake
+
+
 @dataclass
 class Gateway:
     url: str
@@ -54,6 +61,7 @@ class Gateway:
     store: KeyStore
     upstream: FakeOpenAI
     anthropic: FakeAnthropic
+    gemini: FakeGemini
     app: Any  # the FastAPI app under uvicorn (for tests that must reach into its state)
 
     @property
@@ -66,13 +74,15 @@ class Gateway:
 
 
 @pytest.fixture(scope="session")
-def gateway(key_store: KeyStore, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> Iterator[Gateway]:
+def gateway(
+    key_store: KeyStore, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic, fake_gemini: FakeGemini
+) -> Iterator[Gateway]:
     from pisces_gateway.app import create_app
 
     os.environ["PISCES_TEST_UPSTREAM_KEY"] = UPSTREAM_SECRET
     os.environ.pop("PISCES_TEST_UNSET_VARIABLE", None)
-    app = create_app(gateway_config(fake_openai.url, fake_anthropic.url), key_store)
+    app = create_app(gateway_config(fake_openai.url, fake_anthropic.url, fake_gemini.url), key_store)
     server = ServerThread(app).start()
     key, rec = key_store.create(name="contract", balance=TEST_BALANCE)
-    yield Gateway(server.url, key, rec, key_store, fake_openai, fake_anthropic, app)
+    yield Gateway(server.url, key, rec, key_store, fake_openai, fake_anthropic, fake_gemini, app)
     server.stop()

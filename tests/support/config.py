@@ -21,7 +21,21 @@ CLAUDE_MODELS = {
 }
 
 
-def gateway_config(upstream_url: str, anthropic_url: str | None = None, **limits: object) -> Config:
+# client-facing names of the fake Gemini upstream's models (tests/support/fake_gemini.py)
+GEMINI_MODELS = {
+    "gemini-fake": "gemini-fake",
+    "gemini-recorded-call": "recorded-call",
+    "gemini-fail-400": "fail-400",
+    "gemini-fail-429": "fail-429",
+    "gemini-fail-503": "fail-503",
+    "gemini-cut": "cut",
+    "gemini-gated": "gated",
+}
+
+
+def gateway_config(
+    upstream_url: str, anthropic_url: str | None = None, gemini_url: str | None = None, **limits: object
+) -> Config:
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     fake_models = ["gpt-fake", "recorded", "fail-500", "fail-400", "fail-401", "fail-429", "slow", "cut", "gated"]
     return parse_config(
@@ -67,6 +81,20 @@ def gateway_config(upstream_url: str, anthropic_url: str | None = None, **limits
                     if anthropic_url
                     else []
                 ),
+                *(
+                    [
+                        {
+                            "name": "fake-gemini",
+                            "kind": "gemini",
+                            "base_url": f"{gemini_url}/v1beta",
+                            "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                            "models": GEMINI_MODELS,
+                            "read_timeout": 1.0,
+                        }
+                    ]
+                    if gemini_url
+                    else []
+                ),
                 {
                     "name": "disabled",
                     "kind": "openai",
@@ -81,6 +109,7 @@ def gateway_config(upstream_url: str, anthropic_url: str | None = None, **limits
                 "gated": {"price": {"input": 1, "output": 2}},
                 "cut": {"price": {"input": 1, "output": 2}},
                 "claude-fake": {"price": {"input": 3, "output": 15, "cached_input": 0.3, "cache_write": 3.75}},
+                "gemini-fake": {"price": {"input": 0.3, "output": 2.5, "cached_input": 0.075}},
             },
             "limits": {"max_body_bytes": 65536, "key_cache_seconds": 0.5, "heartbeat_seconds": 0.3, **limits},
         }

@@ -9,6 +9,9 @@ Function calls carry no id in Gemini 2.x (a functionResponse finds its call by n
 one gets an id made here, and each functionResponse without one takes the id of the earliest
 unanswered call of that name before it, so every upstream sees matching pairs.
 
+Lenient where the API is: one object stands for a list of one (``"parts": {...}``), and modes and
+levels may be in lower case.
+
 Kept in ``provider_options["gemini"]`` for a Gemini upstream, dropped on purpose for others:
 safetySettings, cachedContent and unknown top-level fields as they are; under ``_tools`` the built-in
 tools (googleSearch, codeExecution, urlContext...); under ``_generation`` the generationConfig fields
@@ -73,8 +76,11 @@ def _obj(v: Any, param: str) -> dict[str, Any]:
 
 
 def _list(v: Any, param: str) -> list[Any]:
+    """A repeated field; one object stands for a list of one, as the API's parser (and its docs) allow."""
+    if isinstance(v, dict):
+        return [v]
     if not isinstance(v, list):
-        raise _err(param, "Proto field is not repeating, cannot start list" if isinstance(v, dict) else "not a list")
+        raise _err(param, f"expected a list, got {json.dumps(v)[:40]}")
     return v
 
 

@@ -118,6 +118,10 @@ class HttpCodecChannel(Channel):
             headers.update(self.auth_headers(key))
         return headers
 
+    def status_of(self, status: int, body: bytes) -> int:
+        """The HTTP status an upstream's error means (a provider may say 400 for its own bad key)."""
+        return status
+
     async def _send(self, req: ChatRequest, model: str, body: dict[str, Any], stream: bool) -> httpx.Response:
         attempts = 1 + self.cfg.retries
         url = self.url_for(model, stream)
@@ -136,7 +140,9 @@ class HttpCodecChannel(Channel):
                 raw = await resp.aread()
                 await resp.aclose()
                 raise status_error(
-                    resp.status_code, self.codec.upstream_error_message(raw), resp.headers.get("retry-after")
+                    self.status_of(resp.status_code, raw),
+                    self.codec.upstream_error_message(raw),
+                    resp.headers.get("retry-after"),
                 )
             return resp
         raise AssertionError("unreachable")

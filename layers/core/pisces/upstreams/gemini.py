@@ -25,5 +25,10 @@ class GeminiChannel(HttpCodecChannel):
         action = "streamGenerateContent?alt=sse" if stream else "generateContent"
         return f"{(self.cfg.base_url or '').rstrip('/')}{self.path}/{name}:{action}"
 
+    def status_of(self, status: int, body: bytes) -> int:
+        # Gemini answers a bad key with 400 INVALID_ARGUMENT (reason API_KEY_INVALID): the gateway's
+        # credential, not the client's request, so it is passed on as a refused credential (a 502)
+        return 401 if status == 400 and b"API_KEY_INVALID" in body else status
+
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"x-goog-api-key": key}
