@@ -56,7 +56,11 @@ _CAMEL = re.compile(r"_([a-z])")
 
 
 def _camel(obj: dict[str, Any]) -> dict[str, Any]:
-    """The object's own keys in camelCase (snake_case accepted, as the API's JSON parser does)."""
+    """The object's own keys in camelCase (snake_case accepted, as the API's JSON parser does).
+    The object itself when it has no snake_case key: never changed in place (the body is hashed
+    for Idempotency-Key afterwards)."""
+    if not any("_" in k for k in obj):
+        return obj
     return {_CAMEL.sub(lambda m: m.group(1).upper(), k): v for k, v in obj.items()}
 
 
@@ -284,7 +288,7 @@ def _tools(body: dict[str, Any], extra: dict[str, Any]) -> list[Tool]:
     tools, builtin = [], []
     for i, t in enumerate(_list(body["tools"], "tools")):
         tool = _obj(t, f"tools[{i}]")
-        decls = tool.pop("functionDeclarations", None)
+        decls = tool.get("functionDeclarations")
         for j, d in enumerate(_list(decls, f"tools[{i}].functionDeclarations") if decls is not None else []):
             where = f"tools[{i}].functionDeclarations[{j}]"
             decl = _obj(d, where)
@@ -301,8 +305,9 @@ def _tools(body: dict[str, Any], extra: dict[str, Any]) -> list[Tool]:
             else:
                 params = {"type": "object", "properties": {}}
             tools.append(Tool(name=name, description=_str(decl, "description", where), parameters=params))
-        if tool:  # built-in tools (googleSearch, codeExecution...): for a Gemini upstream only
-            builtin.append({k: v for k, v in t.items() if k not in ("functionDeclarations", "function_declarations")})
+        others = {k: v for k, v in t.items() if k not in ("functionDeclarations", "function_declarations")}
+        if others:  # built-in tools (googleSearch, codeExecution...): for a Gemini upstream only
+            builtin.append(others)
     if builtin:
         extra["_tools"] = builtin
     return tools
