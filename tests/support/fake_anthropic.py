@@ -39,7 +39,7 @@ USAGE = {"input_tokens": 9, "cache_creation_input_tokens": 3, "cache_read_input_
 TOOL_INPUT = {"city": "Paris", "days": 3}
 # with thinking enabled, answers start with this thinking block
 THOUGHT = "The user greets me. I greet back."
-THOUGHT_SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
+THOUGHT_SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYd"  # valid base64, as Anthropic's are
 
 # the messages the two recordings stream, as a non-streaming answer
 RECORDED: dict[str, tuple[str, dict[str, Any]]] = {

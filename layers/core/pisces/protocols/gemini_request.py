@@ -123,6 +123,23 @@ def _num(obj: dict[str, Any], key: str, where: str, hi: float) -> float | None:
     return float(v)
 
 
+# Google's documented stand-ins for a signature: kept as they are (they are not base64 of anything)
+_PLACEHOLDERS = {"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"}
+
+
+def _signature(sig: str | None) -> str | None:
+    """A thoughtSignature in the standard base64 alphabet. google-genai holds signatures as bytes and
+    sends them URL-safe; the same bytes in the standard alphabet are what an Anthropic upstream
+    issued (and must get back verbatim), and what Gemini accepts either way."""
+    if not sig or sig in _PLACEHOLDERS or ("-" not in sig and "_" not in sig):
+        return sig
+    try:
+        base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    except (binascii.Error, ValueError):
+        return sig  # not base64: an opaque string, passed on as it came
+    return sig.replace("-", "+").replace("_", "/")
+
+
 def _base64(data: str, param: str) -> str:
     """Standard or URL-safe base64, as proto JSON accepts; passed on in the standard alphabet."""
     try:
@@ -193,7 +210,7 @@ def _part(raw: Any, where: str, calls: _Calls) -> list[Part]:
     present = [k for k in _DATA_FIELDS if k in p and p[k] is not None]
     if len(present) > 1:
         raise _err(where, f"a part holds one of text, inlineData, fileData, functionCall, functionResponse: {present}")
-    sig = _str(p, "thoughtSignature", where)
+    sig = _signature(_str(p, "thoughtSignature", where))
     kind = present[0] if present else ("text" if sig else None)
     if kind is None:
         raise _missing(f"{where}.data")
@@ -325,8 +342,11 @@ def _tool_choice(body: dict[str, Any]) -> ToolChoice | None:
     allowed_raw = fc.get("allowedFunctionNames")
     allowed = None
     if allowed_raw is not None:
-        allowed = [str(_str({"n": n}, "n", f"{where}.allowedFunctionNames[{i}]"))
-                   for i, n in enumerate(_list(allowed_raw, f"{where}.allowedFunctionNames"))]  # fmt: skip
+        allowed = []
+        for i, n in enumerate(_list(allowed_raw, f"{where}.allowedFunctionNames")):
+            if not isinstance(n, str):
+                raise _err(f"{where}.allowedFunctionNames[{i}]", f"expected a string, got {json.dumps(n)[:40]}")
+            allowed.append(n)
     if mode in ("AUTO", "MODE_UNSPECIFIED", "VALIDATED"):
         return ToolChoice(mode="auto", allowed=allowed or None)
     if mode == "NONE":
@@ -379,6 +399,7 @@ def _generation(body: dict[str, Any], req: dict[str, Any], extra: dict[str, Any]
         req["stop"] = stops
     mime = _str(gc, "responseMimeType", where)
     if gc.get("responseJsonSchema") is not None:
+        _obj(gc["responseJsonSchema"], f"{where}.responseJsonSchema")
         req["response_format"] = ResponseFormat(type="json_schema", json_schema=gc["responseJsonSchema"])
     elif gc.get("responseSchema") is not None:
         _obj(gc["responseSchema"], f"{where}.responseSchema")

@@ -282,7 +282,8 @@ class StreamEncoder:
         self.finish: Finish | None = None
         self.thought_text: set[int] = set()  # thinking parts that have text: their parts say thought: true
         self.calls: dict[int, dict[str, Any]] = {}
-        self.closed = False
+        self.closed = False  # the last chunk (or an error) is out: nothing more but the array's end
+        self.ended = False
 
     def _frame(self, body: dict[str, Any]) -> bytes:
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
@@ -306,6 +307,8 @@ class StreamEncoder:
         return self._frame(body)
 
     def encode(self, ev: StreamEvent) -> bytes:
+        if self.closed:
+            return b""
         if isinstance(ev, StreamStart):
             self.id, self.model = ev.id, ev.model
             if ev.usage is not None:
@@ -353,11 +356,14 @@ class StreamEncoder:
         return self._chunk([part])
 
     def close(self) -> bytes:
-        """The last chunk (finishReason, usage, pisces with cost), then the array's end."""
+        """The last chunk (finishReason, usage, pisces with cost), then the array's end; once."""
+        if self.ended:
+            return b""
+        self.ended = True
         out = b""
-        for index in sorted(self.calls):  # a call whose ContentEnd never came
-            out += self._call(self.calls.pop(index))
-        if not self.closed:
+        if not self.closed:  # after an error chunk, nothing but the array's end
+            for index in sorted(self.calls):  # a call whose ContentEnd never came
+                out += self._call(self.calls.pop(index))
             self.closed = True
             out += self._chunk([{"text": ""}], last=True)
         if not self.sse:
