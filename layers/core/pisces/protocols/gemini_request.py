@@ -133,11 +133,12 @@ def _signature(sig: str | None) -> str | None:
     issued (and must get back verbatim), and what Gemini accepts either way."""
     if not sig or sig in _PLACEHOLDERS or ("-" not in sig and "_" not in sig):
         return sig
-    try:
-        base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    std = sig.replace("-", "+").replace("_", "/")
+    try:  # validate: without it any string "decodes" (other characters are skipped)
+        base64.b64decode(std + "=" * (-len(std) % 4), validate=True)
     except (binascii.Error, ValueError):
         return sig  # not base64: an opaque string, passed on as it came
-    return sig.replace("-", "+").replace("_", "/")
+    return std
 
 
 def _base64(data: str, param: str) -> str:
