@@ -57,7 +57,7 @@ from pisces.canonical import (
 from pisces.errors import ERRORS, PiscesError
 from pisces.protocols import CODECS
 from pisces.protocols import gemini as g
-from pisces.protocols.gemini_stream import GENERATED_ID_PREFIX
+from pisces.protocols.common import GENERATED_ID_PREFIX
 from pisces.protocols.sse import SSEEvent, SSEParser
 from support.fake_gemini import RECORDED_CALL
 from support.servers import recorded
@@ -174,7 +174,7 @@ def test_registered_under_its_name():
     assert g.NAME == "gemini" and CODECS["gemini"] is g
 
 
-@pytest.mark.parametrize("module", ["gemini", "gemini_request", "gemini_stream"])
+@pytest.mark.parametrize("module", ["gemini", "gemini_request", "gemini_request_config", "gemini_stream"])
 def test_imports_no_other_codec(module):
     path = Path(g.__file__).parent / f"{module}.py"
     imported = set()
@@ -185,7 +185,8 @@ def test_imports_no_other_codec(module):
             imported.update(a.name for a in node.names)
     pisces = {m for m in imported if m.startswith("pisces")}
     allowed = {"pisces.canonical", "pisces.errors", "pisces.protocols.sse", "pisces.protocols.common"}
-    assert pisces <= allowed | {"pisces.protocols.gemini_request", "pisces.protocols.gemini_stream"}
+    own = {f"pisces.protocols.{m}" for m in ("gemini_request", "gemini_request_config", "gemini_stream")}
+    assert pisces <= allowed | own
 
 
 # =============================================================================================
@@ -672,6 +673,7 @@ UNSUPPORTED = "unsupported_parameter"
         ({"contents": [{"role": "system", "parts": [{"text": "x"}]}]}, "contents[0].role", INVALID),
         ({"contents": [{"role": 1, "parts": [{"text": "x"}]}]}, "contents[0].role", INVALID),
         ({"contents": [{"role": "user"}]}, "contents[0].parts", INVALID),
+        ({"contents": [{"role": "user", "parts": []}]}, "contents[0].parts", INVALID),
         (_parts({}), "contents[0].parts[0].data", INVALID),
         (_parts({"text": 5}), "contents[0].parts[0].text", INVALID),
         (_parts({"text": "a", "inlineData": {"mimeType": "image/png", "data": "AAAA"}}), "contents[0].parts[0]",

@@ -39,7 +39,7 @@ from pisces.config import ChannelConfig
 from pisces.localaws import free_port
 from pisces.protocols import gemini as g
 from pisces.protocols import openai_chat as oc
-from pisces.protocols.gemini_stream import GENERATED_ID_PREFIX
+from pisces.protocols.common import GENERATED_ID_PREFIX
 from pisces.protocols.sse import SSEParser
 from pisces.upstreams import KINDS, build_channel
 from pisces.upstreams.base import HttpCodecChannel, UpstreamError, new_http_client

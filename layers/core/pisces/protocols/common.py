@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 import json
+import uuid
+
+# Tool call ids the gateway made up where a protocol carries none (Gemini 2.x matches a functionResponse
+# to its call by name): never sent to a provider, which did not make them.
+GENERATED_ID_PREFIX = "call_gm"
+
+
+def new_call_id() -> str:
+    return f"{GENERATED_ID_PREFIX}{uuid.uuid4().hex[:24]}"
+
+
+def is_generated_id(call_id: str) -> bool:
+    return call_id.startswith(GENERATED_ID_PREFIX)
 
 
 def error_message(body: bytes) -> str:

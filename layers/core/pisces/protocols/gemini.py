@@ -31,12 +31,10 @@ from pisces.canonical import (
     ToolResultPart,
 )
 from pisces.errors import PiscesError
-from pisces.protocols.common import error_message
-from pisces.protocols.gemini_request import decode_count_tokens, decode_request
+from pisces.protocols.common import error_message, is_generated_id, new_call_id
+from pisces.protocols.gemini_request import NAME, decode_count_tokens, decode_request
 from pisces.protocols.gemini_stream import (
     FINISH_IN,
-    GENERATED_ID_PREFIX,
-    NAME,
     StreamDecoder,
     StreamEncoder,
     call_args,
@@ -44,7 +42,6 @@ from pisces.protocols.gemini_stream import (
     error_body,
     finish_in,
     finish_out,
-    new_call_id,
     parts_of,
     usage_from,
     usage_to,
@@ -77,7 +74,7 @@ METHODS = ["generateContent", "streamGenerateContent", "countTokens"]
 
 
 def _own_id(cid: str) -> bool:
-    return bool(cid) and not cid.startswith(GENERATED_ID_PREFIX)
+    return bool(cid) and not is_generated_id(cid)
 
 
 def _media(part: ImagePart | FilePart) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import Any
 
 from pisces.canonical import (
@@ -37,13 +36,8 @@ from pisces.canonical import (
     Usage,
     UsageEvent,
 )
+from pisces.protocols.common import is_generated_id, new_call_id
 from pisces.protocols.sse import SSEEvent
-
-NAME = "gemini"
-
-# Tool call ids the gateway made up because Gemini sent none (it matches calls to responses by name):
-# never sent to a Gemini upstream, which did not make them.
-GENERATED_ID_PREFIX = "call_gm"
 
 # finishReason -> canonical; stop_detail keeps Gemini's own word for the blocking reasons
 FINISH_IN: dict[str, FinishReason] = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
@@ -70,10 +64,6 @@ ERROR_IN = {"INVALID_ARGUMENT": ("invalid_request", 400), "FAILED_PRECONDITION":
 
 def status_word(status: int) -> str:
     return STATUS.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")
-
-
-def new_call_id() -> str:
-    return f"{GENERATED_ID_PREFIX}{uuid.uuid4().hex[:24]}"
 
 
 def _count(d: Any, key: str) -> int:
@@ -326,7 +316,7 @@ class StreamEncoder:
             return self._chunk([part])
         elif isinstance(ev, ToolCallStart):
             call: dict[str, Any] = {"name": ev.name, "args": ""}
-            if not ev.id.startswith(GENERATED_ID_PREFIX):
+            if not is_generated_id(ev.id):
                 call["id"] = ev.id
             self.calls[ev.index] = {"call": call, "signature": ev.signature}
         elif isinstance(ev, ToolArgsDelta) and ev.index in self.calls:
