@@ -32,6 +32,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 KEY = "pisces-bench-0123456789abcdefghijklmnop"
 BODY = {"model": "gpt-fake", "messages": [{"role": "user", "content": "Say hello in five words."}]}
+# the same request at the Gemini door (to the same OpenAI-compatible upstream): the cost of translating
+GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "Say hello in five words."}]}]}
 
 
 def serve_upstream(port: int) -> None:
@@ -149,21 +151,27 @@ def measure(n: int) -> dict[str, float]:
         wait_http(f"{sk}/healthz", procs[3], 60)
         from support.fake_openai import UPSTREAM_SECRET
 
-        direct, through, skeleton = [], [], []
+        direct, through, skeleton, gemini = [], [], [], []
         with httpx.Client(timeout=30) as c:
             targets = [
-                (f"{up}/v1/chat/completions", {"Authorization": f"Bearer {UPSTREAM_SECRET}"}, direct),
-                (f"{sk}/v1/chat/completions", {"Authorization": f"Bearer {KEY}-skeleton"}, skeleton),
+                (f"{up}/v1/chat/completions", {"Authorization": f"Bearer {UPSTREAM_SECRET}"}, BODY, direct),
+                (f"{sk}/v1/chat/completions", {"Authorization": f"Bearer {KEY}-skeleton"}, BODY, skeleton),
+                (
+                    f"{sk}/v1beta/models/gpt-fake:generateContent",
+                    {"x-goog-api-key": f"{KEY}-skeleton"},
+                    GEMINI_BODY,
+                    gemini,
+                ),
                 # last in a round: its settlement (after its response) is done before the next round's admission
-                (f"{gw}/v1/chat/completions", {"Authorization": f"Bearer {KEY}-full"}, through),
+                (f"{gw}/v1/chat/completions", {"Authorization": f"Bearer {KEY}-full"}, BODY, through),
             ]
             for _ in range(30):  # warm-up: connections, caches
-                for url, headers, _out in targets:
-                    c.post(url, json=BODY, headers=headers).raise_for_status()
+                for url, headers, body, _out in targets:
+                    c.post(url, json=body, headers=headers).raise_for_status()
             for _ in range(n):
-                for url, headers, out in targets:
+                for url, headers, body, out in targets:
                     t = time.perf_counter()
-                    r = c.post(url, json=BODY, headers=headers)
+                    r = c.post(url, json=body, headers=headers)
                     out.append((time.perf_counter() - t) * 1000)
                     r.raise_for_status()
     finally:
@@ -171,15 +179,17 @@ def measure(n: int) -> dict[str, float]:
             p.terminate()
             p.wait(timeout=10)
     res = {}
-    for name, xs in (("direct", direct), ("gateway", through), ("skeleton", skeleton)):
+    for name, xs in (("direct", direct), ("gateway", through), ("skeleton", skeleton), ("skeleton_gemini", gemini)):
         res[f"{name}_p50_ms"] = round(statistics.median(xs), 3)
         res[f"{name}_p99_ms"] = round(_pct(xs, 99), 3)
-    for name in ("gateway", "skeleton"):
+    for name in ("gateway", "skeleton", "skeleton_gemini"):
         for p in ("p50", "p99"):
             res[f"{name}_added_{p}_ms"] = round(res[f"{name}_{p}_ms"] - res[f"direct_{p}_ms"], 3)
             res[f"{name}_ratio_{p}"] = round(res[f"{name}_{p}_ms"] / res[f"direct_{p}_ms"], 2)
     for p in ("p50", "p99"):
         res[f"money_added_{p}_ms"] = round(res[f"gateway_{p}_ms"] - res[f"skeleton_{p}_ms"], 3)
+    for p in ("p50", "p99"):  # the Gemini door against the OpenAI door, same pipeline, same upstream
+        res[f"gemini_door_added_{p}_ms"] = round(res[f"skeleton_gemini_{p}_ms"] - res[f"skeleton_{p}_ms"], 3)
     res["requests_each"] = n
     return res
 
