@@ -545,6 +545,21 @@ def test_upstream_errors(client):
     assert e.details["pisces"]["channel"] == "fake-gemini" and "upstream says 503" in e.message
 
 
+@pytest.mark.parametrize(
+    ("model", "cls", "code", "status"),
+    [
+        ("fail-400", errors.ClientError, 400, "INVALID_ARGUMENT"),  # the fake OpenAI-compatible upstream
+        ("fail-429", errors.ClientError, 429, "RESOURCE_EXHAUSTED"),
+        ("fail-500", errors.ServerError, 502, "INTERNAL"),
+        ("claude-fail-400", errors.ClientError, 400, "INVALID_ARGUMENT"),  # the fake Anthropic upstream
+        ("claude-fail-529", errors.ServerError, 502, "INTERNAL"),
+    ],
+)
+def test_other_upstreams_errors_in_geminis_shape(client, model, cls, code, status):
+    e = _raises(lambda: client.models.generate_content(model=model, contents="x"), cls, code, status)
+    assert e.message.startswith("upstream"), e.message  # the upstream's own words, passed on
+
+
 def test_upstream_cut_mid_stream_is_an_api_error(client):
     got: list[str] = []
     with pytest.raises(errors.APIError) as e:
