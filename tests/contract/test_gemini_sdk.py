@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 import time
+import uuid
 
 import anthropic
 import httpx
@@ -18,6 +19,8 @@ from google import genai
 from google.genai import errors, types
 
 from pisces.pipeline.logs import logger
+from pisces.store.keys import hash_key
+from support.config import TEST_BALANCE
 from support.fake_gemini import RECORDED_CALL, SIGNATURE, THOUGHT, TOOL_ARGS, UPSTREAM_SECRET
 
 WEATHER = types.FunctionDeclaration(
@@ -455,6 +458,32 @@ def test_stream_without_alt_sse_is_one_json_array(gateway, model):
     assert text == (expected if model == "mock-echo" else f"Hello from upstream: {expected}")
     assert chunks[-1]["candidates"][0]["finishReason"] == "STOP" and chunks[-1]["usageMetadata"]["totalTokenCount"]
     assert chunks[-1]["pisces"]["request_id"] == r.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("alt", [{}, {"alt": "sse"}])
+def test_idempotency_key_replays_a_gemini_stream_without_charging(gateway, alt):
+    key = gateway.new_key()
+    headers = {"x-goog-api-key": key, "Idempotency-Key": f"gem-{uuid.uuid4()}"}
+    url = f"{gateway.url}/v1beta/models/gpt-fake:streamGenerateContent"
+
+    def post() -> httpx.Response:
+        return httpx.post(url, json=user_text("one two three"), headers=headers, params=alt, timeout=15)
+
+    def balance() -> int:
+        return gateway.store.get_by_hash(hash_key(key)).balance
+
+    first = post()
+    deadline = time.monotonic() + 10
+    while balance() == TEST_BALANCE and time.monotonic() < deadline:
+        time.sleep(0.02)  # settlement runs after the last chunk has been sent
+    charged = balance()
+    assert charged < TEST_BALANCE, "the first request was charged"
+    again = post()
+    assert first.status_code == again.status_code == 200 and again.content == first.content
+    assert again.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in first.headers
+    assert again.headers["content-type"].split(";")[0] == first.headers["content-type"].split(";")[0]
+    time.sleep(0.3)  # a (wrong) second settlement would have landed by now
+    assert balance() == charged  # the replay charged nothing
 
 
 def test_stream_with_alt_sse_is_data_lines(gateway):
