@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 
 import httpx
 import openai
@@ -25,9 +26,15 @@ def test_no_secret_in_logs(gateway, caplog):
         c.chat.completions.create(model="fail-500", messages=[{"role": "user", "content": "x"}])
     claude = {"model": "claude-fake", "max_tokens": 9, "messages": [{"role": "user", "content": "x"}]}
     httpx.post(f"{gateway.url}/v1/messages", headers={"x-api-key": key}, json=claude)
-    # every record the gateway logged, as Powertools writes it (JSON) to CloudWatch
+    # every record the gateway logged, as Powertools writes it (JSON) to CloudWatch. A request's line is
+    # written once its response has been sent, so the last one may still be on its way: wait for it.
     formatter = logger.registered_formatter
-    lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name.startswith("pisces")]
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name.startswith("pisces")]
+        if any(x.get("protocol") == "anthropic" for x in lines) or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     logs = "\n".join(json.dumps(line) for line in lines)
     requests = [x for x in lines if x.get("message") == "request"]
     assert len(requests) >= 4, "one structured log line per request"
