@@ -41,7 +41,7 @@ from pisces.protocols.anthropic_messages_stream import (
     usage_from,
     usage_to,
 )
-from pisces.protocols.common import error_message
+from pisces.protocols.common import error_message, json_object, split_data_url
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -85,8 +85,8 @@ def _cc(block: dict[str, Any], part: Any) -> dict[str, Any]:
 
 def _image(p: ImagePart) -> dict[str, Any]:
     data, media_type = p.data, p.media_type
-    if data is None and p.url and p.url.startswith("data:") and ";base64," in p.url:
-        media_type, _, data = p.url[5:].partition(";base64,")
+    if data is None and (inline := split_data_url(p.url)):
+        media_type, data = inline
     if data is not None:
         if not media_type:  # Anthropic requires it: guess from the bytes, as a browser would
             media_type = next((t for magic, t in _IMAGE_MAGIC.items() if data.startswith(magic)), "image/png")
@@ -122,15 +122,6 @@ def _document(p: FilePart) -> dict[str, Any] | None:
     return block
 
 
-def _tool_input(arguments: str) -> dict[str, Any]:
-    """The tool call's JSON text as the object Anthropic wants; anything not an object becomes {}."""
-    try:
-        value = json.loads(arguments or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _tool_result(p: ToolResultPart) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": p.tool_call_id}
     if len(p.content) == 1 and isinstance(p.content[0], TextPart) and p.content[0].cache_control is None:
@@ -159,7 +150,7 @@ def _blocks(parts: list[Part]) -> list[dict[str, Any]]:
             if doc is not None:
                 out.append(doc)
         elif isinstance(p, ToolCallPart):
-            out.append(_cc({"type": "tool_use", "id": p.id, "name": p.name, "input": _tool_input(p.arguments)}, p))
+            out.append(_cc({"type": "tool_use", "id": p.id, "name": p.name, "input": json_object(p.arguments)}, p))
         elif isinstance(p, ToolResultPart):
             out.append(_tool_result(p))
         elif isinstance(p, ThinkingPart):
@@ -328,7 +319,7 @@ def _response_blocks(parts: list[Part]) -> list[dict[str, Any]]:
             else:
                 out.append({"type": "thinking", "thinking": p.text, "signature": p.signature or ""})
         elif isinstance(p, ToolCallPart):
-            out.append({"type": "tool_use", "id": p.id, "name": p.name, "input": _tool_input(p.arguments)})
+            out.append({"type": "tool_use", "id": p.id, "name": p.name, "input": json_object(p.arguments)})
     return out
 
 

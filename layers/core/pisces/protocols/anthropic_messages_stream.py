@@ -31,6 +31,7 @@ from pisces.canonical import (
     UsageEvent,
     merge_usage,
 )
+from pisces.protocols.common import token_count
 from pisces.protocols.sse import SSEEvent
 
 # ---------------------------------------------------------------------------------------------
@@ -85,24 +86,18 @@ def finish_out(reason: FinishReason, detail: str | None) -> tuple[str, str | Non
     return FINISH_OUT.get(reason, "end_turn"), None
 
 
-def _count(d: Any, key: str) -> int:
-    """A token count from an upstream's usage object; anything not a number counts 0, never raises."""
-    v = d.get(key) if isinstance(d, dict) else None
-    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) and v > 0 else 0
-
-
 def usage_from(u: Any) -> Usage:
     """Anthropic usage -> canonical. Anthropic's input_tokens leaves out cache reads and writes; the
     canonical input counts every prompt token: input + cache_read + cache_creation."""
     if not isinstance(u, dict):
         return Usage()
-    read, write = _count(u, "cache_read_input_tokens"), _count(u, "cache_creation_input_tokens")
+    read, write = token_count(u, "cache_read_input_tokens"), token_count(u, "cache_creation_input_tokens")
     return Usage(
-        input_tokens=_count(u, "input_tokens") + read + write,
-        output_tokens=_count(u, "output_tokens"),
+        input_tokens=token_count(u, "input_tokens") + read + write,
+        output_tokens=token_count(u, "output_tokens"),
         cached_tokens=read,
         cache_write_tokens=write,
-        reasoning_tokens=_count(u.get("output_tokens_details"), "thinking_tokens"),
+        reasoning_tokens=token_count(u.get("output_tokens_details"), "thinking_tokens"),
     )
 
 

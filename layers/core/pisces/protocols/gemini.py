@@ -31,7 +31,7 @@ from pisces.canonical import (
     ToolResultPart,
 )
 from pisces.errors import PiscesError
-from pisces.protocols.common import error_message, is_generated_id, new_call_id
+from pisces.protocols.common import error_message, is_generated_id, json_object, new_call_id, split_data_url
 from pisces.protocols.gemini_request import NAME, decode_count_tokens, decode_request
 from pisces.protocols.gemini_stream import (
     FINISH_IN,
@@ -81,8 +81,8 @@ def _media(part: ImagePart | FilePart) -> dict[str, Any]:
     """inlineData for bytes (a data: URL included), fileData for a URI."""
     url = part.url if isinstance(part, ImagePart) else part.uri
     data, mime = part.data, part.media_type
-    if data is None and url and url.startswith("data:") and ";base64," in url:
-        mime, _, data = url[5:].partition(";base64,")
+    if data is None and (inline := split_data_url(url)):
+        mime, data = inline
     if data is not None:
         return {"inlineData": {"mimeType": mime or "application/octet-stream", "data": data}}
     mime = mime or mimetypes.guess_type(url or "")[0] or ("image/jpeg" if isinstance(part, ImagePart) else None)
@@ -116,7 +116,7 @@ def _parts(m: Message, names: dict[str, str]) -> list[dict[str, Any]]:
             out.append(_media(p))
         elif isinstance(p, ToolCallPart):
             names[p.id] = p.name
-            call: dict[str, Any] = {"name": p.name, "args": _args(p.arguments)}
+            call: dict[str, Any] = {"name": p.name, "args": json_object(p.arguments)}
             if _own_id(p.id):
                 call["id"] = p.id
             part: dict[str, Any] = {"functionCall": call}
@@ -137,14 +137,6 @@ def _parts(m: Message, names: dict[str, str]) -> list[dict[str, Any]]:
             thought["thoughtSignature"] = p.signature
             out.append(thought)
     return out
-
-
-def _args(arguments: str) -> dict[str, Any]:
-    try:
-        value = json.loads(arguments or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _generation_config(req: ChatRequest, extra: dict[str, Any]) -> dict[str, Any]:
@@ -288,7 +280,7 @@ def _response_parts(parts: list[Part]) -> list[dict[str, Any]]:
                 part["thoughtSignature"] = p.signature
             out.append(part)
         elif isinstance(p, ToolCallPart):
-            call: dict[str, Any] = {"name": p.name, "args": _args(p.arguments)}
+            call: dict[str, Any] = {"name": p.name, "args": json_object(p.arguments)}
             if _own_id(p.id):
                 call["id"] = p.id
             fc: dict[str, Any] = {"functionCall": call}

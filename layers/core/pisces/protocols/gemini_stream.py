@@ -36,7 +36,7 @@ from pisces.canonical import (
     Usage,
     UsageEvent,
 )
-from pisces.protocols.common import is_generated_id, new_call_id
+from pisces.protocols.common import is_generated_id, new_call_id, token_count
 from pisces.protocols.sse import SSEEvent
 
 # finishReason -> canonical; stop_detail keeps Gemini's own word for the blocking reasons
@@ -66,19 +66,14 @@ def status_word(status: int) -> str:
     return STATUS.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")
 
 
-def _count(d: Any, key: str) -> int:
-    v = d.get(key) if isinstance(d, dict) else None
-    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) and v > 0 else 0
-
-
 def usage_from(meta: Any) -> Usage:
     """usageMetadata -> canonical. Gemini's candidatesTokenCount leaves out thoughts, and tool-use
     prompt tokens (from built-in tools) are input too."""
-    thoughts = _count(meta, "thoughtsTokenCount")
+    thoughts = token_count(meta, "thoughtsTokenCount")
     return Usage(
-        input_tokens=_count(meta, "promptTokenCount") + _count(meta, "toolUsePromptTokenCount"),
-        output_tokens=_count(meta, "candidatesTokenCount") + thoughts,
-        cached_tokens=_count(meta, "cachedContentTokenCount"),
+        input_tokens=token_count(meta, "promptTokenCount") + token_count(meta, "toolUsePromptTokenCount"),
+        output_tokens=token_count(meta, "candidatesTokenCount") + thoughts,
+        cached_tokens=token_count(meta, "cachedContentTokenCount"),
         reasoning_tokens=thoughts,
     )
 

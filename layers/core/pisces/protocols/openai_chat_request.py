@@ -20,6 +20,7 @@ from pisces.canonical import (
     ToolResultPart,
 )
 from pisces.errors import PiscesError
+from pisces.protocols.common import split_data_url
 
 NAME = "openai"
 
@@ -114,9 +115,8 @@ def _image(url_obj: Any, param: str) -> ImagePart:
     if not isinstance(url_obj, dict) or not isinstance(url_obj.get("url"), str):
         raise _missing(f"{param}.url")
     url, detail = url_obj["url"], _opt(url_obj, "detail", param, str, "a string")
-    if url.startswith("data:") and ";base64," in url:
-        media_type, _, data = url[5:].partition(";base64,")
-        return ImagePart(data=data, media_type=media_type or None, detail=detail)
+    if inline := split_data_url(url):
+        return ImagePart(data=inline[1], media_type=inline[0] or None, detail=detail)
     return ImagePart(url=url, detail=detail)
 
 

@@ -28,6 +28,7 @@ from pisces.canonical import (
     UsageEvent,
     merge_usage,
 )
+from pisces.protocols.common import token_count
 from pisces.protocols.sse import SSEEvent
 
 FINISH_IN: dict[str, FinishReason] = {
@@ -39,12 +40,6 @@ FINISH_IN: dict[str, FinishReason] = {
 }
 FINISH_OUT = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter",
               "error": "stop"}  # fmt: skip
-
-
-def _count(d: Any, key: str) -> int:
-    """A token count from an upstream's usage object; anything not a number counts 0, never raises."""
-    v = d.get(key) if isinstance(d, dict) else None
-    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) and v > 0 else 0
 
 
 def finish_in(reason: Any, has_tool_calls: bool = False) -> FinishReason:
@@ -74,10 +69,11 @@ def usage_from(u: Any) -> Usage:
         return Usage()
     pd, cd = u.get("prompt_tokens_details"), u.get("completion_tokens_details")
     return Usage(
-        input_tokens=_count(u, "prompt_tokens"),
-        output_tokens=_count(u, "completion_tokens"),
-        cached_tokens=_count(pd, "cached_tokens") or _count(u, "prompt_cache_hit_tokens"),  # the latter: DeepSeek
-        reasoning_tokens=_count(cd, "reasoning_tokens"),
+        input_tokens=token_count(u, "prompt_tokens"),
+        output_tokens=token_count(u, "completion_tokens"),
+        cached_tokens=token_count(pd, "cached_tokens")
+        or token_count(u, "prompt_cache_hit_tokens"),  # the latter: DeepSeek
+        reasoning_tokens=token_count(cd, "reasoning_tokens"),
     )
 
 
