@@ -77,17 +77,21 @@ async def read_json(request: Request, limit: int) -> Any:
         ) from None
 
 
-async def handle(request: Request, protocol: str) -> Response:
-    """A protocol door whose wire request names its model and stream flag in the body."""
+async def handle(
+    request: Request, protocol: str, *url_args: Any, stream_media: str = SSE_MEDIA, **encoder_options: Any
+) -> Response:
+    """A protocol door: authenticate, read and decode the body, then :func:`serve`. ``url_args`` are
+    what the URL says instead of the body (Gemini's model and stream flag); ``stream_media`` and
+    ``encoder_options`` say how a stream is framed (Gemini's JSON array)."""
     gw, ctx = _start(request, protocol)
     codec = CODECS[protocol]
     key = await _authenticate(request, gw, ctx)
     body = await read_json(request, gw.config.limits.max_body_bytes)
-    req: ChatRequest = codec.decode_request(body)
+    req: ChatRequest = codec.decode_request(body, *url_args)
     kept = {name: request.headers[name] for name in getattr(codec, "FORWARDED_HEADERS", ()) if name in request.headers}
     if kept:
         req.provider_options.setdefault(codec.NAME, {})[FORWARDED] = kept
-    return await serve(request, gw, ctx, codec, req, key, body)
+    return await serve(request, gw, ctx, codec, req, key, body, stream_media, **encoder_options)
 
 
 async def serve(
@@ -251,13 +255,9 @@ async def gemini(request: Request, model_action: str) -> Response:
                           "generateContent, :streamGenerateContent or :countTokens.")  # fmt: skip
     if action == "countTokens":
         return await count_tokens(request, "gemini", model)
-    gw, ctx = _start(request, "gemini")
-    codec = CODECS["gemini"]
-    key = await _authenticate(request, gw, ctx)
-    body = await read_json(request, gw.config.limits.max_body_bytes)
-    req: ChatRequest = codec.decode_request(body, model, GEMINI_STREAM[action])
     sse = request.query_params.get("alt") == "sse"
-    return await serve(request, gw, ctx, codec, req, key, body, SSE_MEDIA if sse else JSON, sse=sse)
+    media = SSE_MEDIA if sse else JSON
+    return await handle(request, "gemini", model, GEMINI_STREAM[action], stream_media=media, sse=sse)
 
 
 async def list_models(request: Request, protocol: str) -> Response:
