@@ -13,13 +13,19 @@ at once counts the request and holds its maximum cost:
   epoch) and what it has counted. A new window resets them in a second conditional write, at most
   once per key per minute; old windows leave nothing behind (so no TTL is needed on the key item).
 
+- ``holds``: a string set, one element per request admitted and not yet settled
+  (:class:`Hold`: when, how much, which month, which request). Admission adds it in the same write;
+  settlement deletes it in its transaction. A container that dies in between (timeout, OOM, reclaimed)
+  leaves it behind, findable, for :mod:`pisces.store.reconcile` to release exactly once.
+
 Settlement is one ``TransactWriteItems``: the usage record, put only if no record has the request
-id yet, and the balance/budget/token-counter update. A retried settlement finds the record and
-changes nothing: a request is charged exactly once.
+id yet, and the balance/budget/token-counter update that also removes the hold. A retried
+settlement finds the record and changes nothing: a request is charged exactly once.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +42,31 @@ class RateLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class Hold:
+    """One outstanding hold, as the element of the key item's ``holds`` set says it:
+    ``"<epoch seconds>|<micro-dollars>|<YYYYMM>|<nonce>|<request id>"``. The nonce keeps two holds
+    apart even when they share a second, an amount and a (client-chosen) request id."""
+
+    at: int
+    amount: int
+    month: str
+    request_id: str
+    tag: str
+
+    @classmethod
+    def new(cls, now: float, amount: int, month: str, request_id: str) -> Hold:
+        tag = f"{int(now)}|{amount}|{month}|{secrets.token_hex(4)}|{request_id}"
+        return cls(int(now), amount, month, request_id, tag)
+
+    @classmethod
+    def parse(cls, tag: str) -> Hold | None:
+        parts = tag.split("|", 4)
+        if len(parts) != 5 or not parts[0].isdigit() or not parts[1].lstrip("-").isdigit():
+            return None
+        return cls(int(parts[0]), int(parts[1]), parts[2], parts[4], tag)
+
+
+@dataclass(frozen=True, slots=True)
 class Admitted:
     window: int  # the window number the request was counted in
     month: str  # YYYYMM of the spend attribute the hold went to
@@ -43,6 +74,7 @@ class Admitted:
     requests: int  # counted in the window, this request included
     tokens: int  # tokens settled in the window so far
     limits: RateLimits
+    hold: Hold | None = None  # the element admission added to the key's ``holds``
 
     def reset_seconds(self, now: float | None = None) -> int:
         return max(1, (self.window + 1) * WINDOW_SECONDS - int(now if now is not None else time.time()))
@@ -82,13 +114,17 @@ class Ledger:
     # ------------------------------------------------------------------------------------------
     # admission
 
-    def admit(self, key_hash: str, hold: int, limits: RateLimits, now: float | None = None) -> Admitted | Refused:
-        """Count one request and hold ``hold`` micro-dollars, if the key may spend and has room."""
+    def admit(
+        self, key_hash: str, hold: int, limits: RateLimits, now: float | None = None, request_id: str = ""
+    ) -> Admitted | Refused:
+        """Count one request and hold ``hold`` micro-dollars, if the key may spend and has room; the
+        hold is recorded on the key item (``holds``) in the same write, for the reconciler."""
         now = time.time() if now is None else now
         window, month = window_of(now), month_of(now)
+        tag = Hold.new(now, hold, month, request_id)
         for _ in range(3):
             for same_window in (True, False):
-                old = self._update(key_hash, hold, limits, window, month, same_window=same_window)
+                old = self._update(key_hash, tag, limits, window, month, same_window=same_window)
                 if not isinstance(old, dict):
                     return old
                 if not old:
@@ -104,11 +140,17 @@ class Ledger:
         return Refused("requests")  # the window kept moving under us: busy
 
     def _update(
-        self, key_hash: str, hold: int, limits: RateLimits, window: int, month: str, *, same_window: bool
+        self, key_hash: str, hold: Hold, limits: RateLimits, window: int, month: str, *, same_window: bool
     ) -> Admitted | Refused | dict[str, Any]:
         """One conditional write; the old item (``{}`` if none) when its condition fails."""
         names = {"#st": "status", "#spent": f"spent_{month}"}
-        values: dict[str, Any] = {":active": {"S": "active"}, ":zero": _n(0), ":hold": _n(hold), ":w": _n(window)}
+        values: dict[str, Any] = {
+            ":active": {"S": "active"},
+            ":zero": _n(0),
+            ":hold": _n(hold.amount),
+            ":w": _n(window),
+            ":tag": {"SS": [hold.tag]},
+        }
         cond = [
             "attribute_exists(key_hash)",
             "#st = :active",
@@ -116,7 +158,7 @@ class Ledger:
             "(attribute_not_exists(monthly_budget) OR attribute_not_exists(#spent) OR #spent < monthly_budget)",
         ]
         if same_window:
-            update = "SET win_requests = win_requests + :one, balance = balance - :hold ADD #spent :hold"
+            update = "SET win_requests = win_requests + :one, balance = balance - :hold ADD #spent :hold, holds :tag"
             values[":one"] = _n(1)
             cond.append("win = :w")
             if limits.requests:
@@ -126,7 +168,10 @@ class Ledger:
                 cond.append("win_tokens < :tpm")
                 values[":tpm"] = _n(limits.tokens)
         else:
-            update = "SET win = :w, win_requests = :one, win_tokens = :zero, balance = balance - :hold ADD #spent :hold"
+            update = (
+                "SET win = :w, win_requests = :one, win_tokens = :zero, balance = balance - :hold"
+                " ADD #spent :hold, holds :tag"
+            )
             values[":one"] = _n(1)
             cond.append("(attribute_not_exists(win) OR win < :w)")
         for attempt in range(SETTLE_ATTEMPTS):
@@ -157,6 +202,7 @@ class Ledger:
             requests=_num(item, "win_requests"),
             tokens=_num(item, "win_tokens"),
             limits=limits,
+            hold=hold,
         )
 
     @staticmethod
@@ -185,14 +231,17 @@ class Ledger:
     # ------------------------------------------------------------------------------------------
     # settlement
 
-    def settle(self, key_hash: str, hold: int, month: str, record: dict[str, Any]) -> bool:
-        """Write the usage record and charge ``record['cost']`` (giving back the rest of the hold),
-        both or neither; False when this request id was settled before (nothing changes)."""
+    def settle(
+        self, key_hash: str, hold: int, month: str, record: dict[str, Any], tag: str | None = None
+    ) -> bool:
+        """Write the usage record and charge ``record['cost']`` (giving back the rest of the hold and
+        removing its ``tag`` from the key's ``holds``), both or neither; False when this request id
+        was settled before (nothing changes)."""
         cost = int(record["cost"]["N"])
         tokens = int(record["input_tokens"]["N"]) + int(record["output_tokens"]["N"])
         for attempt in range(SETTLE_ATTEMPTS):
             try:
-                return self._settle_once(key_hash, hold, cost, tokens, month, record)
+                return self._settle_once(key_hash, hold, cost, tokens, month, record, tag)
             except self.client.exceptions.TransactionCanceledException as e:
                 reasons = [r.get("Code") for r in e.response.get("CancellationReasons") or []]
                 # Another write to the key item (an admission) raced this transaction: DynamoDB
@@ -203,8 +252,13 @@ class Ledger:
         raise AssertionError("unreachable")
 
     def _settle_once(
-        self, key_hash: str, hold: int, cost: int, tokens: int, month: str, record: dict[str, Any]
+        self, key_hash: str, hold: int, cost: int, tokens: int, month: str, record: dict[str, Any], tag: str | None
     ) -> bool:
+        values = {":back": _n(hold - cost), ":delta": _n(cost - hold), ":tokens": _n(tokens)}
+        update = "ADD balance :back, #spent :delta, win_tokens :tokens"
+        if tag is not None:
+            update += " DELETE holds :tag"
+            values[":tag"] = {"SS": [tag]}
         try:
             self.client.transact_write_items(
                 TransactItems=[
@@ -219,13 +273,9 @@ class Ledger:
                         "Update": {
                             "TableName": self.keys_table,
                             "Key": {"key_hash": {"S": key_hash}},
-                            "UpdateExpression": "ADD balance :back, #spent :delta, win_tokens :tokens",
+                            "UpdateExpression": update,
                             "ExpressionAttributeNames": {"#spent": f"spent_{month}"},
-                            "ExpressionAttributeValues": {
-                                ":back": _n(hold - cost),
-                                ":delta": _n(cost - hold),
-                                ":tokens": _n(tokens),
-                            },
+                            "ExpressionAttributeValues": values,
                         }
                     },
                 ]
