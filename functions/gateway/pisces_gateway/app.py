@@ -67,7 +67,7 @@ def _gemini_routes(app: FastAPI, version: str) -> None:
     @app.get(f"/{version}/models/{{model:path}}", description="One model, if this key may use it (Gemini's shape)",
              openapi_extra=_meta("gemini"), name=f"gemini_model_{version}")  # fmt: skip
     async def get_model(request: Request, model: str) -> Response:
-        return await chat.get_model(request, "gemini", model)
+        return await chat.get_model(request, model, "gemini")
 
 
 def create_app(config: Config | None = None, key_store: KeyStore | None = None) -> FastAPI:
@@ -131,7 +131,7 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
         openapi_extra=_meta("openai"),
     )
     async def list_models(request: Request) -> Response:
-        return await chat.list_models(request, chat.models_protocol(request))
+        return await chat.list_models(request)
 
     @app.get(
         "/v1/models/{model:path}",
@@ -139,7 +139,7 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
         openapi_extra=_meta("openai"),
     )
     async def get_model(request: Request, model: str) -> Response:
-        return await chat.get_model(request, chat.models_protocol(request), model)
+        return await chat.get_model(request, model)
 
     for version in ("v1beta", "v1"):
         _gemini_routes(app, version)

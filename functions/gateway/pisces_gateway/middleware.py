@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
@@ -12,10 +11,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pisces.errors import PiscesError
 from pisces.pipeline.context import RequestContext, request_id_from
-from pisces.pipeline.logs import log_request, logger
+from pisces.pipeline.lifecycle import JSON, json_bytes
+from pisces.pipeline.logs import logger, note_lambda_context, record_request
 from pisces.protocols import CODECS
 
-JSON = "application/json"
+__all__ = ["JSON", "RequestIdMiddleware", "context_of", "error_response", "json_bytes", "json_response"]
 
 
 def protocol_for_path(path: str) -> str:
@@ -27,10 +27,6 @@ def protocol_for_path(path: str) -> str:
     return "openai"
 
 
-def json_bytes(body: Any) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(json_bytes(body), status_code=status, media_type=JSON, headers=headers)
 
@@ -40,8 +36,11 @@ def context_of(request: Request, protocol: str | None = None) -> RequestContext:
     ctx = getattr(request.state, "ctx", None)
     if ctx is None:
         ctx = RequestContext(
-            request_id=request.state.request_id, protocol=protocol or protocol_for_path(request.url.path)
+            request_id=request.state.request_id,
+            protocol=protocol or protocol_for_path(request.url.path),
+            path=request.url.path,
         )
+        note_lambda_context(ctx, request.headers)
         request.state.ctx = ctx
     return ctx
 
@@ -54,8 +53,11 @@ def error_response(request: Request, err: PiscesError) -> Response:
 
 
 class RequestIdMiddleware:
-    """Gives every request an id (echoing a valid X-Request-Id) and every response the header, and
-    writes the request's one log line once the response has been sent (a stream included).
+    """Gives every request an id (echoing a valid X-Request-Id) and every response the header.
+
+    The protocol doors log themselves (:mod:`pisces.pipeline.lifecycle`); for every other response
+    (docs, spec, a 404) the log line is written here just before the response's final body message,
+    never after it: Lambda freezes the container when the response ends.
 
     It also turns an unhandled exception into the protocol's 500 ``internal_error`` (logged with its
     trace, never sent to the client), when the response has not started yet.
@@ -73,25 +75,29 @@ class RequestIdMiddleware:
         scope.setdefault("state", {})["request_id"] = rid
         status = 500
 
+        request = Request(scope)
+        started = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
+                started = True
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-Id"] = rid
                 ctx = scope["state"].get("ctx")
                 for name, value in ctx.headers.items() if ctx is not None else ():
                     headers.setdefault(name, value)
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                record_request(context_of(request), status)  # before the last byte
             await send(message)
 
-        request = Request(scope)
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
             logger.exception("unhandled error", extra={"request_id": rid, "path": scope.get("path")})
-            if status != 500:  # the response had started: nothing more can be said to the client
+            if started:  # the response had started: nothing more can be said to the client
+                record_request(context_of(request), status)
                 raise
             err = PiscesError("internal_error", "The gateway failed to process the request. Quote the request id.")
             await error_response(request, err)(scope, receive, send_with_id)
-        finally:
-            log_request(context_of(request), status, scope.get("path", ""))

@@ -174,6 +174,10 @@ def default_path() -> Path:
     return Path(os.environ.get("PISCES_CONFIG") or "pisces.yaml")
 
 
+# Limits the deployed stack sets from its parameters (template.yaml): the environment wins over the file.
+LIMIT_ENV = {"PISCES_KEY_CACHE_SECONDS": "key_cache_seconds"}
+
+
 def load_config(path: str | Path | None = None) -> Config:
     p = Path(path) if path is not None else default_path()
     try:
@@ -182,6 +186,11 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(f"cannot read the configuration {p}: {e.strerror}") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{p} is not valid YAML: {e}") from e
+    if isinstance(raw, dict):
+        for env, name in LIMIT_ENV.items():
+            if os.environ.get(env):
+                limits = raw["limits"] = dict(raw.get("limits") or {})
+                limits[name] = os.environ[env]
     return parse_config(raw, source=str(p))
 
 

@@ -2,8 +2,11 @@
 
 Money is integer micro-dollars throughout; a request's cost is rounded up to the micro-dollar.
 Admission holds the request's maximum cost in the same write that counts it against the rate
-window (:mod:`pisces.store.ledger`); settlement, after the response has been sent, charges what the
-upstream reported (or a counted estimate for a cut stream) and gives back the rest of the hold.
+window and records the hold (:mod:`pisces.store.ledger`); settlement charges what the upstream
+reported (or a counted estimate for a cut stream) and gives back the rest of the hold. Settlement is
+awaited in the request, before the response's last byte: Lambda freezes the container when the
+response ends, so nothing that owes money may run after it. A settlement that fails is retried, then
+left to the reconciler (:mod:`pisces.store.reconcile`), which finds the hold on the key item.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from pisces.store.usage import UsageRecord
 from pisces.tokens import estimate_request
 
 PER_MILLION = 1_000_000
+# A settlement write that fails (throttled, DynamoDB unreachable) is tried this often in the request,
+# after botocore's own retries, with these pauses; then the hold is left to the reconciler.
+SETTLE_TRIES = 3
+SETTLE_PAUSE_SECONDS = (0.05, 0.2)
 # Admission holds this much more input than the offline count says (it is within ~30% of BPE).
 INPUT_HOLD_FACTOR = 1.5
 
@@ -105,7 +112,6 @@ class Billing:
     def __init__(self, config: Config, ledger: Ledger) -> None:
         self.config = config
         self.ledger = ledger
-        self._pending: set[asyncio.Task[None]] = set()
 
     def limits_for(self, key: KeyRecord) -> RateLimits:
         d = self.config.limits
@@ -118,7 +124,7 @@ class Billing:
         """Count the request and hold its maximum cost (one DynamoDB write), or refuse it."""
         hold = max_cost(self.config, ctx.model or req.model, req)
         limits = self.limits_for(key)
-        outcome = await asyncio.to_thread(self.ledger.admit, key.key_hash, hold, limits)
+        outcome = await asyncio.to_thread(self.ledger.admit, key.key_hash, hold, limits, None, ctx.request_id)
         if isinstance(outcome, Refused):
             raise _refusal(outcome, limits, key)
         ctx.headers.update(rate_headers(outcome))
@@ -167,28 +173,26 @@ class Billing:
         )
 
     async def settle(self, ctx: RequestContext, req: ChatRequest, bill: Bill, status: int) -> UsageRecord | None:
-        """Charge the request once; a second call for the same request id changes nothing."""
+        """Charge the request once; a second call for the same request id changes nothing. A write
+        that fails is tried again, then left to the reconciler (the hold stays recorded on the key)."""
         rec = self.record(ctx, req, bill, status)
         ctx.cost = rec.cost
-        try:
-            done = await asyncio.to_thread(self.ledger.settle, bill.key.key_hash, bill.hold, bill.admitted.month,
-                                           rec.item())  # fmt: skip
-        except Exception:
-            # the hold stays taken (never an under-charge); the log line carries what to reconcile
-            logger.exception("settlement failed", extra={"request_id": ctx.request_id, "cost": rec.cost})
-            return None
-        return rec if done else None
-
-    def settle_later(self, ctx: RequestContext, req: ChatRequest, bill: Bill, status: int) -> None:
-        """Settle in the background (after the response has been sent); ``drain`` awaits it."""
-        task = asyncio.get_running_loop().create_task(self.settle(ctx, req, bill, status))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def drain(self) -> None:
-        """Wait for every background settlement (on shutdown: Lambda sends SIGTERM to the runtime)."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        tag = bill.admitted.hold.tag if bill.admitted.hold else None
+        for attempt in range(SETTLE_TRIES):
+            try:
+                done = await asyncio.to_thread(self.ledger.settle, bill.key.key_hash, bill.hold, bill.admitted.month,
+                                               rec.item(), tag)  # fmt: skip
+            except Exception:
+                if attempt + 1 < SETTLE_TRIES:
+                    await asyncio.sleep(SETTLE_PAUSE_SECONDS[attempt])
+                    continue
+                # never an under-charge by accident: the hold stays taken until the reconciler releases it
+                ctx.settle_failed = True
+                logger.exception("settlement failed; the hold is left to the reconciler",
+                                 extra={"request_id": ctx.request_id, "cost": rec.cost, "hold": bill.hold})  # fmt: skip
+                return None
+            return rec if done else None
+        raise AssertionError("unreachable")
 
 
 def _iso(t: datetime) -> str:

@@ -46,6 +46,14 @@ class RequestContext:
     error: str | None = None
     generated_tokens: int = 0  # counted as a stream passes: what a cut stream is charged for
     cost: int | None = None  # micro-dollars, once known
+    settle_failed: bool = False  # settlement's write failed: the hold is left to the reconciler
+    upstream_status: int | None = None  # the last upstream's HTTP status (200 once it answered)
+    # where the request ran: the Lambda request id the Web Adapter passed in, and whether this
+    # process had served nothing before (a cold start)
+    path: str = ""
+    lambda_request_id: str | None = None
+    cold_start: bool = False
+    logged: bool = False  # its log line and metrics are written (once, before the last byte)
     # added to the response's headers, whatever it turns out to be (rate limits, replay marker)
     headers: dict[str, str] = field(default_factory=dict)
 

@@ -11,6 +11,7 @@ from pisces.config import Config
 from pisces.pipeline.auth import Authenticator
 from pisces.pipeline.billing import Billing
 from pisces.pipeline.idempotency import Idempotency
+from pisces.pipeline.lifecycle import Lifecycle
 from pisces.pipeline.routing import Router
 from pisces.store import dynamo
 from pisces.store.keys import KeyStore
@@ -35,11 +36,11 @@ class Gateway:
         self.auth = Authenticator(self.keys, config.limits.key_cache_seconds)
         self.channels = {c.name: build_channel(c, self.http) for c in config.channels}
         self.router = Router(config, self.channels)
+        self.lifecycle = Lifecycle(self)
 
     def model_owner(self, model: str) -> str:
         serving = self.config.serving(model)
         return serving[0].kind if serving else "pisces"
 
     async def aclose(self) -> None:
-        await self.billing.drain()
         await self.http.aclose()

@@ -1,7 +1,20 @@
-"""One structured log line per request (Powertools Logger). Never a key, a header or a body."""
+"""One structured log line and one set of EMF metrics per request. Never a key, a header or a body.
+
+Both are written by :func:`record_request` **before** the response's last byte (Lambda freezes the
+container when the response ends: a line written after it waits for the next thaw, or is lost), and
+flushed at once: stdout is a pipe in Lambda, block-buffered unless flushed.
+
+Behind the Lambda Web Adapter every invocation carries ``x-amzn-lambda-context`` (the adapter sets it,
+replacing any value a client sent): a JSON object whose ``request_id`` is the Lambda request id that
+CloudWatch's REPORT line names. The first such invocation of a process is its cold start.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+import sys
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -10,10 +23,36 @@ from pisces.pipeline.context import RequestContext
 
 logger = Logger(service="pisces")
 
+LAMBDA_CONTEXT_HEADER = "x-amzn-lambda-context"
+METRICS_NAMESPACE = "Pisces"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_served = {"invocations": 0, "requests": 0}
+
+
+def note_lambda_context(ctx: RequestContext, headers: Mapping[str, str]) -> None:
+    """The Lambda request id and the cold-start flag of this request, from the adapter's header.
+    Without the header (uvicorn on its own) the first request of the process is the cold one."""
+    raw = headers.get(LAMBDA_CONTEXT_HEADER)
+    if raw:
+        try:
+            data = json.loads(raw[:8192])
+        except ValueError:
+            data = None
+        rid = data.get("request_id") if isinstance(data, dict) else None
+        if isinstance(rid, str) and _SAFE_ID.match(rid):
+            ctx.lambda_request_id = rid
+        _served["invocations"] += 1
+        ctx.cold_start = _served["invocations"] == 1
+    else:
+        ctx.cold_start = _served["requests"] == 0 and _served["invocations"] == 0
+    _served["requests"] += 1
+
 
 def log_request(ctx: RequestContext, status: int, path: str) -> None:
     fields: dict[str, Any] = {
         "request_id": ctx.request_id,
+        "lambda_request_id": ctx.lambda_request_id,
+        "cold_start": ctx.cold_start,
         "protocol": ctx.protocol,
         "key_id": ctx.key.key_id if ctx.key else None,
         "model": ctx.client_model,
@@ -22,6 +61,7 @@ def log_request(ctx: RequestContext, status: int, path: str) -> None:
         "channel": ctx.channel,
         "attempts": ctx.attempts,
         "status": status,
+        "upstream_status": ctx.upstream_status,
         "path": path,
         "stream": ctx.stream,
         "latency_ms": ctx.elapsed_ms(),
@@ -31,6 +71,8 @@ def log_request(ctx: RequestContext, status: int, path: str) -> None:
         "cost_micros": ctx.cost,  # the settled charge; a cut stream's estimate lands in its usage record
         "idempotent_replay": "Idempotent-Replayed" in ctx.headers,
     }
+    if ctx.settle_failed:
+        fields["settle_failed"] = True
     usage = ctx.usage
     if usage is not None:
         fields |= {
@@ -39,3 +81,49 @@ def log_request(ctx: RequestContext, status: int, path: str) -> None:
             "cached_tokens": usage.cached_tokens,
         }
     logger.info("request", extra=fields)
+
+
+def emit_metrics(ctx: RequestContext, status: int) -> None:
+    """The request's CloudWatch metrics as one EMF line on stdout (Powertools' serializer), by model
+    and channel. Requests that reached no model (docs, spec, a 404) count under ``model: none``.
+    ``POWERTOOLS_METRICS_DISABLED=true`` turns them off (``make dev`` does)."""
+    from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+    if is_metrics_disabled():
+        return
+    m = EphemeralMetrics(namespace=METRICS_NAMESPACE, service="pisces")
+    m.add_dimension("model", ctx.model or "none")
+    m.add_dimension("channel", ctx.channel or "none")
+    m.add_metric("Requests", MetricUnit.Count, 1)
+    m.add_metric("Errors", MetricUnit.Count, 1 if status >= 500 or (ctx.stream and ctx.error) else 0)
+    m.add_metric("LatencyMs", MetricUnit.Milliseconds, ctx.elapsed_ms())
+    if ctx.first_byte:
+        m.add_metric("TimeToFirstTokenMs", MetricUnit.Milliseconds, ctx.elapsed_ms(ctx.first_byte))
+    if ctx.usage is not None:
+        m.add_metric("InputTokens", MetricUnit.Count, ctx.usage.input_tokens)
+        m.add_metric("OutputTokens", MetricUnit.Count, ctx.usage.output_tokens)
+    if ctx.cost is not None:
+        m.add_metric("CostMicros", MetricUnit.Count, ctx.cost)
+    if ctx.upstream_status is not None:
+        m.add_metric("UpstreamErrors", MetricUnit.Count, 1 if ctx.upstream_status >= 400 else 0)
+        m.add_metadata("upstream_status", ctx.upstream_status)
+    m.add_metadata("status", status)
+    m.add_metadata("request_id", ctx.request_id)
+    if ctx.lambda_request_id:
+        m.add_metadata("lambda_request_id", ctx.lambda_request_id)
+    blob = json.dumps(m.serialize_metric_set(), separators=(",", ":"))
+    sys.stdout.write(blob + "\n")
+    sys.stdout.flush()
+
+
+def record_request(ctx: RequestContext, status: int) -> None:
+    """The request's log line and metrics, once; called before its last byte is sent."""
+    if ctx.logged:
+        return
+    ctx.logged = True
+    log_request(ctx, status, ctx.path)
+    try:
+        emit_metrics(ctx, status)
+    except Exception:  # metrics never fail a request
+        logger.exception("metrics failed", extra={"request_id": ctx.request_id})

@@ -66,11 +66,15 @@ class Router:
             ctx.channel, ctx.upstream_model = channel.name, upstream_model
             ctx.attempts.append(channel.name)
             try:
-                return await call(channel, upstream_model)
+                answer = await call(channel, upstream_model)
             except UpstreamError as e:
+                ctx.upstream_status = e.upstream_status
                 if not e.retryable:
                     raise
                 last = e
+            else:
+                ctx.upstream_status = 200
+                return answer
         raise Router._exhausted(last)
 
     async def complete(self, ctx: RequestContext, req: ChatRequest, candidates: Candidates) -> ChatResponse:

@@ -340,6 +340,13 @@ class StreamEncoder:
             part["thoughtSignature"] = pending["signature"]
         return self._chunk([part])
 
+    def heartbeat(self) -> bytes:
+        """What the door sends while the upstream is silent. Gemini has no keep-alive event, and an SSE
+        comment breaks google-genai (Python reads any non-``data:`` line as JSON) and @google/genai
+        before 1.32 (an anchored ``data:`` regex): but both skip blank lines, so SSE gets an empty
+        event (``\r\n\r\n``); a JSON array gets whitespace between its elements, which JSON allows."""
+        return b"\r\n\r\n" if self.sse else b"\n"
+
     def close(self) -> bytes:
         """The last chunk (finishReason, usage, pisces with cost), then the array's end; once."""
         if self.ended:

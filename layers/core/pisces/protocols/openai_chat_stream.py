@@ -29,7 +29,7 @@ from pisces.canonical import (
     merge_usage,
 )
 from pisces.protocols.common import token_count
-from pisces.protocols.sse import SSEEvent
+from pisces.protocols.sse import SSEEvent, comment
 
 FINISH_IN: dict[str, FinishReason] = {
     "stop": "stop",
@@ -251,6 +251,12 @@ class StreamEncoder:
             err = {"message": ev.message, "type": error_type(ev.status), "param": None, "code": ev.code}
             return _data({"error": err, "pisces": self.pisces})
         return b""  # ContentEnd: OpenAI has no such chunk
+
+    def heartbeat(self) -> bytes:
+        """An SSE comment, which the door sends while the upstream is silent: the openai SDKs (Python
+        and Node) skip lines that start with ':'. (No ``id:`` line is ever sent, which would make the
+        Python SDK turn the blank line after a comment into an empty event.)"""
+        return comment("keep-alive")
 
     def close(self) -> bytes:
         tail = b""

@@ -24,9 +24,12 @@ FORWARDED = "_headers"
 class UpstreamError(PiscesError):
     """A failure reaching or using an upstream; ``retryable`` ones move on to the next channel."""
 
-    def __init__(self, code: str, message: str, *, retryable: bool, **kw: object) -> None:
+    def __init__(
+        self, code: str, message: str, *, retryable: bool, upstream_status: int | None = None, **kw: object
+    ) -> None:
         super().__init__(code, message, **kw)  # type: ignore[arg-type]
         self.retryable = retryable
+        self.upstream_status = upstream_status  # the upstream's HTTP status, when it answered one
 
 
 def status_error(status: int, message: str, retry_after: str | None = None) -> UpstreamError:
@@ -38,17 +41,19 @@ def status_error(status: int, message: str, retry_after: str | None = None) -> U
     """
     msg = f"upstream: {message}" if message else f"upstream answered HTTP {status}"
     if status in (400, 422):
-        return UpstreamError("invalid_request", msg, retryable=False, status=status)
+        return UpstreamError("invalid_request", msg, retryable=False, status=status, upstream_status=status)
     if status == 404:
-        return UpstreamError("model_not_found", msg, retryable=False)
+        return UpstreamError("model_not_found", msg, retryable=False, upstream_status=status)
     if status == 413:
-        return UpstreamError("request_too_large", msg, retryable=False)
+        return UpstreamError("request_too_large", msg, retryable=False, upstream_status=status)
     if status == 429:
         ra = int(retry_after) if retry_after and retry_after.isdigit() else None
-        return UpstreamError("rate_limit_exceeded", msg, retryable=True, retry_after=ra)
+        return UpstreamError("rate_limit_exceeded", msg, retryable=True, retry_after=ra, upstream_status=status)
     if status in (408, 504):
-        return UpstreamError("upstream_timeout", msg, retryable=True)
-    return UpstreamError("upstream_error", msg, retryable=status >= 500 or status in (401, 403))
+        return UpstreamError("upstream_timeout", msg, retryable=True, upstream_status=status)
+    return UpstreamError(
+        "upstream_error", msg, retryable=status >= 500 or status in (401, 403), upstream_status=status
+    )
 
 
 def transport_error(exc: httpx.HTTPError, channel: str) -> UpstreamError:
