@@ -123,6 +123,8 @@ def test_gateway_runs_behind_the_web_adapter_in_streaming_mode(template):
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
     assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
     assert env["AWS_LWA_READINESS_CHECK_PATH"] == "/healthz"
+    assert env["AWS_LWA_ERROR_STATUS_CODES"] == "500", "a gateway fault fails the invocation (Errors alarm)"
+    assert env["PISCES_KEY_CACHE_SECONDS"] == {"Ref": "KeyCacheSeconds"}
     assert ("GET", "/healthz") in _routes(template, GATEWAY)
     run_sh = ROOT / props["CodeUri"] / props["Handler"]
     assert run_sh.is_file() and os.access(run_sh, os.X_OK), f"{run_sh} must exist and be executable"
@@ -224,6 +226,30 @@ def test_functions_get_least_privilege_on_tables(template):
         ("DynamoDBCrudPolicy", resources["keys"]),
         ("DynamoDBReadPolicy", resources["usage"]),
     }
+
+
+def test_reconciler_runs_on_a_schedule_with_least_privilege(template):
+    """It scans keys for holds and releases each in a transaction (an UpdateItem on the key and a
+    PutItem of the abandoned record): nothing more, on no other table."""
+    resources = _table_resources(template)
+    props = template["Resources"]["ReconcilerFunction"]["Properties"]
+    assert props["Handler"] == "pisces_reconciler.handler.handler"
+    assert (ROOT / props["CodeUri"] / "pisces_reconciler" / "handler.py").is_file()
+    events = props["Events"].values()
+    assert [e["Properties"]["ScheduleExpression"] for e in events if e["Type"] == "ScheduleV2"] == ["rate(5 minutes)"]
+    granted: dict[str, set[str]] = {}
+    for policy in props["Policies"]:
+        assert set(policy) == {"Statement"}, "explicit statements only"
+        for st in policy["Statement"]:
+            table = st["Resource"]["Fn::GetAtt"].split(".")[0]  # !GetAtt KeysTable.Arn
+            granted.setdefault(table, set()).update(st["Action"])
+    assert granted == {
+        resources["keys"]: {"dynamodb:Scan", "dynamodb:UpdateItem"},
+        resources["usage"]: {"dynamodb:PutItem"},
+    }
+    # no hold is released while its request may still run: the age is past the gateway's timeout
+    age = int(props["Environment"]["Variables"]["PISCES_HOLD_MAX_AGE_SECONDS"])
+    assert age > template["Resources"][GATEWAY]["Properties"]["Timeout"]
 
 
 # ------------------------------------------------------------------ routes in step with the apps

@@ -6,6 +6,7 @@
     pisces keys set key_0123abcd --budget 100 --rpm default --tpm 0
     pisces keys revoke key_0123abcd
     pisces usage key_0123abcd --from 2025-01-01 --to 2025-01-31
+    pisces reconcile                 # release holds that dead gateway containers left
 
 Money is given and shown in USD as decimal strings (at most 6 decimals); it is stored as integer
 micro-dollars. A rate limit of 0 means unlimited; ``default`` (None) means the configuration's default.
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlparse
@@ -32,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pisces.money import usd
 from pisces.store.keys import KeyRecord, KeyStore, parse_amount, parse_rate
+from pisces.store.reconcile import DEFAULT_MAX_AGE_SECONDS, Reconciler
 from pisces.store.schema import TABLE_ENV
 from pisces.store.usage import UsageRangeError, UsageStore, parse_range, usage_report
 
@@ -216,6 +219,12 @@ def parser() -> argparse.ArgumentParser:
     )
     usage.add_argument("--to", metavar="YYYY-MM-DD", help="last UTC day, inclusive (default: today)")
     usage.add_argument("--json", **json_flag)
+
+    rec = sub.add_parser("reconcile", help="release the holds of requests whose container died before settling")
+    rec.add_argument("--older-than", metavar="SECONDS", type=float, default=DEFAULT_MAX_AGE_SECONDS,
+                     help=f"only holds older than this (default {DEFAULT_MAX_AGE_SECONDS}: the gateway's timeout "
+                     "and a minute; a younger hold may belong to a request still running)")  # fmt: skip
+    rec.add_argument("--dry-run", action="store_true", help="list the holds, release nothing")
     return p
 
 
@@ -282,12 +291,30 @@ def _usage(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
+def _reconcile(args: argparse.Namespace, client: Any) -> int:
+    if args.older_than < 0:
+        raise BadArgument("--older-than: a number of seconds, 0 or more")
+    reconciler = Reconciler(client, key_table(args), usage_table(args))
+    if args.dry_run:
+        now = time.time()
+        holds = [{"key_id": kid, "request_id": h.request_id, "amount_usd": usd(h.amount),
+                  "age_seconds": int(now - h.at), "due": now - h.at >= args.older_than}
+                 for _, kid, h in reconciler.outstanding()]  # fmt: skip
+        _show(holds)
+        return 0
+    report = reconciler.run(older_than=args.older_than)
+    _show({**report.summary(), "returned_usd": usd(report.returned_micros)})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         client = _client(args)
         if args.group == "usage":
             return _usage(args, client)
+        if args.group == "reconcile":
+            return _reconcile(args, client)
         return _keys(args, KeyStore(client, key_table(args)))
     except BadArgument as e:
         print(f"pisces: {e}", file=sys.stderr)

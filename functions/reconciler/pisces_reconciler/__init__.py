@@ -1,0 +1,1 @@
+"""The reconciler function: releases holds that dead gateway containers left (EventBridge schedule)."""
