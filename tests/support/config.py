@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pisces.config import Config, parse_config
 from pisces.localaws import free_port
 
@@ -36,9 +38,16 @@ GEMINI_MODELS = {
 def gateway_config(
     upstream_url: str, anthropic_url: str | None = None, gemini_url: str | None = None, **limits: object
 ) -> Config:
+    return parse_config(gateway_config_raw(upstream_url, anthropic_url, gemini_url, **limits))
+
+
+def gateway_config_raw(
+    upstream_url: str, anthropic_url: str | None = None, gemini_url: str | None = None, **limits: object
+) -> dict[str, Any]:
+    """The test configuration as pisces.yaml would say it (prices in USD per million tokens)."""
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     fake_models = ["gpt-fake", "recorded", "fail-500", "fail-400", "fail-401", "fail-429", "slow", "cut", "gated"]
-    return parse_config(
+    return (
         {
             "channels": [
                 {"name": "mock", "kind": "mock", "models": ["mock-echo", "org/mock-slash"]},
