@@ -4,7 +4,6 @@ Anthropic upstream): the mock channel, a fake OpenAI-compatible upstream, a fake
 from __future__ import annotations
 
 import json
-import time
 
 import anthropic
 import httpx
@@ -317,16 +316,21 @@ def test_claude_code_shaped_request_round_trips(gateway):
 
 
 def test_anthropic_upstream_heartbeat_while_silent(gateway):
-    """The fake holds its stream after the first word; the door sends ping events meanwhile."""
-    import threading
-
-    threading.Timer(1.0, lambda: httpx.post(f"{gateway.anthropic.url}/release")).start()
-    started = time.monotonic()
-    events = raw_events(gateway, {"model": "claude-gated", "max_tokens": 50, "messages": user("wait for it")})
-    names = [e for e, _ in events]
+    """The fake holds its stream after the first word and is released only once the client has
+    seen a ping after it: causal, no timer (its channel would wait 60 s)."""
+    parser, names = SSEParser(), []
+    headers = {"x-api-key": gateway.key, "anthropic-version": "2023-06-01"}
+    body = {"model": "claude-gated", "max_tokens": 50, "messages": user("wait for it"), "stream": True}
+    with httpx.stream("POST", f"{gateway.url}/v1/messages", json=body, headers=headers, timeout=60) as r:
+        for chunk in r.iter_raw():
+            for ev in parser.feed(chunk):
+                names.append(ev.event)
+                if ev.event == "ping" and "content_block_delta" in names and "released" not in names:
+                    names.append("released")
+                    httpx.post(f"{gateway.anthropic.url}/release")
     first_delta = names.index("content_block_delta")
-    assert "ping" in names[first_delta:], "pings while the upstream was silent"
-    assert names[-1] == "message_stop" and time.monotonic() - started >= 0.9
+    assert names.index("released") > first_delta and names[names.index("released") - 1] == "ping"
+    assert names[-1] == "message_stop"
 
 
 # --- the openai SDK against the Anthropic upstream ------------------------------------------------

@@ -751,3 +751,34 @@ def test_inline_image_reaches_openai_as_a_data_url(client, gateway):
     image = next(b for b in content if b["type"] == "image_url")
     assert image["image_url"]["url"] == "data:image/png;base64," + base64.b64encode(PNG).decode()
     assert {"type": "text", "text": "what is this?"} in content
+
+
+def test_keep_alive_while_the_upstream_is_silent_is_skipped_by_the_sdk(gateway):
+    """Gemini has no keep-alive event and google-genai reads any non-``data:`` line as JSON, so the
+    door sends an empty SSE event (blank lines) while the upstream is silent. The fake holds its
+    stream after the first text and is released once one has reached the client (causal)."""
+    from support.servers import Watching
+
+    release = lambda: httpx.post(f"{gateway.gemini.url}/release")  # noqa: E731
+    watch = Watching(lambda chunk: chunk.strip() == b"" and chunk != b"", release)
+    options = types.HttpOptions(base_url=gateway.url, client_args={"transport": watch}, timeout=60_000,
+                                retry_options=types.HttpRetryOptions(attempts=1))  # fmt: skip
+    client = genai.Client(api_key=gateway.key, http_options=options)
+    chunks = list(client.models.generate_content_stream(model="gemini-gated", contents="one two three"))
+    assert watch.fired, "a keep-alive came while the upstream was silent"
+    assert "".join(c.text or "" for c in chunks) and chunks[-1].candidates[0].finish_reason == "STOP"
+
+
+def test_keep_alive_in_a_json_array_stream_is_whitespace(gateway):
+    """Without ?alt=sse the stream is one JSON array: the keep-alive is whitespace between elements."""
+    seen: list[bytes] = []
+    body = user_text("one two three")
+    with httpx.stream("POST", f"{gateway.url}/v1beta/models/gemini-gated:streamGenerateContent", json=body,
+                      headers={"x-goog-api-key": gateway.key}, timeout=60) as r:  # fmt: skip
+        for chunk in r.iter_raw():
+            seen.append(chunk)
+            if chunk == b"\n" and seen.count(b"\n") == 1:
+                httpx.post(f"{gateway.gemini.url}/release")
+    assert b"\n" in seen
+    array = json.loads(b"".join(seen))
+    assert isinstance(array, list) and array[-1]["candidates"][0]["finishReason"] == "STOP"

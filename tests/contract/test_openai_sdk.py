@@ -485,3 +485,19 @@ def test_client_hangup_reaches_the_upstream(gateway):
     while gateway.upstream.hangups == before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert gateway.upstream.hangups == before + 1
+
+
+def test_keep_alive_while_the_upstream_is_silent_is_skipped_by_the_sdk(gateway):
+    """API Gateway cuts a stream idle for 5 minutes: the door sends an SSE comment while the upstream
+    is silent. The fake holds its stream after one chunk and is released only once a keep-alive has
+    reached the client (causal); the openai SDK reads the stream, comment and all."""
+    from support.servers import Watching
+
+    release = lambda: httpx.post(f"{gateway.upstream.url}/release")  # noqa: E731
+    watch = Watching(lambda chunk: b": keep-alive" in chunk, release)
+    c = openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0, timeout=60,
+                      http_client=httpx.Client(transport=watch))  # fmt: skip
+    chunks = list(c.chat.completions.create(model="gated", messages=[{"role": "user", "content": "x"}], stream=True))
+    assert watch.fired, "a keep-alive came while the upstream was silent"
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "first second"
+    assert chunks[-1].choices[0].finish_reason == "stop"

@@ -19,8 +19,8 @@ CLAUDE_MODELS = {
     "claude-fail-429": "fail-429",
     "claude-fail-529": "fail-529",
     "claude-cut": "cut",
-    "claude-gated": "gated",
 }
+CLAUDE_PATIENT = {"claude-gated": "gated"}  # on a channel that waits: its silence is the test's, not a timeout
 
 
 # client-facing names of the fake Gemini upstream's models (tests/support/fake_gemini.py)
@@ -31,8 +31,12 @@ GEMINI_MODELS = {
     "gemini-fail-429": "fail-429",
     "gemini-fail-503": "fail-503",
     "gemini-cut": "cut",
-    "gemini-gated": "gated",
 }
+GEMINI_PATIENT = {"gemini-gated": "gated"}
+
+# The fakes' "slow" models wait 30 s, the channels' read timeout is 1 s (a 30x margin); "gated"
+# models wait for the test's release on channels that would wait 60 s (their 10 s cap is the fake's).
+PATIENT_SECONDS = 60.0
 
 
 def gateway_config(
@@ -46,7 +50,7 @@ def gateway_config_raw(
 ) -> dict[str, Any]:
     """The test configuration as pisces.yaml would say it (prices in USD per million tokens)."""
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    fake_models = ["gpt-fake", "recorded", "fail-500", "fail-400", "fail-401", "fail-429", "slow", "cut", "gated"]
+    fake_models = ["gpt-fake", "recorded", "fail-500", "fail-400", "fail-401", "fail-429", "slow", "cut"]
     return (
         {
             "channels": [
@@ -58,6 +62,14 @@ def gateway_config_raw(
                     "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
                     "models": {m: m for m in fake_models},
                     "read_timeout": 1.0,
+                },
+                {
+                    "name": "fake-patient",
+                    "kind": "openai",
+                    "base_url": f"{upstream_url}/v1",
+                    "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                    "models": {"gated": "gated"},
+                    "read_timeout": PATIENT_SECONDS,
                 },
                 {
                     "name": "dead",
@@ -85,7 +97,15 @@ def gateway_config_raw(
                             "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
                             "models": CLAUDE_MODELS,
                             "read_timeout": 1.0,
-                        }
+                        },
+                        {
+                            "name": "fake-anthropic-patient",
+                            "kind": "anthropic",
+                            "base_url": f"{anthropic_url}/v1",
+                            "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                            "models": CLAUDE_PATIENT,
+                            "read_timeout": PATIENT_SECONDS,
+                        },
                     ]
                     if anthropic_url
                     else []
@@ -99,7 +119,15 @@ def gateway_config_raw(
                             "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
                             "models": GEMINI_MODELS,
                             "read_timeout": 1.0,
-                        }
+                        },
+                        {
+                            "name": "fake-gemini-patient",
+                            "kind": "gemini",
+                            "base_url": f"{gemini_url}/v1beta",
+                            "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                            "models": GEMINI_PATIENT,
+                            "read_timeout": PATIENT_SECONDS,
+                        },
                     ]
                     if gemini_url
                     else []

@@ -6,7 +6,7 @@ Model names choose its behaviour:
              without, answer the message those streams make
   fail-400 / fail-401 / fail-429 / fail-500 / fail-529   answer that HTTP error in Anthropic's error
              shape (429 with retry-after: 7)
-  slow       waits 3 s before answering (longer than a test channel's read timeout)
+  slow       waits 30 s before answering (longer than a test channel's read timeout)
   cut        streams two events and then drops the connection
   gated      streams up to its first text delta, then waits until POST /release (or 10 s)
   anything else: "Hello from upstream: <last user text>", or a tool_use of the first tool when tools
@@ -88,7 +88,7 @@ class FakeAnthropic(FakeUpstream):
             status = int(model.split("-")[1])
             return _error(status, f"upstream says {status}", {"retry-after": "7"} if status == 429 else None)
         if model == "slow":
-            await asyncio.sleep(3)
+            await asyncio.sleep(30)
         if model in RECORDED:
             name, message = RECORDED[model]
             if body.get("stream"):

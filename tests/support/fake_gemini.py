@@ -7,7 +7,7 @@ Model names choose its behaviour:
              gemini_stream_function_call.sse byte for byte; otherwise answer the one response it holds
   fail-400 / fail-403 / fail-404 / fail-429 / fail-500 / fail-503   answer that HTTP error in Google's
              error shape (429 with retry-after: 7 and a RetryInfo detail)
-  slow       waits 3 s before answering (longer than a test channel's read timeout)
+  slow       waits 30 s before answering (longer than a test channel's read timeout)
   cut        streams one chunk and then drops the connection
   gated      streams up to its first text chunk, then waits until POST /release (or 10 s)
   anything else: "Hello from upstream: <last user text>", or a functionCall of the first declared
@@ -129,7 +129,7 @@ class FakeGemini(FakeUpstream):
                 return _error(429, "upstream says 429", retry, headers={"retry-after": "7"})
             return _error(status, f"upstream says {status}")
         if model == "slow":
-            await asyncio.sleep(3)
+            await asyncio.sleep(30)
         sse = request.query_params.get("alt") == "sse"
         if model == "recorded-call":
             if action == "generateContent":

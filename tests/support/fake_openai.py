@@ -3,7 +3,7 @@
 Model names choose its behaviour:
   recorded   streams shared/fixtures/recorded/openai_chat_tool_call_stream.sse byte for byte
   fail-500 / fail-400 / fail-429 / fail-401   answer that HTTP error in OpenAI's error shape
-  slow       waits 3 s before answering (longer than the test channel's read timeout)
+  slow       waits 30 s before answering (longer than the test channel's read timeout)
   cut        streams two chunks and then drops the connection
   gated      streams one chunk, then waits until POST /release (or 10 s); records whether the
              gateway hung up on it (``FakeOpenAI.hangups``)
@@ -77,7 +77,7 @@ class FakeOpenAI(FakeUpstream):
                 headers=headers,
             )
         if model == "slow":
-            await asyncio.sleep(3)
+            await asyncio.sleep(30)
         if model == "gated" and body.get("stream"):
             self.gate.clear()
             return StreamingResponse(self._gated(), media_type="text/event-stream")

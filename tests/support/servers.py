@@ -121,3 +121,31 @@ def shared_dir() -> Path:
 
 def recorded(name: str) -> bytes:
     return (shared_dir() / "fixtures" / "recorded" / name).read_bytes()
+
+
+class Watching(httpx.HTTPTransport):
+    """An httpx transport that calls ``on_seen`` once, the first time a received chunk satisfies
+    ``seen``: a test can act on what the gateway sent (a keep-alive) while an SDK reads the stream."""
+
+    def __init__(self, seen: Any, on_seen: Any) -> None:
+        super().__init__()
+        self.seen, self.on_seen, self.fired = seen, on_seen, False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        resp = super().handle_request(request)
+        inner = resp.stream
+        watcher = self
+
+        class Stream(httpx.SyncByteStream):
+            def __iter__(self) -> Iterator[bytes]:
+                for chunk in inner:  # type: ignore[union-attr]
+                    if not watcher.fired and watcher.seen(chunk):
+                        watcher.fired = True
+                        watcher.on_seen()
+                    yield chunk
+
+            def close(self) -> None:
+                inner.close()  # type: ignore[union-attr]
+
+        resp.stream = Stream()
+        return resp
