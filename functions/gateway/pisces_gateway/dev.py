@@ -7,33 +7,105 @@ Also serves the admin API on $ADMIN_PORT (default PORT+1) with the token $PISCES
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import secrets
+import socket
 import sys
 
 import uvicorn
 
 from pisces.config import ConfigError, load_config
-from pisces.localaws import LocalDynamo
+from pisces.localaws import LocalDynamo, free_port
 from pisces.store import dynamo
 from pisces.store.keys import KeyStore
 from pisces.store.schema import table_name
 
 DEMO_BALANCE = 100 * 1_000_000  # the demo key starts with $100 of credit (micro-dollars)
+DEFAULT_DYNAMO_PORT = 8765
+
+
+class PortError(Exception):
+    """A port setting `make dev` cannot use; its message is the one line printed after ``pisces: ``."""
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether ``host:port`` cannot be bound now, tried as uvicorn and werkzeug bind (SO_REUSEADDR, so a
+    recently closed port in TIME_WAIT counts as free). Only "address in use" counts; other errors raise."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def _port(name: str, default: str) -> int:
+    value = os.environ.get(name) or default
+    try:
+        port = int(value)
+    except ValueError:
+        raise PortError(f"{name} must be a port number, not {value!r}") from None
+    if not 0 < port < 65536:
+        raise PortError(f"{name} must be a port number (1-65535), not {port}")
+    return port
+
+
+def check_ports(host: str, port: int, admin_port: int) -> None:
+    """Fail before anything starts if the gateway or admin port is taken (uvicorn would only fail later)."""
+    if admin_port == port:
+        raise PortError(f"ADMIN_PORT {admin_port} is the gateway's PORT too: set ADMIN_PORT to another port")
+    for name, value in (("PORT", port), ("ADMIN_PORT", admin_port)):
+        try:
+            taken = port_in_use(host, value)
+        except OSError as e:
+            raise PortError(f"{name} {value} on {host}: {e.strerror or e}") from None
+        if taken:
+            raise PortError(f"{name} {value} is in use on {host}: stop what listens there or set {name}=<port>")
+
+
+def pick_dynamo_port(taken: set[int]) -> tuple[int, str]:
+    """The moto DynamoDB port and a banner note. An explicit ``PISCES_DYNAMO_PORT`` is used or refused;
+    the default 8765, when busy, is swapped for a free port (the note says so)."""
+    explicit = bool(os.environ.get("PISCES_DYNAMO_PORT"))
+    port = _port("PISCES_DYNAMO_PORT", str(DEFAULT_DYNAMO_PORT))
+    if explicit and port in taken:
+        raise PortError(f"PISCES_DYNAMO_PORT {port} is the gateway's PORT or ADMIN_PORT: pick another port")
+    if port not in taken and not port_in_use("127.0.0.1", port):
+        return port, ""
+    if explicit:
+        raise PortError(f"PISCES_DYNAMO_PORT {port} is in use: stop what listens there or pick another port")
+    free = free_port()
+    while free in taken:
+        free = free_port()
+    return free, f"  note       port {port} was in use: DynamoDB is on {free} instead (PISCES_DYNAMO_PORT pins one)\n"
 
 
 def main() -> int:
-    port = int(os.environ.get("PORT", "3000"))
-    admin_port = int(os.environ.get("ADMIN_PORT", str(port + 1)))
-    dynamo_port = int(os.environ.get("PISCES_DYNAMO_PORT", "8765"))
-    host = os.environ.get("HOST", "127.0.0.1")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no CloudWatch EMF line per request in a terminal
+    host = os.environ.get("HOST") or "127.0.0.1"
+    try:
+        port = _port("PORT", "3000")
+        admin_port = _port("ADMIN_PORT", str(port + 1))
+        check_ports(host, port, admin_port)
+        dynamo_port, dynamo_note = pick_dynamo_port({port, admin_port})
+    except PortError as e:
+        print(f"pisces: {e}", file=sys.stderr)
+        return 2
     try:
         config = load_config()
     except ConfigError as e:
         print(f"pisces: {e}", file=sys.stderr)
         return 2
 
-    local = LocalDynamo(port=dynamo_port).start()
+    try:
+        local = LocalDynamo(port=dynamo_port).start()
+    except OSError as e:  # taken between the check and moto's bind
+        print(f"pisces: {e}", file=sys.stderr)
+        return 2
     store = KeyStore(dynamo.client(), table_name("keys"))
     try:
         demo_key, _ = store.create(
@@ -54,7 +126,7 @@ def main() -> int:
     print(
         f"""
 Pisces is running (local: moto DynamoDB at {local.endpoint}, config {os.environ.get("PISCES_CONFIG", "pisces.yaml")})
-
+{dynamo_note}
   gateway    {base}          docs page: {base}/
   models     {", ".join(config.available_models())}
   demo key   {demo_key}

@@ -47,9 +47,16 @@ def _moto_server(host: str, port: int) -> Any:
     from werkzeug.serving import make_server
 
     class Server(ThreadedMotoServer):
+        error: BaseException | None = None
+
         def _server_entry(self) -> None:
             app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
-            self._server = make_server(host, port, app, True, request_handler=MotoRequestHandler)
+            try:
+                self._server = make_server(host, port, app, True, request_handler=MotoRequestHandler)
+            except BaseException as e:  # werkzeug exits (SystemExit) when the port is taken: start() would wait forever
+                self.error = e
+                self._server_ready_event.set()
+                return
             self._server_ready_event.set()
             self._server.serve_forever()
 
@@ -70,8 +77,12 @@ class LocalDynamo:
 
     def start(self) -> LocalDynamo:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access lines
-        self._server = _moto_server(self.host, self.port)
-        self._server.start()
+        server = _moto_server(self.host, self.port)
+        server.start()
+        if server.error is not None:
+            why = "the port is in use" if isinstance(server.error, SystemExit) else str(server.error)
+            raise OSError(f"moto DynamoDB could not listen on {self.endpoint}: {why}") from server.error
+        self._server = server
         for k, v in FAKE_CREDENTIALS.items():
             os.environ.setdefault(k, v)
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = self.endpoint
