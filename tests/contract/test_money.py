@@ -27,8 +27,15 @@ def usage(local_dynamo) -> UsageStore:
     return UsageStore(dynamo.client(), table_name("usage"))
 
 
-def wait_record(usage: UsageStore, request_id: str, seconds: float = 10) -> UsageRecord:
-    """Settlement runs after the response has been sent: wait for its record to appear."""
+def record_of(usage: UsageStore, request_id: str) -> UsageRecord:
+    """Settlement is done before the response's last byte: the record is there when the client has it."""
+    rec = usage.get(request_id)
+    assert rec is not None, f"no usage record for {request_id} once its response was read"
+    return rec
+
+
+def wait_record(usage: UsageStore, request_id: str, seconds: float = 30) -> UsageRecord:
+    """For a request the client left: the gateway settles it when it notices the hang-up."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         rec = usage.get(request_id)
@@ -62,7 +69,7 @@ def test_non_stream_is_charged_once_from_upstream_usage(gateway, usage):
     pisces = resp.model_extra["pisces"]
     # fake upstream usage: 11 prompt (2 cached), 7 completion -> 9*2 + 2*0.5 + 7*8 = 75 micro-dollars
     assert pisces["cost"] == 75
-    rec = wait_record(usage, raw.headers["x-request-id"])
+    rec = record_of(usage, raw.headers["x-request-id"])
     assert (rec.input_tokens, rec.cached_tokens, rec.output_tokens, rec.cost) == (11, 2, 7, 75)
     assert rec.usage_source == "upstream" and rec.outcome == "ok" and rec.status == 200
     assert (rec.protocol, rec.client_model, rec.model, rec.channel, rec.stream) == (
@@ -81,7 +88,7 @@ def test_non_stream_is_charged_once_from_upstream_usage(gateway, usage):
     assert raw.headers["x-ratelimit-limit-tokens"] == "2000000"
 
 
-def test_stream_is_charged_after_the_last_chunk(gateway, usage):
+def test_stream_is_charged_before_its_last_chunk(gateway, usage):
     key = gateway.new_key(balance=1_000_000)
     with sdk(gateway, key).chat.completions.with_streaming_response.create(
         **ask("mock-echo", "alpha beta gamma"), stream=True, stream_options={"include_usage": True}
@@ -91,7 +98,7 @@ def test_stream_is_charged_after_the_last_chunk(gateway, usage):
     u = chunks[-1].usage
     cost = u.prompt_tokens * 1 + u.completion_tokens * 2
     assert chunks[-1].model_extra["pisces"]["cost"] == cost
-    rec = wait_record(usage, rid)
+    rec = record_of(usage, rid)
     assert rec.stream and rec.cost == cost and rec.usage_source == "upstream" and rec.ttft_ms is not None
     assert balance(gateway, key) == 1_000_000 - cost
 
@@ -100,7 +107,7 @@ def test_failed_upstream_releases_the_hold(gateway, usage):
     key = gateway.new_key(balance=1_000_000)
     with pytest.raises(openai.InternalServerError) as e:
         sdk(gateway, key).chat.completions.create(**ask("fail-500"))
-    rec = wait_record(usage, e.value.response.headers["x-request-id"])
+    rec = record_of(usage, e.value.response.headers["x-request-id"])
     assert (rec.cost, rec.status, rec.outcome, rec.usage_source) == (0, 502, "upstream_error", "none")
     assert balance(gateway, key) == 1_000_000
 
@@ -135,7 +142,7 @@ def test_upstream_cut_stream_is_charged_and_says_so(gateway, usage):
         rid = raw.headers["x-request-id"]
         with pytest.raises(openai.APIError):
             list(raw.parse())
-    rec = wait_record(usage, rid)
+    rec = record_of(usage, rid)
     assert rec.outcome == "upstream_error" and rec.usage_source == "estimate" and rec.output_tokens >= 2
     assert rec.cost == rec.input_tokens * 1 + rec.output_tokens * 2
     assert balance(gateway, key) == 1_000_000 - rec.cost
@@ -171,7 +178,7 @@ def test_200_concurrent_requests_never_overspend(gateway, usage):
     refused = [r for r in responses if r.status_code == 402]
     assert ok and refused
     assert all(r.json()["error"]["code"] == "insufficient_balance" for r in refused)
-    records = [wait_record(usage, r.headers["x-request-id"]) for r in ok]
+    records = [record_of(usage, r.headers["x-request-id"]) for r in ok]
     holds = max(rec.hold for rec in records)
     final = balance(gateway, key)
     assert final >= -holds
@@ -189,14 +196,13 @@ def test_idempotent_replay_returns_the_same_body_and_charges_nothing(gateway, us
     client = sdk(gateway, key)
     idem = {"Idempotency-Key": f"order-{uuid.uuid4()}"}
     first = client.chat.completions.with_raw_response.create(**ask("gpt-fake"), extra_headers=idem)
-    wait_record(usage, first.headers["x-request-id"])
+    record_of(usage, first.headers["x-request-id"])
     charged = balance(gateway, key)
     again = client.chat.completions.with_raw_response.create(**ask("gpt-fake"), extra_headers=idem)
     assert again.http_response.content == first.http_response.content
     assert again.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in first.headers
     assert again.headers["x-request-id"] != first.headers["x-request-id"]
-    time.sleep(0.3)  # a (wrong) second settlement would have landed by now
-    assert usage.get(again.headers["x-request-id"]) is None
+    assert usage.get(again.headers["x-request-id"]) is None, "a replay is never settled"
     assert balance(gateway, key) == charged
     # another key's same Idempotency-Key is its own
     other = sdk(gateway, gateway.new_key()).chat.completions.with_raw_response.create(
@@ -238,13 +244,12 @@ def test_idempotent_stream_in_flight_is_409_then_replays_the_same_events(gateway
         rid = r.headers["x-request-id"]
     original = b"".join(received)
     assert original.rstrip().endswith(b"data: [DONE]")
-    wait_record(usage, rid)
+    record_of(usage, rid)
     charged = balance(gateway, key)
     replay = httpx.post(url, json=body, headers=headers, timeout=10)
     assert replay.headers["idempotent-replayed"] == "true"
     assert replay.headers["content-type"].startswith("text/event-stream")
     assert replay.content == original
-    time.sleep(0.3)
     assert balance(gateway, key) == charged
 
 
@@ -270,7 +275,7 @@ def test_empty_balance_is_402(gateway):
 def test_monthly_budget_spent_is_402(gateway, usage):
     key = gateway.new_key(balance=1_000_000, monthly_budget=1)
     raw = sdk(gateway, key).chat.completions.with_raw_response.create(**ask())
-    wait_record(usage, raw.headers["x-request-id"])
+    record_of(usage, raw.headers["x-request-id"])
     with pytest.raises(openai.APIStatusError) as e:
         sdk(gateway, key).chat.completions.create(**ask())
     assert e.value.status_code == 402 and "budget" in e.value.message
@@ -293,7 +298,7 @@ def test_requests_per_minute_limit_is_429_with_retry_after(gateway):
 def test_tokens_per_minute_limit_counts_settled_tokens(gateway, usage):
     client = sdk(gateway, gateway.new_key(tpm=5))
     raw = client.chat.completions.with_raw_response.create(**ask(text="a b c d e f g h"))
-    wait_record(usage, raw.headers["x-request-id"])  # its tokens now count in the window
+    record_of(usage, raw.headers["x-request-id"])  # its tokens now count in the window
     with pytest.raises(openai.RateLimitError) as e:
         client.chat.completions.create(**ask())
     assert e.value.response.headers["x-ratelimit-limit-tokens"] == "5"
@@ -308,7 +313,7 @@ def test_usage_shows_the_keys_own_balance_and_spend(gateway, usage):
     ids = [client.chat.completions.with_raw_response.create(**ask("gpt-fake")).headers["x-request-id"]
            for _ in range(2)]  # fmt: skip
     ids.append(client.chat.completions.with_raw_response.create(**ask()).headers["x-request-id"])
-    records = [wait_record(usage, rid) for rid in ids]
+    records = [record_of(usage, rid) for rid in ids]
     body = httpx.get(f"{gateway.v1}/usage", headers={"Authorization": f"Bearer {key}"}).json()
     spent = sum(r.cost for r in records)
     assert body["object"] == "usage" and body["balance"] == 1_000_000 - spent
@@ -345,6 +350,36 @@ def test_concurrent_first_uses_of_one_idempotency_key_run_once(gateway, usage):
     assert len(ran) == 1 and len(ran) + len(replayed) + len(busy) == 8
     assert all(r.content == ran[0].content for r in replayed)
     assert all(r.json()["error"]["code"] == "idempotency_in_progress" for r in busy)
-    rec = wait_record(usage, ran[0].headers["x-request-id"])
-    time.sleep(0.3)
+    rec = record_of(usage, ran[0].headers["x-request-id"])
     assert balance(gateway, key) == 1_000_000 - rec.cost  # charged once
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_end(gateway, stream):
+    """With the key cached: admission's one UpdateItem, then the upstream, then settlement's one
+    transaction, all before the client has the whole response."""
+    gw = gateway.app.state.gateway
+    key = gateway.new_key(balance=1_000_000)
+    client = sdk(gateway, key)
+    client.chat.completions.create(**ask("gpt-fake"))  # the key is now cached
+    seen: list[str] = []
+
+    def on_dynamo(model: object, **kw: object) -> None:
+        seen.append(getattr(model, "name", "?"))
+
+    async def on_upstream(request: httpx.Request) -> None:
+        seen.append("upstream")
+
+    events = gw.keys.client.meta.events
+    events.register("before-call.dynamodb", on_dynamo)
+    gw.http.event_hooks["request"].append(on_upstream)
+    try:
+        if stream:
+            list(client.chat.completions.create(**ask("gpt-fake"), stream=True))
+        else:
+            client.chat.completions.create(**ask("gpt-fake"))
+        done = list(seen)
+    finally:
+        events.unregister("before-call.dynamodb", on_dynamo)
+        gw.http.event_hooks["request"].remove(on_upstream)
+    assert done == ["UpdateItem", "upstream", "TransactWriteItems"]

@@ -354,6 +354,18 @@ def test_an_upstream_error_is_settled_before_its_error_body(world, stream):
         assert line["upstream_status"] == 500
 
 
+def test_an_upstream_cut_mid_stream_is_settled_before_its_error_event(world):
+    """The fake drops its connection mid-stream: the client's last event is the in-protocol error,
+    and the estimate of what was generated is charged before it is sent."""
+    key = world.key()
+    headers, lambda_id = lambda_headers({"Authorization": f"Bearer {key}"})
+    r, raw = read_all(world, "/v1/chat/completions", {**OPENAI_ASK, "model": "cut", "stream": True}, headers)
+    with world.gateway.frozen():
+        assert r.status_code == 200 and "error" in sse_data(raw)[-1]
+        rec = assert_owed_is_durable(world, key, r, lambda_id, None)
+        assert (rec.outcome, rec.usage_source) == ("upstream_error", "estimate") and rec.cost > 0
+
+
 def test_a_client_that_hangs_up_mid_stream_is_settled_in_its_request(world):
     """The gated fake sends one chunk and then waits; the client leaves after the first chunk. The
     gateway notices at its next keep-alive, and settles before the request's task ends: the log line

@@ -72,6 +72,8 @@ async def relay(
         ev: StreamEvent | None = first
         while ev is not None:
             _note(ctx, ev)
+            if isinstance(ev, ErrorEvent):
+                break  # an upstream failure ends the stream: its event is the terminal one, sent last
             chunk = encoder.encode(ev)
             if chunk:
                 if claim:
@@ -85,9 +87,12 @@ async def relay(
             while not (await asyncio.wait({waiting}, timeout=gw.config.limits.heartbeat_seconds))[0]:
                 yield beat()
             ev, waiting = waiting.result(), None
-        if ctx.usage is not None and ctx.finish is not None:
-            ctx.cost = encoder.pisces["cost"] = cost_of(gw.config.price(ctx.model or req.model), ctx.usage)
-        tail = encoder.close()
+        if isinstance(ev, ErrorEvent):
+            tail = encoder.encode(ev) + encoder.close()
+        else:
+            if ctx.usage is not None and ctx.finish is not None:
+                ctx.cost = encoder.pisces["cost"] = cost_of(gw.config.price(ctx.model or req.model), ctx.usage)
+            tail = encoder.close()
     except (asyncio.CancelledError, GeneratorExit):
         ctx.error = ctx.error or "client_cut"  # the client hung up: settle what was generated, then stop
         with anyio.CancelScope(shield=True):
