@@ -1,8 +1,9 @@
 """Latency the gateway adds to a non-streamed chat completion, and the gateway's cold import time.
 
 Two gateways are measured in the same run: the full pipeline (auth, rate window + balance hold in
-one DynamoDB write, settlement after the response) and the same app with the money steps replaced
-by no-ops (what the walking skeleton did), so the cost of the money path is read in one run.
+one DynamoDB write, settlement awaited before the response is returned) and the same app with the
+money steps replaced by no-ops (what the walking skeleton did), so the cost of the money path is
+read in one run.
 
     make bench                      # or: .venv/bin/python bench/latency.py --requests 500
 
@@ -54,8 +55,11 @@ def _no_money(app: object) -> None:
     async def admit(ctx: object, req: object, key: object) -> Bill:
         return Bill(key, 0, Admitted(0, "", 0, 0, 0, RateLimits(0, 0)))  # type: ignore[arg-type]
 
+    async def settle(ctx: object, req: object, bill: object, status: int) -> None:
+        return None
+
     billing.admit = admit
-    billing.settle_later = lambda *a, **k: None
+    billing.settle = settle
 
 
 def serve_dynamo(port: int) -> None:
@@ -135,14 +139,16 @@ def measure(n: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "POWERTOOLS_LOG_LEVEL": "WARNING",
            "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{db_port}"}  # fmt: skip
     me = [sys.executable, __file__]
+    quiet = subprocess.DEVNULL  # a gateway's EMF metrics line (stdout, before the last byte): written, not shown
+    upstream = f"http://127.0.0.1:{up_port}"
     db = subprocess.Popen([*me, "--serve-dynamo", str(db_port)], env=env)
     wait_http(f"http://127.0.0.1:{db_port}", db, 60)
     _wait_tables(f"http://127.0.0.1:{db_port}")
     procs = [
         db,
         subprocess.Popen([*me, "--serve-upstream", str(up_port)], env=env),
-        subprocess.Popen([*me, "--serve-gateway", str(gw_port), f"http://127.0.0.1:{up_port}", "full"], env=env),
-        subprocess.Popen([*me, "--serve-gateway", str(sk_port), f"http://127.0.0.1:{up_port}", "skeleton"], env=env),
+        subprocess.Popen([*me, "--serve-gateway", str(gw_port), upstream, "full"], env=env, stdout=quiet),
+        subprocess.Popen([*me, "--serve-gateway", str(sk_port), upstream, "skeleton"], env=env, stdout=quiet),
     ]
     try:
         up, gw, sk = (f"http://127.0.0.1:{p}" for p in (up_port, gw_port, sk_port))
@@ -162,7 +168,7 @@ def measure(n: int) -> dict[str, float]:
                     GEMINI_BODY,
                     gemini,
                 ),
-                # last in a round: its settlement (after its response) is done before the next round's admission
+                # last in a round, as when settlement ran after the response (now it is done before it)
                 (f"{gw}/v1/chat/completions", {"Authorization": f"Bearer {KEY}-full"}, BODY, through),
             ]
             for _ in range(30):  # warm-up: connections, caches
@@ -175,7 +181,7 @@ def measure(n: int) -> dict[str, float]:
                     out.append((time.perf_counter() - t) * 1000)
                     r.raise_for_status()
     finally:
-        for p in reversed(procs):  # the gateways drain their settlements into DynamoDB, stopped last
+        for p in reversed(procs):  # moto, which the gateways write to, is stopped last
             p.terminate()
             p.wait(timeout=10)
     res = {}
@@ -196,13 +202,12 @@ def measure(n: int) -> dict[str, float]:
 
 def dynamo_calls(n: int = 200) -> dict[str, list[float]]:
     """The money path's two DynamoDB calls alone against the same local moto server: [p50, p99] ms.
-    Admission is on the hot path; settlement runs after the response (but shares moto's lock)."""
-    import itertools
-
+    Both are in the request: admission before the upstream call, settlement before the last byte.
+    Each settlement removes the hold its admission recorded on the key item, as the gateway's does."""
     from pisces.localaws import LocalDynamo
     from pisces.store import dynamo
     from pisces.store.keys import KeyStore, hash_key
-    from pisces.store.ledger import Ledger, RateLimits
+    from pisces.store.ledger import Admitted, Ledger, RateLimits
     from pisces.store.schema import table_name
     from pisces.store.usage import UsageRecord
 
@@ -211,21 +216,27 @@ def dynamo_calls(n: int = 200) -> dict[str, list[float]]:
     try:
         client = dynamo.client()
         key_hash = hash_key(KeyStore(client, table_name("keys")).create(name="bench", balance=10**15)[0])
-        ledger, ids = Ledger(client, table_name("keys"), table_name("usage")), itertools.count()
+        ledger = Ledger(client, table_name("keys"), table_name("usage"))
+        admitted: list[Admitted] = []
 
-        def settle() -> None:
-            rec = UsageRecord(request_id=f"bench_{next(ids)}", key_id="k", protocol="openai", client_model="m",
+        def admit(i: int) -> None:
+            adm = ledger.admit(key_hash, 10, RateLimits(0, 0), request_id=f"bench_{i}")
+            assert isinstance(adm, Admitted), adm
+            admitted.append(adm)
+
+        def settle(i: int) -> None:
+            adm = admitted[i]
+            rec = UsageRecord(request_id=f"bench_{i}", key_id="k", protocol="openai", client_model="m",
                               model="m", created_at="2026-11-23T00:00:00Z", settled_at="2026-11-23T00:00:00Z",
                               expires_at=0, cost=1, hold=10)  # fmt: skip
-            ledger.settle(key_hash, 10, "202611", rec.item())
+            ledger.settle(key_hash, 10, adm.month, rec.item(), adm.hold.tag if adm.hold else None)
 
         out = {}
-        for name, call in (("admit_update_item", lambda: ledger.admit(key_hash, 10, RateLimits(0, 0))),
-                           ("settle_transaction", settle)):  # fmt: skip
+        for name, call in (("admit_update_item", admit), ("settle_transaction", settle)):
             xs = []
-            for _ in range(n):
+            for i in range(n):
                 t = time.perf_counter()
-                call()
+                call(i)
                 xs.append((time.perf_counter() - t) * 1000)
             out[name] = [round(statistics.median(xs), 2), round(_pct(xs, 99), 2)]
         return out
