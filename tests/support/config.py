@@ -19,6 +19,8 @@ CLAUDE_MODELS = {
     "claude-fail-429": "fail-429",
     "claude-fail-529": "fail-529",
     "claude-cut": "cut",
+    "claude-fail-quote": "fail-quote",
+    "claude-quote-mid": "quote-mid",
 }
 CLAUDE_PATIENT = {"claude-gated": "gated"}  # on a channel that waits: its silence is the test's, not a timeout
 
@@ -31,6 +33,8 @@ GEMINI_MODELS = {
     "gemini-fail-429": "fail-429",
     "gemini-fail-503": "fail-503",
     "gemini-cut": "cut",
+    "gemini-fail-quote": "fail-quote",
+    "gemini-quote-mid": "quote-mid",
 }
 GEMINI_PATIENT = {"gemini-gated": "gated"}
 
@@ -50,7 +54,8 @@ def gateway_config_raw(
 ) -> dict[str, Any]:
     """The test configuration as pisces.yaml would say it (prices in USD per million tokens)."""
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    fake_models = ["gpt-fake", "recorded", "fail-500", "fail-400", "fail-401", "fail-429", "slow", "cut"]
+    fake_models = ["gpt-fake", "recorded", "fail-500", "fail-400", "fail-401", "fail-429", "slow", "cut",
+                   "fail-quote", "quote-mid"]  # fmt: skip
     return (
         {
             "channels": [

@@ -6,6 +6,9 @@ Model names choose its behaviour:
              without, answer the message those streams make
   fail-400 / fail-401 / fail-429 / fail-500 / fail-529   answer that HTTP error in Anthropic's error
              shape (429 with retry-after: 7)
+  fail-quote a 401 whose message quotes credentials (support.fake_openai.quoting)
+  quote-mid  with stream=true, message_start and a text delta, then an ``event: error`` quoting them;
+             without, as fail-quote
   slow       waits 30 s before answering (longer than a test channel's read timeout)
   cut        streams two events and then drops the connection
   gated      streams up to its first text delta, then waits until POST /release (or 10 s)
@@ -28,7 +31,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from support.fake_openai import UPSTREAM_SECRET
+from support.fake_openai import UPSTREAM_SECRET, quoting
 from support.servers import FakeUpstream, last_user_text, recorded, replay
 
 __all__ = ["RECORDED", "UPSTREAM_SECRET", "USAGE", "FakeAnthropic"]
@@ -84,6 +87,10 @@ class FakeAnthropic(FakeUpstream):
         if request.headers.get("x-api-key") != UPSTREAM_SECRET:
             return _error(401, "invalid x-api-key")
         model = str(body.get("model", ""))
+        if model == "quote-mid" and body.get("stream"):
+            return StreamingResponse(self._quote_mid(self._answer(model, body)), media_type="text/event-stream")
+        if model in ("fail-quote", "quote-mid"):
+            return _error(401, quoting("invalid x-api-key."))
         if model.startswith("fail-"):
             status = int(model.split("-")[1])
             return _error(status, f"upstream says {status}", {"retry-after": "7"} if status == 429 else None)
@@ -115,6 +122,13 @@ class FakeAnthropic(FakeUpstream):
             content.insert(0, {"type": "thinking", "thinking": THOUGHT, "signature": THOUGHT_SIGNATURE})
         return {"id": "msg_fake_01", "type": "message", "role": "assistant", "model": model, "content": content,
                 "stop_reason": stop, "stop_sequence": None, "usage": dict(USAGE)}  # fmt: skip
+
+    async def _quote_mid(self, message: dict[str, Any]) -> AsyncIterator[bytes]:
+        yield _event({"type": "message_start", "message": {**message, "content": [], "stop_reason": None}})
+        yield _event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        yield _event({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "partial"}})
+        err = {"type": "api_error", "message": quoting("Internal server error.")}
+        yield _event({"type": "error", "error": err})
 
     async def _stream(self, message: dict[str, Any], cut: bool, gated: bool) -> AsyncIterator[bytes]:
         start = {**message, "content": [], "stop_reason": None, "usage": {**USAGE, "output_tokens": 1}}

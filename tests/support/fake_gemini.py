@@ -7,6 +7,8 @@ Model names choose its behaviour:
              gemini_stream_function_call.sse byte for byte; otherwise answer the one response it holds
   fail-400 / fail-403 / fail-404 / fail-429 / fail-500 / fail-503   answer that HTTP error in Google's
              error shape (429 with retry-after: 7 and a RetryInfo detail)
+  fail-quote Google's 400 API_KEY_INVALID, its message quoting credentials (support.fake_openai.quoting)
+  quote-mid  when streamed, one chunk and then an error chunk quoting them; otherwise as fail-quote
   slow       waits 30 s before answering (longer than a test channel's read timeout)
   cut        streams one chunk and then drops the connection
   gated      streams up to its first text chunk, then waits until POST /release (or 10 s)
@@ -32,7 +34,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
-from support.fake_openai import UPSTREAM_SECRET
+from support.fake_openai import UPSTREAM_SECRET, quoting
 from support.servers import FakeUpstream, recorded, replay
 
 __all__ = ["RECORDED_CALL", "SIGNATURE", "THOUGHT", "TOOL_ARGS", "UPSTREAM_SECRET", "USAGE", "FakeGemini"]
@@ -120,6 +122,16 @@ class FakeGemini(FakeUpstream):
                     "domain": "googleapis.com",
                     "metadata": {"service": "generativelanguage.googleapis.com"}}  # fmt: skip
             return _error(400, "API key not valid. Please pass a valid API key.", info)
+        if model == "quote-mid" and action == "streamGenerateContent":
+            parts = [{"text": "partial"}]
+            err = {"error": {"code": 500, "message": quoting("Internal error encountered."), "status": "INTERNAL"}}
+            chunks = [_chunk(model, parts, {"promptTokenCount": 1, "totalTokenCount": 1}, False), err]
+            return StreamingResponse(self._stream(chunks, request.query_params.get("alt") == "sse", quoted=True),
+                                     media_type="text/event-stream")  # fmt: skip
+        if model in ("fail-quote", "quote-mid"):
+            info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com"}  # fmt: skip
+            return _error(400, quoting("API key not valid. Please pass a valid API key."), info)
         if not model or action not in ("generateContent", "streamGenerateContent"):
             return _error(404, f"models/{model_action} is not found for API version v1beta.")
         if model.startswith("fail-"):
@@ -180,7 +192,7 @@ class FakeGemini(FakeUpstream):
         return [_chunk(model, [d], dict(USAGE if i == last else partial), i == last) for i, d in enumerate(deltas)]
 
     async def _stream(
-        self, chunks: list[dict[str, Any]], sse: bool, cut: bool = False, gated: bool = False
+        self, chunks: list[dict[str, Any]], sse: bool, cut: bool = False, gated: bool = False, quoted: bool = False
     ) -> AsyncIterator[bytes]:
         for i, chunk in enumerate(chunks):
             if sse:
@@ -189,6 +201,8 @@ class FakeGemini(FakeUpstream):
                 yield (("[" if i == 0 else ",\r\n") + _dumps(chunk, indent=2) + "\n").encode()
             if cut:
                 raise RuntimeError("connection dropped on purpose")
+            if quoted:
+                continue
             part = chunk["candidates"][0]["content"]["parts"][0]
             if gated and "text" in part and not part.get("thought"):
                 gated = False

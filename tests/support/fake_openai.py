@@ -3,6 +3,9 @@
 Model names choose its behaviour:
   recorded   streams shared/fixtures/recorded/openai_chat_tool_call_stream.sse byte for byte
   fail-500 / fail-400 / fail-429 / fail-401   answer that HTTP error in OpenAI's error shape
+  fail-quote a 401 whose message quotes credentials (``quoting(...)``: the channel's own key, whole
+             and masked, Bearer tokens, an sk- key, an x-api-key header line), as a careless upstream may
+  quote-mid  with stream=true, one chunk and then an error chunk quoting them; without, as fail-quote
   slow       waits 30 s before answering (longer than the test channel's read timeout)
   cut        streams two chunks and then drops the connection
   gated      streams one chunk, then waits until POST /release (or 10 s); records whether the
@@ -27,6 +30,27 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from support.servers import FakeUpstream, last_user_text, recorded, replay
 
 UPSTREAM_SECRET = "sk-fake-upstream-secret-0123456789"
+
+# what the fakes' fail-quote / quote-mid models quote besides the channel's key (see ``quoting``)
+QUOTED_MASKED = f"{UPSTREAM_SECRET[:8]}{'*' * 24}{UPSTREAM_SECRET[-4:]}"  # as OpenAI shows a key
+QUOTED_BEARER = "tok_live_9f8e7d6c5b4a39281706"
+QUOTED_SK = "sk-ant-api03-quotedOtherKey-AAAABBBB"
+QUOTED_HEADER_VALUE = "hv-5566778899aabbccddeeff"
+QUOTED = (UPSTREAM_SECRET, QUOTED_MASKED, QUOTED_BEARER, QUOTED_SK, QUOTED_HEADER_VALUE)
+
+
+def quoting(meaning: str) -> str:
+    """An upstream's error message: ``meaning`` first, then every credential of QUOTED."""
+    return (
+        f"{meaning} You sent credential Bearer {UPSTREAM_SECRET} (shown as {QUOTED_MASKED}); "
+        f"header x-api-key: {QUOTED_HEADER_VALUE}; Bearer {QUOTED_BEARER} has expired and {QUOTED_SK} "
+        "belongs to another account."
+    )
+
+
+OPENAI_QUOTE_MEANING = (
+    "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys."
+)
 
 
 def _chunk(cid: str, model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -61,6 +85,12 @@ class FakeOpenAI(FakeUpstream):
                 status_code=401,
             )
         model = body.get("model", "")
+        if model == "quote-mid" and body.get("stream"):
+            return StreamingResponse(self._quote_mid(model), media_type="text/event-stream")
+        if model in ("fail-quote", "quote-mid"):
+            err = {"message": quoting(OPENAI_QUOTE_MEANING), "type": "invalid_request_error",
+                   "code": "invalid_api_key", "param": None}  # fmt: skip
+            return JSONResponse({"error": err}, status_code=401)
         if model.startswith("fail-"):
             status = int(model.split("-")[1])
             headers = {"retry-after": "7"} if status == 429 else {}
@@ -126,6 +156,11 @@ class FakeOpenAI(FakeUpstream):
         return StreamingResponse(
             self._stream(model, text, call, usage if include_usage else None), media_type="text/event-stream"
         )
+
+    async def _quote_mid(self, model: str) -> AsyncIterator[bytes]:
+        yield _chunk("chatcmpl-quote", model, {"role": "assistant", "content": "partial"})
+        err = {"message": quoting("The server had an error while processing your request."), "type": "server_error"}
+        yield f"data: {json.dumps({'error': err})}\n\n".encode()
 
     async def _gated(self) -> AsyncIterator[bytes]:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -15,6 +15,7 @@ from pisces.config import ChannelConfig
 from pisces.errors import PiscesError
 from pisces.protocols.sse import SSEParser
 from pisces.upstreams.credentials import resolve_api_key
+from pisces.upstreams.redact import error_kind, passable, redact
 
 # provider_options[<protocol>][FORWARDED]: request headers a client door keeps for an upstream of
 # its own protocol (a codec lists them in FORWARDED_HEADERS).
@@ -32,14 +33,38 @@ class UpstreamError(PiscesError):
         self.upstream_status = upstream_status  # the upstream's HTTP status, when it answered one
 
 
-def status_error(status: int, message: str, retry_after: str | None = None) -> UpstreamError:
-    """An upstream's HTTP error, passed on in meaning (never its credentials or headers).
+# header names whose values in a channel's own ``headers`` are credentials (redacted like its key)
+SECRET_HEADER_WORDS = ("authorization", "key", "token", "secret", "password", "cookie")
+
+
+def upstream_message(
+    status: int, message: str | None, kind: str | None = None, secrets: Iterable[str | None] = ()
+) -> str:
+    """What a client is told an upstream said: its message with every credential in it redacted
+    (``secrets``, the channel's own, always), or, when that message cannot be trusted (empty, cut
+    at its length cap, control characters), the gateway's own words naming its status and type."""
+    if passable(message):
+        return f"upstream: {redact((message or '').strip(), secrets)}"
+    said = f"upstream answered HTTP {status}" + (f" ({kind})" if kind else "")
+    return f"{said}; its message was withheld" if (message or "").strip() else said
+
+
+def status_error(
+    status: int,
+    message: str,
+    retry_after: str | None = None,
+    *,
+    kind: str | None = None,
+    secrets: Iterable[str | None] = (),
+) -> UpstreamError:
+    """An upstream's HTTP error, passed on in meaning (never its credentials or headers: the message
+    goes through :func:`upstream_message`, ``kind`` is the error type its body names).
 
     4xx caused by the request (400, 404, 413, 422) keep their status; the upstream refusing the
     gateway's own credential (401, 403) is the gateway's fault, so 502; 429 and 5xx may succeed on
     another channel, so they are retryable.
     """
-    msg = f"upstream: {message}" if message else f"upstream answered HTTP {status}"
+    msg = upstream_message(status, message, kind, secrets)
     if status in (400, 422):
         return UpstreamError("invalid_request", msg, retryable=False, status=status, upstream_status=status)
     if status == 404:
@@ -123,6 +148,20 @@ class HttpCodecChannel(Channel):
             headers.update(self.auth_headers(key))
         return headers
 
+    async def secrets(self) -> list[str]:
+        """What must never reach a client from this channel: its key, and its own headers' credentials."""
+        key = await resolve_api_key(self.cfg)
+        own = [v for k, v in self.cfg.headers.items() if any(w in k.lower() for w in SECRET_HEADER_WORDS)]
+        return [s for s in (key, *own) if s]
+
+    def redacted(self, ev: ErrorEvent, secrets: Iterable[str | None]) -> ErrorEvent:
+        """A stream's error event (a provider's error event, mid-stream) with its message made safe."""
+        if passable(ev.message):
+            message = redact(ev.message, secrets)
+        else:
+            message = f"upstream: the stream failed ({ev.code}, HTTP {ev.status}); its message was withheld"
+        return ev if message == ev.message else ev.model_copy(update={"message": message})
+
     def status_of(self, status: int, body: bytes) -> int:
         """The HTTP status an upstream's error means (a provider may say 400 for its own bad key)."""
         return status
@@ -148,6 +187,8 @@ class HttpCodecChannel(Channel):
                     self.status_of(resp.status_code, raw),
                     self.codec.upstream_error_message(raw),
                     resp.headers.get("retry-after"),
+                    kind=error_kind(raw),
+                    secrets=await self.secrets(),
                 )
             return resp
         raise AssertionError("unreachable")
@@ -161,6 +202,11 @@ class HttpCodecChannel(Channel):
             raise UpstreamError("upstream_error", "upstream: the response is not JSON", retryable=False) from None
         return self.codec.decode_response(payload)
 
+    async def _safe(self, ev: StreamEvent) -> StreamEvent:
+        """Every stream event on its way out: an error event's message (the provider's words, from a
+        codec's StreamDecoder) goes through redaction; any other event as it is."""
+        return self.redacted(ev, await self.secrets()) if isinstance(ev, ErrorEvent) else ev
+
     async def stream(self, req: ChatRequest, model: str) -> AsyncGenerator[StreamEvent, None]:
         body = self.codec.encode_request(req.model_copy(update={"stream": True}), model)
         resp = await self._send(req, model, body, stream=True)
@@ -169,12 +215,12 @@ class HttpCodecChannel(Channel):
             async for chunk in resp.aiter_bytes():  # decoded if the upstream compresses, still chunk by chunk
                 for sse in parser.feed(chunk):
                     for ev in decoder.feed(sse):
-                        yield ev
+                        yield await self._safe(ev)
             for sse in parser.close():
                 for ev in decoder.feed(sse):
-                    yield ev
+                    yield await self._safe(ev)
             for ev in decoder.close():
-                yield ev
+                yield await self._safe(ev)
         except httpx.HTTPError as exc:
             err = transport_error(exc, self.name)
             yield ErrorEvent(code=err.code, message=err.message, status=err.status)
