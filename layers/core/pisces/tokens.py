@@ -1,25 +1,387 @@
-"""A counted token estimate that works offline (no tokenizer download): words and punctuation marks.
+"""A counted token estimate that works offline (no tokenizer download).
 
-Used by the mock upstream for its usage figures, and wherever a provider's own count is missing.
-It is an estimate, close to BPE counts for English prose (within ~30%), and deterministic.
+Text: words and punctuation marks. Used by the mock upstream for its usage figures, and wherever a
+provider's own count is missing. It is an estimate, close to BPE counts for English prose (within
+~30%, which admission's INPUT_HOLD_FACTOR covers), and deterministic.
+
+Images, audio, video and files: an UPPER bound of what any supported provider bills for them, so
+that the hold admission takes for a request covers its real cost (the rest of a hold is given back
+at settlement). The gateway holds before it knows which channel answers, so each part is counted as
+the most expensive of the providers' published rules:
+
+- images: the largest of OpenAI's tiles (``detail``-aware; gpt-4o-mini's 33x tile tokens when the
+  model is named so), OpenAI's 32 px patches (x2.46, gpt-4.1-nano's multiplier, the largest),
+  Anthropic's pixels/750 and 28 px patches (up to 3.75 MP, its high-resolution models), Gemini 2.x's
+  258 per 768 px tile (after its 3072 px downscale) and Gemini 3's 1,120 per image. The pixel size is
+  read from the PNG/JPEG/GIF/WebP header of inline data; an image by URL (or in an unknown format)
+  counts as the largest image each provider bills.
+- PDFs: pages x :data:`PDF_PAGE_TOKENS`, pages counted in the file (compressed object streams too).
+- audio: 32 tokens a second (Gemini; OpenAI's audio models bill less), the duration read from a
+  WAV or FLAC header, else assumed from the byte length at :data:`MEDIA_MIN_BYTES_PER_SECOND`.
+- video: :data:`VIDEO_TOKENS_PER_SECOND`, the duration assumed from the byte length likewise.
+- text files (and other declared types): one token per byte (every token of a byte-level
+  tokenizer covers at least one byte).
+- anything of unknown size (a file by URI, a PDF whose pages cannot be counted):
+  :data:`MEDIA_PART_CAP`, the input window of the largest current models, which no single request
+  can exceed without being refused unbilled. Every media part is capped there too.
 """
 
 from __future__ import annotations
 
+import binascii
 import json
+import math
 import re
+import struct
+import zlib
 
-from pisces.canonical import ChatRequest, ImagePart, TextPart, ThinkingPart, ToolCallPart, ToolResultPart
+from pisces.canonical import ChatRequest, FilePart, ImagePart, TextPart, ThinkingPart, ToolCallPart, ToolResultPart
 
 TOKEN_PATTERN = re.compile(r"\w{1,4}|[^\w\s]")
-IMAGE_TOKENS = 85  # OpenAI's flat cost of a low-detail image
+
+# --- images -----------------------------------------------------------------------------------------
+# OpenAI, tile models (gpt-4o, gpt-4.1, gpt-4.5, gpt-5, o-series): low detail costs the base; high
+# detail fits the image in 2048x2048, shrinks its shortest side to 768, and adds a tile cost per
+# 512 px tile. gpt-4o-mini bills 33x as many tokens (at a price 33x lower), so its images must be
+# counted as such when its name says so. The others' bases and tiles are at most 85 / 170.
+OPENAI_TILE = (85, 170)
+OPENAI_MINI_TILE = (2833, 5667)
+OPENAI_MINI_MARKERS = ("4o-mini",)
+# OpenAI, patch models (gpt-4.1-mini/nano, o4-mini, gpt-5-mini/nano): 32 px patches, at most 1536
+# (the image is shrunk to fit), times a model multiplier: 1.62, 1.72, 2.46 (nano, the largest).
+OPENAI_PATCH_CAP = 1536
+OPENAI_PATCH_MULTIPLIER = 2.46
+# Anthropic: about width*height/750 tokens, or one per 28 px patch (newer models); images are shrunk
+# to fit the native resolution: 1568 px / 1.15 MP before Opus 4.7, 2576 px / 3.75 MP since (so ~5,000).
+ANTHROPIC_MAX_EDGE = 2576
+ANTHROPIC_MAX_PIXELS = 3_750_000
+# Gemini 2.x: 258 tokens when both sides are <= 384 px, else 258 per 768 px tile, once the image is
+# shrunk to fit 3072x3072 (at most 16 tiles). Gemini 3: up to 1,120 tokens per image (HIGH, the
+# default; ULTRA_HIGH is per part only, which the canonical model cannot say).
+GEMINI_TILE_TOKENS = 258
+GEMINI_SMALL = 384
+GEMINI_TILE = 768
+GEMINI_MAX_EDGE = 3072
+GEMINI3_IMAGE_TOKENS = 1120
+
+# --- documents, audio, video ------------------------------------------------------------------------
+# A PDF page is sent to the model as an image of the page (Anthropic's largest image: 5,000) and its
+# text (dense pages measure 1,500-3,000 tokens with the image; 3,000 for the text alone is generous).
+# Gemini bills 258-1,120 per page. OpenAI channels take no files (the codec drops them).
+PDF_PAGE_TOKENS = 5000 + 3000
+AUDIO_TOKENS_PER_SECOND = 32  # Gemini, at every media resolution; OpenAI's audio models bill ~10
+VIDEO_TOKENS_PER_SECOND = 312  # Gemini 3 at HIGH: 280 per frame at 1 fps + 32 for the sound (2.x: 263)
+# Compressed audio and video whose length the header does not say: assumed to be no denser than
+# 2 kbit/s (Opus's floor is 6, MP3's 8). A denser file (long silence under a VBR coder) could beat
+# this assumption: the one media estimate here that is not a proven bound.
+MEDIA_MIN_BYTES_PER_SECOND = 250
+# The input window of the largest current models (Gemini 2.5/3, Claude and GPT-4.1 at 1M): a part
+# of unknown size counts as this much; no request bills more input without being refused first.
+MEDIA_PART_CAP = 1_048_576
+
+_HEAD_BYTES = 4096  # enough for a WAV's fmt chunk after a bext/JUNK chunk, a FLAC's STREAMINFO
+_JPEG_HEAD_BYTES = 65536  # SOF is after the APPn segments: EXIF (with its thumbnail), ICC profile
+_PDF_INFLATE_LIMIT = 16 * 1024 * 1024  # decompressed object streams, in all: beyond, pages are unknown
 
 
 def estimate_text(text: str) -> int:
     return len(TOKEN_PATTERN.findall(text))
 
 
+# ------------------------------------------------------------------------------------------------------
+# image sizes
+
+
+def image_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first bytes of a PNG, JPEG, GIF or WebP; None for anything else."""
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24 and head[12:16] == b"IHDR":
+        w, h = struct.unpack(">II", head[16:24])
+        return _sized(w, h)
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        w, h = struct.unpack("<HH", head[6:10])
+        return _sized(w, h)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return _webp_size(head)
+    if head[:2] == b"\xff\xd8":
+        return _jpeg_size(head)
+    return None
+
+
+def _sized(w: int, h: int) -> tuple[int, int] | None:
+    return (w, h) if w > 0 and h > 0 else None
+
+
+def _webp_size(b: bytes) -> tuple[int, int] | None:
+    chunk = b[12:16]
+    if len(b) < (25 if chunk == b"VP8L" else 30):
+        return None
+    if chunk == b"VP8X":  # extended: 24-bit width-1 and height-1
+        return _sized(int.from_bytes(b[24:27], "little") + 1, int.from_bytes(b[27:30], "little") + 1)
+    if chunk == b"VP8L" and b[20] == 0x2F:  # lossless: 14-bit width-1 and height-1, packed
+        bits = int.from_bytes(b[21:25], "little")
+        return _sized((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
+    if chunk == b"VP8 " and b[23:26] == b"\x9d\x01\x2a":  # lossy: after the key frame's start code
+        w, h = struct.unpack("<HH", b[26:30])
+        return _sized(w & 0x3FFF, h & 0x3FFF)
+    return None
+
+
+def _jpeg_size(b: bytes) -> tuple[int, int] | None:
+    """The frame header's size, walking the segments (an EXIF thumbnail's own SOF is skipped)."""
+    i = 2
+    while i + 4 <= len(b):
+        if b[i] != 0xFF:
+            return None
+        marker = b[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no frame header before it
+            return None
+        (length,) = struct.unpack(">H", b[i + 2 : i + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 > len(b):
+                return None
+            h, w = struct.unpack(">HH", b[i + 5 : i + 9])
+            return _sized(w, h)  # a height of 0 (set later by a DNL marker) is unknown
+        if length < 2:
+            return None
+        i += 2 + length
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------
+# image token rules, per provider (None for a side: the size is unknown, count the largest image)
+
+
+def _fit(w: float, h: float, max_edge: float, max_pixels: float | None = None) -> tuple[float, float]:
+    """Shrink (never grow) to fit max_edge on the long side and max_pixels in area, keeping the aspect."""
+    scale = min(1.0, max_edge / max(w, h))
+    if max_pixels is not None:
+        scale = min(scale, math.sqrt(max_pixels / (w * h)))
+    return w * scale, h * scale
+
+
+def openai_tile_tokens(w: int | None, h: int | None, detail: str | None = None, model: str = "") -> int:
+    base, tile = OPENAI_MINI_TILE if any(m in model.lower() for m in OPENAI_MINI_MARKERS) else OPENAI_TILE
+    if (detail or "").lower() == "low":
+        return base
+    if w is None or h is None:
+        return base + tile * 2 * 4  # the most tiles: 768 x 2048 after scaling
+    fw, fh = _fit(w, h, 2048)
+    short = min(fw, fh)
+    if short > 768:
+        fw, fh = fw * 768 / short, fh * 768 / short
+    return base + tile * math.ceil(round(fw, 6) / 512) * math.ceil(round(fh, 6) / 512)
+
+
+def openai_patch_tokens(w: int | None, h: int | None) -> int:
+    patches = OPENAI_PATCH_CAP if w is None or h is None else min(math.ceil(w / 32) * math.ceil(h / 32),
+                                                                  OPENAI_PATCH_CAP)  # fmt: skip
+    return math.ceil(patches * OPENAI_PATCH_MULTIPLIER)
+
+
+def anthropic_image_tokens(w: int | None, h: int | None) -> int:
+    if w is None or h is None:
+        w, h = ANTHROPIC_MAX_EDGE, ANTHROPIC_MAX_EDGE  # shrunk below to the largest image it takes
+    fw, fh = _fit(w, h, ANTHROPIC_MAX_EDGE, ANTHROPIC_MAX_PIXELS)
+    return max(math.ceil(fw * fh / 750), math.ceil(fw / 28) * math.ceil(fh / 28))
+
+
+def gemini_image_tokens(w: int | None, h: int | None) -> int:
+    if w is None or h is None:
+        w, h = GEMINI_MAX_EDGE, GEMINI_MAX_EDGE
+    if w <= GEMINI_SMALL and h <= GEMINI_SMALL:
+        tiles = 1
+    else:
+        fw, fh = _fit(w, h, GEMINI_MAX_EDGE)
+        tiles = math.ceil(round(fw, 6) / GEMINI_TILE) * math.ceil(round(fh, 6) / GEMINI_TILE)
+    return max(GEMINI_TILE_TOKENS * tiles, GEMINI3_IMAGE_TOKENS)
+
+
+def image_tokens(size: tuple[int, int] | None, detail: str | None = None, model: str = "") -> int:
+    """The most any supported provider bills for an image of ``size`` (None: unknown, the largest)."""
+    w, h = size if size else (None, None)
+    return max(
+        openai_tile_tokens(w, h, detail, model),
+        openai_patch_tokens(w, h),
+        anthropic_image_tokens(w, h),
+        gemini_image_tokens(w, h),
+    )
+
+
+# ------------------------------------------------------------------------------------------------------
+# inline bytes
+
+
+def _split_data_url(url: str | None) -> tuple[str, str] | None:
+    if not url or not url.startswith("data:") or ";base64," not in url:
+        return None
+    media_type, _, data = url[5:].partition(";base64,")
+    return media_type, data
+
+
+def b64_decode(data: str, max_bytes: int | None = None) -> bytes | None:
+    """Base64 (standard or URL-safe, whitespace ignored) decoded, or only its first ``max_bytes``
+    (about); None when it is not base64 at all."""
+    text = data if max_bytes is None else data[: (max_bytes // 3 + 2) * 4 + 256]
+    text = re.sub(r"\s+", "", text).replace("-", "+").replace("_", "/")
+    if max_bytes is not None and len(text) < len(data):
+        text = text[: len(text) // 4 * 4]
+    text = text.rstrip("=")
+    text += "=" * (-len(text) % 4)
+    try:
+        return binascii.a2b_base64(text)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def b64_length(data: str) -> int:
+    """The byte length base64 text decodes to, without decoding it."""
+    n = len(data) - data.count("\n") - data.count("\r") - data.count(" ")
+    return max(0, n * 3 // 4 - (2 if data.endswith("==") else 1 if data.endswith("=") else 0))
+
+
+def inline_image_size(data: str) -> tuple[int, int] | None:
+    head = b64_decode(data, _JPEG_HEAD_BYTES)
+    if head is None:
+        return None
+    size = image_size(head)
+    if size is None and head[:2] == b"\xff\xd8" and b64_length(data) > len(head):
+        whole = b64_decode(data)  # a JPEG whose APPn segments are longer than the head
+        size = image_size(whole) if whole else None
+    return size
+
+
+# ------------------------------------------------------------------------------------------------------
+# PDFs, audio
+
+_PAGE = re.compile(rb"/Type\s*/Page(?![A-Za-z0-9])")
+_PAGES_COUNT = re.compile(rb"/Type\s*/Pages\b[^>]*?/Count\s+(\d+)|/Count\s+(\d+)[^>]*?/Type\s*/Pages\b")
+_OBJSTM = re.compile(rb"/Type\s*/ObjStm")
+_NAME_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
+
+
+def pdf_page_count(pdf: bytes) -> int | None:
+    """The pages of a PDF, counted roughly but never low for a well-formed file: page objects in the
+    file and in its compressed object streams, or the page tree's /Count when that says more.
+    None when no page is found (not a PDF, or pages hidden where this does not look)."""
+    texts = [pdf]
+    inflated = 0
+    for m in _OBJSTM.finditer(pdf):
+        start = pdf.find(b"stream", m.end())
+        if start < 0:
+            break
+        start += 6
+        start += 2 if pdf[start : start + 2] == b"\r\n" else 1
+        end = pdf.find(b"endstream", start)
+        try:
+            body = zlib.decompressobj().decompress(pdf[start : end if end > 0 else len(pdf)],
+                                                   _PDF_INFLATE_LIMIT - inflated)  # fmt: skip
+        except zlib.error:
+            continue
+        inflated += len(body)
+        if inflated >= _PDF_INFLATE_LIMIT:
+            return None  # too much to look through: unknown
+        texts.append(body)
+    pages = counted = 0
+    for t in texts:
+        if b"#" in t:  # names may spell letters as #xx (/P#61ge is /Page)
+            t = _NAME_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), t)
+        pages += len(_PAGE.findall(t))
+        for a, b in _PAGES_COUNT.findall(t):
+            counted = max(counted, int(a or b))
+    return max(pages, counted) or None
+
+
+def wav_seconds(wav: bytes, length: int | None = None) -> float | None:
+    """A PCM WAV's duration: its whole ``length`` (default: these bytes) over the byte rate of its
+    samples (rate x channels x sample bytes, as a decoder plays them; not the header's own byte rate
+    field). None for anything else, compressed WAVs included."""
+    if wav[:4] != b"RIFF" or wav[8:12] != b"WAVE":
+        return None
+    i = 12
+    while i + 8 <= len(wav):
+        cid, size = wav[i : i + 4], struct.unpack("<I", wav[i + 4 : i + 8])[0]
+        if cid == b"fmt " and i + 24 <= len(wav):
+            fmt, channels, rate = struct.unpack("<HHI", wav[i + 8 : i + 16])
+            bits = struct.unpack("<H", wav[i + 22 : i + 24])[0]
+            rate_bytes = rate * channels * math.ceil(bits / 8)
+            if fmt not in (1, 3, 0xFFFE) or rate_bytes <= 0:  # PCM, float, extensible: else compressed
+                return None
+            return (len(wav) if length is None else length) / rate_bytes  # header bytes too: never short
+        i += 8 + size + (size & 1)
+    return None
+
+
+def flac_seconds(flac: bytes) -> float | None:
+    """A FLAC's duration from its STREAMINFO block (None when it does not say the sample count)."""
+    if flac[:4] != b"fLaC" or len(flac) < 8 + 34 or flac[4] & 0x7F != 0:
+        return None
+    info = int.from_bytes(flac[18:26], "big")  # 20 bits rate, 3 channels, 5 bits depth, 36 samples
+    rate, samples = info >> 44, info & ((1 << 36) - 1)
+    return samples / rate if rate and samples else None
+
+
+# ------------------------------------------------------------------------------------------------------
+# parts
+
+
+def _capped(n: float) -> int:
+    return min(math.ceil(n), MEDIA_PART_CAP)
+
+
+def estimate_image(p: ImagePart, model: str = "") -> int:
+    data = p.data
+    if data is None and (inline := _split_data_url(p.url)):
+        data = inline[1]
+    return _capped(image_tokens(inline_image_size(data) if data else None, p.detail, model))
+
+
+def _sniffed(media_type: str, head: bytes) -> str:
+    """The media type to count a file as: its own, or what its first bytes say when it has none
+    (the doors require one, so this is for an inline file that reaches here without)."""
+    if media_type and media_type != "application/octet-stream":
+        return media_type
+    if head[:5] == b"%PDF-":
+        return "application/pdf"
+    if image_size(head) is not None:
+        return "image/unknown"
+    if (head[:4] == b"RIFF" and head[8:12] == b"WAVE") or head[:4] == b"fLaC":
+        return "audio/unknown"
+    return "video/unknown"  # unknown bytes: counted at the densest rate per byte there is
+
+
+def estimate_file(p: FilePart, model: str = "") -> int:
+    media_type, data = (p.media_type or "").lower(), p.data
+    if data is None and (inline := _split_data_url(p.uri)):
+        media_type, data = media_type or inline[0].lower(), inline[1]
+    if data is None:
+        return MEDIA_PART_CAP  # by URI (Gemini fileData, a document URL): its size is unknown here
+    head = b64_decode(data, _HEAD_BYTES) or b""
+    media_type = _sniffed(media_type, head)
+    size = b64_length(data)
+    if media_type.startswith("image/"):
+        return _capped(image_tokens(inline_image_size(data), None, model))
+    if media_type == "application/pdf":
+        raw = b64_decode(data)
+        pages = pdf_page_count(raw) if raw else None
+        return MEDIA_PART_CAP if pages is None else _capped(pages * PDF_PAGE_TOKENS)
+    if media_type.startswith("audio/"):
+        seconds = wav_seconds(head, size) if head[:4] == b"RIFF" else flac_seconds(head)
+        if seconds is None:
+            seconds = size / MEDIA_MIN_BYTES_PER_SECOND
+        return _capped(seconds * AUDIO_TOKENS_PER_SECOND)
+    if media_type.startswith("video/"):
+        return _capped(size / MEDIA_MIN_BYTES_PER_SECOND * VIDEO_TOKENS_PER_SECOND)
+    return _capped(size)  # text, JSON, CSV...: at most one token per byte
+
+
 def estimate_request(req: ChatRequest) -> int:
+    """The counted input of ``req``: text estimated, media bounded from above (see the module doc)."""
     n = sum(estimate_text(p.text) for p in req.system)
     for m in req.messages:
         n += 3  # role and separators
@@ -27,11 +389,14 @@ def estimate_request(req: ChatRequest) -> int:
             if isinstance(p, TextPart):
                 n += estimate_text(p.text)
             elif isinstance(p, ImagePart):
-                n += IMAGE_TOKENS
+                n += estimate_image(p, req.model)
+            elif isinstance(p, FilePart):
+                n += estimate_file(p, req.model)
             elif isinstance(p, ToolCallPart):
                 n += estimate_text(p.name) + estimate_text(p.arguments)
             elif isinstance(p, ToolResultPart):
-                n += sum(estimate_text(c.text) if isinstance(c, TextPart) else IMAGE_TOKENS for c in p.content)
+                n += sum(estimate_text(c.text) if isinstance(c, TextPart) else estimate_image(c, req.model)
+                         for c in p.content)  # fmt: skip
             elif isinstance(p, ThinkingPart):
                 n += estimate_text(p.text)
     for t in req.tools:
