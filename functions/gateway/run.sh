@@ -3,4 +3,8 @@
 # serves HTTP on PORT, the adapter turns API Gateway events into requests and streams the responses.
 # The function's own packages (fastapi, uvicorn) are in the task root, the layer's in /opt/python.
 export PYTHONPATH="${LAMBDA_TASK_ROOT:-/var/task}:/opt/python${PYTHONPATH:+:$PYTHONPATH}${LAMBDA_RUNTIME_DIR:+:$LAMBDA_RUNTIME_DIR}"
-exec python -m uvicorn pisces_gateway.app:app --host 0.0.0.0 --port "${PORT:-8080}" --no-access-log
+# Input limits for a client served directly (docs/operations.md, "Input limits"): an idle keep-alive
+# connection is closed after PISCES_KEEP_ALIVE_SECONDS, a request head (line and headers) may buffer at
+# most 16 KiB in h11; the body's own deadline (PISCES_BODY_READ_SECONDS, 30 s) is the gateway's.
+exec python -m uvicorn pisces_gateway.app:app --host 0.0.0.0 --port "${PORT:-8080}" --no-access-log \
+    --http h11 --timeout-keep-alive "${PISCES_KEEP_ALIVE_SECONDS:-5}" --h11-max-incomplete-event-size 16384

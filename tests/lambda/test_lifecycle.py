@@ -242,12 +242,17 @@ def _complete(raw: bytes, media_type: str) -> bool:
     return True
 
 
-def read_all(world: World, path: str, body: dict, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
-    """Send and read up to the terminal event; the caller freezes the gateway at once (``frozen()``),
-    before even the chunked encoding's end: the terminal event is the last byte a client waits for."""
+def read_all(
+    world: World, path: str, body: dict, headers: dict[str, str], on_first: Any = None
+) -> tuple[httpx.Response, bytes]:
+    """Send and read up to the terminal event, then freeze the gateway at once, before even the
+    chunked encoding's end: the terminal event is the last byte a client waits for. ``on_first`` is
+    called once the first chunk is in (to release a gated upstream)."""
     raw = b""
     with httpx.stream("POST", world.gateway.url + path, json=body, headers=headers, timeout=WAIT) as r:
         for part in r.iter_raw():
+            if not raw and on_first is not None:
+                on_first()
             raw += part
             if _complete(raw, r.headers.get("content-type", "")):
                 os.kill(world.gateway.proc.pid, signal.SIGSTOP)  # the instant the last byte is read
@@ -463,3 +468,45 @@ def test_no_secret_in_the_gateway_output(world):
     for secret in (UPSTREAM_SECRET, *world.created):
         assert secret not in text
     assert "Bearer " not in text
+
+
+def test_an_idempotency_key_claimed_by_a_killed_gateway_frees_itself_and_runs_once(world):
+    """The claim of a request whose container died is a 409 until it expires (the function's timeout
+    and a minute; here the claim's expiry is moved to the past, as time would); the retry then runs
+    once and is charged once, and the dead request's hold goes back through the reconciler."""
+    gw = start_gateway(world.tmp, world.endpoint, world.config, "doomed-idem")
+    key = world.key()
+    idem = {"Idempotency-Key": f"dead-{uuid.uuid4()}"}
+    headers = {"Authorization": f"Bearer {key}", **idem}
+    gated = {**OPENAI_ASK, "model": "gated", "stream": True}
+    try:
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=gated, headers=headers, timeout=WAIT) as r:
+            next(r.iter_raw())
+            gw.proc.kill()
+            gw.proc.wait(timeout=WAIT)
+    except httpx.HTTPError:
+        pass
+    finally:
+        stop(gw)
+    busy = httpx.post(world.gateway.url + "/v1/chat/completions", json=gated, headers=headers, timeout=WAIT)
+    assert busy.status_code == 409 and busy.json()["error"]["code"] == "idempotency_in_progress"
+    table = table_name("idempotency")
+    claims = [i for i in world.dynamo.scan(TableName=table)["Items"] if i["status"]["S"] == "INPROGRESS"]
+    assert len(claims) == 1
+    expiry_ms = int(claims[0]["in_progress_expiration"]["N"])
+    assert expiry_ms - time.time() * 1000 <= 961_000, "no longer than the function's timeout and a minute"
+    world.dynamo.update_item(TableName=table, Key={"id": claims[0]["id"]},
+                             UpdateExpression="SET in_progress_expiration = :past",
+                             ExpressionAttributeValues={":past": {"N": "1"}})  # fmt: skip
+    release = lambda: httpx.post(f"{world.openai.url}/release")  # noqa: E731
+    r, raw = read_all(world, "/v1/chat/completions", gated, headers, on_first=release)
+    with world.gateway.frozen():
+        assert r.status_code == 200 and raw.endswith(b"data: [DONE]\n\n")
+        assert "idempotent-replayed" not in r.headers
+        rec = world.usage.get(r.headers["x-request-id"])
+        assert rec is not None and rec.outcome == "ok"
+    report = Reconciler(world.dynamo, table_name("keys"), table_name("usage")).run(now=time.time() + 2000)
+    assert len([h for h in report.abandoned if h]) >= 1
+    assert world.balance(key) == BALANCE - rec.cost, "charged once: the retry; the dead request's hold is back"
+    replay = httpx.post(world.gateway.url + "/v1/chat/completions", json=gated, headers=headers, timeout=WAIT)
+    assert replay.headers["idempotent-replayed"] == "true"

@@ -32,13 +32,15 @@ class PipelineStream(StreamingResponse):
 
 
 def incoming(request: Request) -> Incoming:
+    rid = request.state.request_id
     return Incoming(
         method=request.method,
         path=request.url.path,
         headers=request.headers,
         query=request.query_params,
         body=request.stream(),
-        request_id=request.state.request_id,
+        request_id=rid,
+        client_request_id=rid if request.headers.get("x-request-id") == rid else None,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -60,7 +60,9 @@ class RequestIdMiddleware:
     never after it: Lambda freezes the container when the response ends.
 
     It also turns an unhandled exception into the protocol's 500 ``internal_error`` (logged with its
-    trace, never sent to the client), when the response has not started yet.
+    trace, never sent to the client), when the response has not started yet. A client that hung up
+    before its body was read (Starlette's ``ClientDisconnect``) is no fault: one quiet log line, status
+    499, ``error: client_closed`` (the doors say the same from :func:`pisces.pipeline.body.read_json`).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -94,6 +96,10 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:  # the client hung up while its body was read: no one to answer, no fault
+            ctx = context_of(request)
+            ctx.error = ctx.error or "client_closed"
+            record_request(ctx, status if started else 499)
         except Exception:
             logger.exception("unhandled error", extra={"request_id": rid, "path": scope.get("path")})
             if started:  # the response had started: nothing more can be said to the client

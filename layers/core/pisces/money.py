@@ -6,6 +6,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 MICROS_PER_USD = 1_000_000
+# The largest amount (a balance, a top-up, a budget, a price per million tokens) taken: $1 billion,
+# so that sums of them stay far inside the 38 digits DynamoDB stores exactly.
+MAX_MICROS = 10**9 * MICROS_PER_USD
 
 
 def parse_usd(value: Any, *, allow_zero: bool = True) -> int:
@@ -25,6 +28,8 @@ def parse_usd(value: Any, *, allow_zero: bool = True) -> int:
     micros = d * MICROS_PER_USD
     if micros != micros.to_integral_value():
         raise ValueError("an amount has at most 6 decimals (micro-dollars)")
+    if micros > MAX_MICROS:
+        raise ValueError(f"an amount is at most {MAX_MICROS // MICROS_PER_USD:,} dollars")
     if micros < 0 or (micros == 0 and not allow_zero):
         raise ValueError("an amount must be positive" if not allow_zero else "an amount must not be negative")
     return int(micros)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pisces.canonical import ChatRequest, Usage
+from pisces.canonical import ChatRequest, Part, TextPart, ThinkingPart, ToolCallPart, Usage
 from pisces.config import Config, Price
 from pisces.errors import PiscesError
 from pisces.pipeline.context import RequestContext
@@ -25,7 +25,7 @@ from pisces.pipeline.logs import logger
 from pisces.store.keys import KeyRecord
 from pisces.store.ledger import Admitted, Ledger, RateLimits, Refused
 from pisces.store.usage import UsageRecord
-from pisces.tokens import estimate_request
+from pisces.tokens import estimate_request, estimate_text
 
 PER_MILLION = 1_000_000
 # A settlement write that fails (throttled, DynamoDB unreachable) is tried this often in the request,
@@ -34,6 +34,10 @@ SETTLE_TRIES = 3
 SETTLE_PAUSE_SECONDS = (0.05, 0.2)
 # Admission holds this much more input than the offline count says (it is within ~30% of BPE).
 INPUT_HOLD_FACTOR = 1.5
+# The most output a request may ask for of a model whose configuration names no max_output_tokens.
+MAX_OUTPUT_TOKENS = 1_000_000
+# No hold or charge exceeds this ($1M): far inside the 38 digits DynamoDB stores exactly.
+MAX_HOLD = 10**12
 
 
 def cost_of(price: Price, usage: Usage) -> int:
@@ -50,12 +54,40 @@ def cost_of(price: Price, usage: Usage) -> int:
     return -(-total // PER_MILLION)
 
 
+def check_max_tokens(config: Config, model: str, req: ChatRequest) -> None:
+    """A 400 for ``max_tokens`` above what the model can generate, as the providers answer: the
+    model's configured ``max_output_tokens``, or :data:`MAX_OUTPUT_TOKENS` for a model without one.
+    It bounds every hold, so money never leaves the range DynamoDB stores exactly."""
+    if req.max_tokens is None:
+        return
+    mc = config.model(model)
+    limit = mc.max_output_tokens if "max_output_tokens" in mc.model_fields_set else MAX_OUTPUT_TOKENS
+    if req.max_tokens > limit:
+        shown = str(req.max_tokens) if req.max_tokens < 10**30 else f"a {len(str(req.max_tokens))}-digit number"
+        raise PiscesError("invalid_request", f"max_tokens: {shown} > {limit}, which is the maximum number of "
+                          f"output tokens for {model}.", param="max_tokens")  # fmt: skip
+    if req.max_tokens < 1:
+        raise PiscesError("invalid_request", "max_tokens: must be at least 1.", param="max_tokens")
+
+
+def estimate_output(parts: list[Part]) -> int:
+    """A counted estimate of an answer's tokens (its text, thinking and tool calls)."""
+    n = 0
+    for p in parts:
+        if isinstance(p, TextPart | ThinkingPart):
+            n += estimate_text(p.text)
+        elif isinstance(p, ToolCallPart):
+            n += estimate_text(p.name) + estimate_text(p.arguments)
+    return n
+
+
 def max_cost(config: Config, model: str, req: ChatRequest) -> int:
     """What a request may cost at most: its counted input (with a margin) and its output cap."""
     mc = config.model(model)
-    output = req.max_tokens or mc.max_output_tokens
-    return cost_of(mc.price, Usage(input_tokens=math.ceil(estimate_request(req) * INPUT_HOLD_FACTOR),
+    output = min(req.max_tokens or mc.max_output_tokens, MAX_OUTPUT_TOKENS)
+    cost = cost_of(mc.price, Usage(input_tokens=math.ceil(estimate_request(req) * INPUT_HOLD_FACTOR),
                                    output_tokens=output))  # fmt: skip
+    return min(cost, MAX_HOLD)
 
 
 def rate_headers(adm: Admitted) -> dict[str, str]:
@@ -124,7 +156,7 @@ class Billing:
         """Count the request and hold its maximum cost (one DynamoDB write), or refuse it."""
         hold = max_cost(self.config, ctx.model or req.model, req)
         limits = self.limits_for(key)
-        outcome = await asyncio.to_thread(self.ledger.admit, key.key_hash, hold, limits, None, ctx.request_id)
+        outcome = await asyncio.to_thread(self.ledger.admit, key.key_hash, hold, limits, None, ctx.usage_id)
         if isinstance(outcome, Refused):
             raise _refusal(outcome, limits, key)
         ctx.headers.update(rate_headers(outcome))
@@ -132,8 +164,9 @@ class Billing:
 
     def record(self, ctx: RequestContext, req: ChatRequest, bill: Bill, status: int) -> UsageRecord:
         usage, source = ctx.usage, "upstream"
-        if usage is None or (ctx.stream and ctx.finish is None):
-            if usage is None and ctx.first_byte is None:
+        reported = usage is not None and (usage.input_tokens > 0 or usage.output_tokens > 0)
+        if not reported or (ctx.stream and ctx.finish is None):
+            if not reported and ctx.first_byte is None and not ctx.answered:
                 usage, source = Usage(), "none"  # failed before the upstream produced anything
             else:
                 # a cut stream, or an upstream that reports no usage: count what was generated
@@ -147,8 +180,9 @@ class Billing:
         now = datetime.now(UTC)
         started = now - timedelta(milliseconds=ctx.elapsed_ms())
         return UsageRecord(
-            request_id=ctx.request_id,
+            request_id=ctx.usage_id,
             key_id=bill.key.key_id,
+            client_request_id=ctx.client_request_id,
             protocol=ctx.protocol,
             client_model=ctx.client_model or req.model,
             model=model,
@@ -159,7 +193,7 @@ class Billing:
             cached_tokens=usage.cached_tokens,
             cache_write_tokens=usage.cache_write_tokens,
             reasoning_tokens=usage.reasoning_tokens,
-            cost=min(cost_of(self.config.price(model), usage), 2**62),
+            cost=min(cost_of(self.config.price(model), usage), MAX_HOLD),
             hold=bill.hold,
             status=status,
             outcome=ctx.error or "ok",

@@ -20,16 +20,20 @@ def request_id_from(client_value: str | None) -> str:
     """Echo a client-sent X-Request-Id when it is safe to (≤128 chars of [A-Za-z0-9._:-]), else mint one."""
     if client_value and _VALID_REQUEST_ID.match(client_value):
         return client_value
-    return "req_" + uuid.uuid4().hex
+    return new_request_id()
 
 
 def utc_timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
 @dataclass(slots=True)
 class RequestContext:
-    request_id: str
+    request_id: str  # what X-Request-Id and the pisces object say: the client's, when it sent a valid one
     protocol: str
     started: float = field(default_factory=time.perf_counter)
     key: KeyRecord | None = None
@@ -54,8 +58,18 @@ class RequestContext:
     lambda_request_id: str | None = None
     cold_start: bool = False
     logged: bool = False  # its log line and metrics are written (once, before the last byte)
+    # The client's own X-Request-Id, when it sent one: a correlation id, echoed and logged, never
+    # trusted for money. ``usage_id`` is the gateway's own unique id of the request, which keys its
+    # hold and its usage record (the request id itself when the gateway minted that).
+    client_request_id: str | None = None
+    usage_id: str = ""
+    answered: bool = False  # a non-streamed answer arrived (charged by estimate if it reports no usage)
     # added to the response's headers, whatever it turns out to be (rate limits, replay marker)
     headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.usage_id:
+            self.usage_id = new_request_id() if self.client_request_id else self.request_id
 
     def pisces(self) -> dict[str, Any]:
         out = {

@@ -29,8 +29,10 @@ from pisces.pipeline.logs import logger
 HEADER = "idempotency-key"
 REPLAYED = "Idempotent-Replayed"
 _VALID = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII without spaces, as Stripe's 255 chars
-# A claim whose request died with its Lambda frees itself after the longest a request can run.
-IN_PROGRESS_MILLIS = 15 * 60 * 1000
+# A claim whose request died with its Lambda frees itself after the longest a request can run: the
+# gateway function's timeout (900 s) and a minute, the same age after which the reconciler releases
+# a dead request's hold. A retry before then is a 409; after, it runs once.
+IN_PROGRESS_MILLIS = 960 * 1000
 
 
 @dataclass(slots=True)

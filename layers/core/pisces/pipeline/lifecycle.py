@@ -28,7 +28,8 @@ import anyio
 from pisces.canonical import ChatRequest
 from pisces.errors import PiscesError
 from pisces.pipeline.auth import extract_key
-from pisces.pipeline.billing import cost_of
+from pisces.pipeline.billing import check_max_tokens, estimate_output
+from pisces.pipeline.body import read_json
 from pisces.pipeline.context import RequestContext
 from pisces.pipeline.idempotency import HEADER as IDEMPOTENCY_HEADER
 from pisces.pipeline.idempotency import REPLAYED, Stored
@@ -57,6 +58,7 @@ class Incoming:
     query: Mapping[str, str]
     body: AsyncIterable[bytes]
     request_id: str
+    client_request_id: str | None = None  # the client's X-Request-Id, when ``request_id`` echoes it
 
 
 @dataclass(slots=True)
@@ -76,25 +78,6 @@ def json_bytes(body: Any) -> bytes:
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     except UnicodeEncodeError:  # a lone surrogate (from a client's \\ud800) cannot be UTF-8: escape it
         return json.dumps(body, separators=(",", ":")).encode()
-
-
-async def read_json(incoming: Incoming, limit: int) -> Any:
-    declared = incoming.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PiscesError("request_too_large", f"The request body is larger than {limit} bytes.")
-    body = bytearray()
-    async for chunk in incoming.body:
-        body += chunk
-        if len(body) > limit:
-            raise PiscesError("request_too_large", f"The request body is larger than {limit} bytes.")
-    if not body.strip():
-        raise PiscesError("invalid_json", "The request body is empty; a JSON object was expected.")
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PiscesError(
-            "invalid_json", f"We could not parse the JSON body of your request ({e}). Send valid JSON."
-        ) from None
 
 
 def models_protocol(incoming: Incoming) -> str:
@@ -123,7 +106,8 @@ class Lifecycle:
     # ------------------------------------------------------------------ the frame every request runs in
 
     def context(self, incoming: Incoming, protocol: str) -> RequestContext:
-        ctx = RequestContext(request_id=incoming.request_id, protocol=protocol, path=incoming.path)
+        ctx = RequestContext(request_id=incoming.request_id, protocol=protocol, path=incoming.path,
+                             client_request_id=incoming.client_request_id)  # fmt: skip
         note_lambda_context(ctx, incoming.headers)
         return ctx
 
@@ -181,13 +165,14 @@ class Lifecycle:
         gw = self.gw
         codec = CODECS[protocol]
         key = await self.authenticate(ctx, incoming)
-        body = await read_json(incoming, gw.config.limits.max_body_bytes)
+        body = await read_json(incoming.headers, incoming.body, gw.config.limits.max_body_bytes)
         req: ChatRequest = codec.decode_request(body, *url_args)
         kept = {n: incoming.headers[n] for n in getattr(codec, "FORWARDED_HEADERS", ()) if n in incoming.headers}
         if kept:
             req.provider_options.setdefault(codec.NAME, {})[FORWARDED] = kept
         ctx.stream = req.stream
         candidates = gw.router.resolve(ctx, req.model, key)
+        check_max_tokens(gw.config, ctx.model or req.model, req)
         claim = await gw.idempotency.begin(incoming.headers.get(IDEMPOTENCY_HEADER), key.key_id, incoming.path, body)
         if isinstance(claim, Stored):
             ctx.headers[REPLAYED] = "true"
@@ -217,11 +202,11 @@ class Lifecycle:
             encoder = codec.StreamEncoder(ctx.pisces(), include_usage=req.stream_usage, **encoder_options)
             body_iter = relay(gw, ctx, encoder, req, bill, claim, first, events, stream_media)
             return Reply(200, stream_media, body_iter, ctx, {**SSE_HEADERS, **ctx.headers})
-        ctx.usage, ctx.finish = resp.usage, resp.finish_reason
-        ctx.cost = cost_of(gw.config.price(ctx.model or req.model), resp.usage)
-        payload = json_bytes(codec.encode_response(resp, ctx.pisces()))
+        ctx.usage, ctx.finish, ctx.answered = resp.usage, resp.finish_reason, True
+        ctx.generated_tokens = estimate_output(resp.content)  # what is charged if the upstream says no usage
         with anyio.CancelScope(shield=True):
-            await gw.billing.settle(ctx, req, bill, 200)
+            await gw.billing.settle(ctx, req, bill, 200)  # sets ctx.cost, which the answer carries
+            payload = json_bytes(codec.encode_response(resp, ctx.pisces()))
             if claim:
                 await gw.idempotency.complete(claim, Stored(200, JSON, [payload]))
         return Reply(200, JSON, payload, ctx, dict(ctx.headers))
@@ -289,7 +274,8 @@ class Lifecycle:
         async def work(ctx: RequestContext) -> Reply:
             gw, codec = self.gw, CODECS[protocol]
             key = await self.authenticate(ctx, incoming)
-            req: ChatRequest = codec.decode_count_tokens(await read_json(incoming, gw.config.limits.max_body_bytes))
+            body = await read_json(incoming.headers, incoming.body, gw.config.limits.max_body_bytes)
+            req: ChatRequest = codec.decode_count_tokens(body)
             if model is not None:
                 req.model = model
             gw.router.resolve(ctx, req.model, key)  # an unknown or forbidden model: the same 404/403

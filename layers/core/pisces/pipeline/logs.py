@@ -48,9 +48,17 @@ def note_lambda_context(ctx: RequestContext, headers: Mapping[str, str]) -> None
     _served["requests"] += 1
 
 
+def printable(text: str) -> str:
+    """``text`` as UTF-8 can carry it: a lone surrogate (a client's ``\\ud800``) as its escape. Powertools
+    writes lines with ``ensure_ascii=False``; one unencodable character would lose the whole line."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def log_request(ctx: RequestContext, status: int, path: str) -> None:
     fields: dict[str, Any] = {
         "request_id": ctx.request_id,
+        "usage_id": ctx.usage_id,  # the gateway's own id: the usage record's key
+        "client_request_id": ctx.client_request_id,
         "lambda_request_id": ctx.lambda_request_id,
         "cold_start": ctx.cold_start,
         "protocol": ctx.protocol,
@@ -71,6 +79,9 @@ def log_request(ctx: RequestContext, status: int, path: str) -> None:
         "cost_micros": ctx.cost,  # the settled charge; a cut stream's estimate lands in its usage record
         "idempotent_replay": "Idempotent-Replayed" in ctx.headers,
     }
+    for name, value in fields.items():  # a client's model name may be any string: keep the line writable
+        if isinstance(value, str) and not value.isascii():
+            fields[name] = printable(value)
     if ctx.settle_failed:
         fields["settle_failed"] = True
     usage = ctx.usage

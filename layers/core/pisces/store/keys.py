@@ -149,9 +149,15 @@ class KeyStore:
             tpm=tpm,
             created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         )
-        self.client.put_item(
-            TableName=self.table, Item=_item(rec), ConditionExpression="attribute_not_exists(key_hash)"
-        )
+        try:
+            self.client.put_item(
+                TableName=self.table, Item=_item(rec), ConditionExpression="attribute_not_exists(key_hash)"
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            # botocore retries a put whose answer was lost: the item there may be this very key
+            there = self.get_by_hash(rec.key_hash)
+            if there is None or there.key_id != rec.key_id:
+                raise
         return plaintext, rec
 
     def get_by_hash(self, key_hash: str) -> KeyRecord | None:

@@ -21,10 +21,17 @@ at once counts the request and holds its maximum cost:
 Settlement is one ``TransactWriteItems``: the usage record, put only if no record has the request
 id yet, and the balance/budget/token-counter update that also removes the hold. A retried
 settlement finds the record and changes nothing: a request is charged exactly once.
+
+Neither write is unsafe to retry (botocore retries a call whose answer timed out, and the first
+attempt may have been applied): admission's condition includes ``NOT contains(holds, <its hold>)``,
+so a retry of an applied admission fails and finds its own hold in the old item (applied once);
+settlement's transaction carries a ``ClientRequestToken`` derived from the request id, which
+DynamoDB answers as already done for 10 minutes, and after that the record's condition holds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -97,6 +104,11 @@ def month_of(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).strftime("%Y%m")
 
 
+def request_token(request_id: str, purpose: str = "settle") -> str:
+    """A TransactWriteItems ClientRequestToken (at most 36 characters) for one request's write."""
+    return hashlib.sha256(f"{purpose}:{request_id}".encode()).hexdigest()[:32]
+
+
 def _n(v: int) -> dict[str, str]:
     return {"N": str(v)}
 
@@ -150,8 +162,11 @@ class Ledger:
             ":hold": _n(hold.amount),
             ":w": _n(window),
             ":tag": {"SS": [hold.tag]},
+            ":tag1": {"S": hold.tag},
         }
         cond = [
+            # a retry of a write that was applied (its answer lost) finds its own hold and stops
+            "NOT contains(holds, :tag1)",
             "attribute_exists(key_hash)",
             "#st = :active",
             "balance > :zero",
@@ -188,7 +203,11 @@ class Ledger:
                 )
                 break
             except self.client.exceptions.ConditionalCheckFailedException as e:
-                return dict(e.response.get("Item") or {})
+                old = dict(e.response.get("Item") or {})
+                if hold.tag in old.get("holds", {}).get("SS", []):
+                    res = {"Attributes": old}  # applied by an earlier attempt whose answer was lost
+                    break
+                return old
             except self.client.exceptions.TransactionConflictException:
                 # a settlement's transaction holds the key item for a moment: try again
                 if attempt + 1 == SETTLE_ATTEMPTS:
@@ -261,6 +280,8 @@ class Ledger:
             values[":tag"] = {"SS": [tag]}
         try:
             self.client.transact_write_items(
+                # the same token makes a retried transaction (botocore's, after a lost answer) a no-op
+                ClientRequestToken=request_token(record["request_id"]["S"]),
                 TransactItems=[
                     {
                         "Put": {

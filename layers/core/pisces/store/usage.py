@@ -31,8 +31,9 @@ _FLOAT_FIELDS = ("latency_ms", "ttft_ms")
 
 
 class UsageRecord(BaseModel):
-    request_id: str
+    request_id: str  # the gateway's own unique id of the request (never a client's)
     key_id: str
+    client_request_id: str | None = None  # the client's X-Request-Id, for correlation only
     protocol: str
     client_model: str
     model: str  # canonical, after aliases: what the price is for

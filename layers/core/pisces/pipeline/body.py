@@ -1,0 +1,139 @@
+"""Reading a request body: what a client may send, and the 4xx for what it may not.
+
+A body is read whole (at most ``limits.max_body_bytes``) within ``PISCES_BODY_READ_SECONDS`` and
+decoded as JSON within the input limits of docs/operations.md ("Input limits"): nesting depth,
+integer size, finite numbers, valid Unicode. Each refusal is a :class:`PiscesError` that the door
+renders in its own shape; none is a 500, and nothing refused reaches a log line unescaped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import AsyncIterable, Mapping
+from typing import Any
+
+import anyio
+
+from pisces.errors import PiscesError
+
+# What a request body may be (docs/operations.md, "Input limits"): nested at most MAX_JSON_DEPTH arrays
+# and objects deep, integers of at most MAX_INT_DIGITS digits, finite numbers only, strings of valid
+# Unicode; read whole within PISCES_BODY_READ_SECONDS (default 30 s).
+MAX_JSON_DEPTH = 64
+MAX_INT_DIGITS = 100
+BODY_READ_SECONDS = 30.0
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # may be a pair (valid) or a lone half (not)
+
+
+def _body_read_seconds() -> float:
+    try:
+        seconds = float(os.environ.get("PISCES_BODY_READ_SECONDS", BODY_READ_SECONDS))
+    except ValueError:
+        return BODY_READ_SECONDS
+    return seconds if math.isfinite(seconds) and seconds > 0 else BODY_READ_SECONDS
+
+
+def _invalid_json(message: str) -> PiscesError:
+    return PiscesError("invalid_json", f"{message} Send valid JSON.")
+
+
+def _nested_too_deep() -> PiscesError:
+    return _invalid_json(f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.")
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests arrays and objects more than MAX_JSON_DEPTH deep, walked without recursion."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
+def _parse_int(text: str) -> int:
+    if len(text) - text.startswith("-") > MAX_INT_DIGITS:
+        raise _invalid_json(f"An integer in the JSON body has more than {MAX_INT_DIGITS} digits.")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _invalid_json(f"A number in the JSON body is out of range ({text[:32]}).")
+    return value
+
+
+def _parse_constant(text: str) -> Any:
+    raise _invalid_json(f"{text} is not a JSON number.")
+
+
+def _decode(body: bytes) -> Any:
+    """The body's JSON, within the input limits. Far too deep a body stops the parser itself (its
+    RecursionError is safe); one it could parse is walked, unless it has too few brackets to be deep."""
+    try:
+        text = body.decode(json.detect_encoding(body))  # strict: an encoded lone surrogate is an error
+        value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+    except RecursionError:
+        raise _nested_too_deep() from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        detail = e if isinstance(e, json.JSONDecodeError) else "not UTF-8"
+        raise _invalid_json(f"We could not parse the JSON body of your request ({detail}).") from None
+    if isinstance(value, (dict, list)) and body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _too_deep(value):
+        raise _nested_too_deep()
+    if _SURROGATE_ESCAPE.search(text):  # an escaped half of a pair: is every one paired?
+        try:
+            json.dumps(value, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise _invalid_json("The JSON body has a lone surrogate escape (\\ud800-\\udfff without its "
+                                "other half): strings must be valid Unicode.") from None  # fmt: skip
+    return value
+
+
+def _disconnected(exc: BaseException) -> bool:
+    """A client that hung up while its body was read: Starlette's ClientDisconnect (known by name, this
+    module imports no framework), or the stream's own end."""
+    if isinstance(exc, (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError)):
+        return True
+    return any(t.__name__ == "ClientDisconnect" for t in type(exc).__mro__)
+
+
+def _client_closed() -> PiscesError:
+    """Logged as status 499, ``error: client_closed`` (nginx's word); no one is there to read the reply."""
+    err = PiscesError("invalid_request", "The client closed the connection before its request body was read.",
+                      status=499)  # fmt: skip
+    err.code = "client_closed"
+    return err
+
+
+async def read_json(headers: Mapping[str, str], chunks: AsyncIterable[bytes], limit: int) -> Any:
+    """The request body's JSON: at most ``limit`` bytes, read within the deadline, within the input limits."""
+    declared = headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PiscesError("request_too_large", f"The request body is larger than {limit} bytes.")
+    body = bytearray()
+    seconds = _body_read_seconds()
+    try:
+        with anyio.fail_after(seconds):
+            async for chunk in chunks:
+                body += chunk
+                if len(body) > limit:
+                    raise PiscesError("request_too_large", f"The request body is larger than {limit} bytes.")
+    except TimeoutError:
+        raise PiscesError("invalid_request", f"The request body did not arrive within {seconds:g} s.", status=408,
+                          headers={"Connection": "close"}) from None  # fmt: skip
+    except PiscesError:
+        raise
+    except Exception as e:
+        if _disconnected(e):
+            raise _client_closed() from None
+        raise
+    if not body.strip():
+        raise PiscesError("invalid_json", "The request body is empty; a JSON object was expected.")
+    return _decode(bytes(body))
