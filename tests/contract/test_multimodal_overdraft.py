@@ -14,7 +14,6 @@ import asyncio
 import base64
 import math
 import struct
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,21 +28,11 @@ from pisces.store import dynamo
 from pisces.store.keys import hash_key
 from pisces.store.schema import table_name
 from pisces.store.usage import UsageRecord, UsageStore
+from support.media import png
 from support.servers import FakeUpstream, ServerThread, serving
 
 CONCURRENT = 200
 COVERED = 20  # the balance covers about this many requests
-
-
-def png(width: int, height: int) -> bytes:
-    """A valid 1-bit grayscale PNG of that size (a few kB even at 1024x1024)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = (b"\x00" + b"\x00" * math.ceil(width / 8)) * height
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 IMAGE = png(1024, 1024)

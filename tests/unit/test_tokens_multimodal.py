@@ -12,39 +12,31 @@ import zlib
 import pytest
 
 from pisces.canonical import ChatRequest, FilePart, ImagePart, Message, TextPart, ToolResultPart
+from pisces.media import (
+    b64_decode,
+    b64_length,
+    flac_seconds,
+    image_size,
+    inline_image_size,
+    pdf_page_count,
+    wav_seconds,
+)
 from pisces.tokens import (
     MEDIA_MIN_BYTES_PER_SECOND,
     MEDIA_PART_CAP,
     PDF_PAGE_TOKENS,
     VIDEO_TOKENS_PER_SECOND,
     anthropic_image_tokens,
-    b64_decode,
-    b64_length,
     estimate_request,
     estimate_text,
-    flac_seconds,
     gemini_image_tokens,
-    image_size,
     image_tokens,
-    inline_image_size,
     openai_patch_tokens,
     openai_tile_tokens,
-    pdf_page_count,
-    wav_seconds,
 )
+from support.media import png
 
 # --- files made by hand ---------------------------------------------------------------------------
-
-
-def png(width: int, height: int) -> bytes:
-    """A valid 1-bit grayscale PNG (small even when large: each row is a filter byte and w/8 zeros)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = (b"\x00" + b"\x00" * math.ceil(width / 8)) * height
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 def _segment(marker: int, payload: bytes) -> bytes:
