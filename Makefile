@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null)
 PORT ?= 3000
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: dev test lint build bench deploy validate install install-sam install-chromium clean
+.PHONY: dev test lint build bench deploy validate install install-sam install-chromium install-node clean
 
 # uv when the machine has it (fast), else pip installs uv first.
 $(BIN)/.installed: pyproject.toml
@@ -33,11 +33,20 @@ install-chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium could not be installed: the browser test will fail"; fi
 
+# The Node clients and CLIs the tests drive (openai-node, the Vercel AI SDK, openai-agents, Claude Code,
+# Gemini CLI, Codex CLI), pinned by tests/node/package-lock.json; from the npm registry only.
+NODE_DIR := tests/node
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	@cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install-node: $(NODE_DIR)/node_modules/.installed
+
 # Serve the gateway on http://127.0.0.1:$(PORT): embedded moto DynamoDB, pisces.yaml, mock upstream, demo key.
 dev: install
 	@PORT=$(PORT) $(BIN)/python -m pisces_gateway.dev
 
-test: install install-sam install-chromium
+test: install install-sam install-chromium install-node
 	@$(BIN)/ruff check .
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
@@ -62,4 +71,4 @@ deploy: build
 	@$(SAMVENV)/bin/sam deploy
 
 clean:
-	rm -rf $(VENV) $(SAMVENV) .aws-sam .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SAMVENV) $(NODE_DIR)/node_modules .aws-sam .pytest_cache .ruff_cache
