@@ -234,8 +234,9 @@ def test_a_mask_of_another_size_is_400(client):
 
 
 def test_an_edit_without_an_image_is_400(gateway):
-    r = httpx.post(gateway.v1 + "/images/edits", headers={"Authorization": f"Bearer {gateway.key}"},
-                   data={"model": "mock-image", "prompt": "x"}, files={"other": ("a.txt", b"x")}, timeout=30)  # fmt: skip
+    headers = {"Authorization": f"Bearer {gateway.key}"}
+    r = httpx.post(gateway.v1 + "/images/edits", headers=headers, data={"model": "mock-image", "prompt": "x"},
+                   files={"other": ("a.txt", b"x")}, timeout=30)  # fmt: skip
     assert r.status_code == 400 and r.json()["error"]["param"] == "image"
 
 
