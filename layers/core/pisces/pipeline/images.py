@@ -20,6 +20,7 @@ from pisces.pipeline.billing import Bill
 from pisces.pipeline.body import read_json
 from pisces.pipeline.context import RequestContext
 from pisces.pipeline.image_billing import image_hold, image_record
+from pisces.pipeline.lifecycle import json_bytes
 from pisces.pipeline.logs import logger
 from pisces.pipeline.multipart import Form, read_form
 from pisces.protocols import openai_images
@@ -68,7 +69,8 @@ async def images(lc: Lifecycle, ctx: RequestContext, incoming: Incoming, operati
     _check_model(lc, ctx, req)
     candidates = [(c, m) for c, m in candidates if "images" in c.operations]
     if not candidates:
-        raise PiscesError("no_available_channel", f"No channel that makes images serves '{req.model}'.")
+        raise PiscesError("invalid_request", f"No channel that serves '{req.model}' makes images (its provider kind "
+                          "has no image operation).", param="model")  # fmt: skip
     fmt = req.response_format or "url"
     answered: list[ImageResponse] = []
 
@@ -98,4 +100,4 @@ async def images(lc: Lifecycle, ctx: RequestContext, incoming: Incoming, operati
     claim, bill, (resp, urls) = road
     ctx.answered = True
     return await lc._settled(ctx, claim, lambda: settle(bill, 200),
-                             lambda: lc.json_bytes(openai_images.encode_response(resp, fmt, urls, ctx.pisces())))
+                             lambda: json_bytes(openai_images.encode_response(resp, fmt, urls, ctx.pisces())))

@@ -267,8 +267,6 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ the other operations
 
-    json_bytes = staticmethod(json_bytes)
-
     async def images(self, incoming: Incoming, operation: str) -> Reply:
         """``POST /v1/images/generations`` (``generate``) and ``/v1/images/edits`` (``edit``), in
         OpenAI's shape: :mod:`pisces.pipeline.images`."""
