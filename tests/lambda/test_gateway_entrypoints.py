@@ -20,7 +20,8 @@ from support.servers import wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
-GATEWAY_EVENTS = ["chat_completions", "chat_completions_stream", "models", "model", "spec", "docs", "healthz"]
+GATEWAY_EVENTS = ["chat_completions", "chat_completions_stream", "models", "model", "spec", "docs", "healthz",
+                  "image_generations", "image_edits"]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -101,6 +102,10 @@ def test_make_dev_serves_the_demo_key(tmp_path):
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=demo, max_retries=0)
         reply = client.chat.completions.create(model="mock-echo", messages=[{"role": "user", "content": "Hi"}])
         assert reply.choices[0].message.content == "Hi"
+        # the seed's image example against make dev's default configuration: a URL the client can fetch
+        image = client.images.generate(model="mock-image", prompt="A cute kitten", n=1)
+        fetched = httpx.get(image.data[0].url, timeout=30)
+        assert fetched.status_code == 200 and fetched.content[:8] == b"\x89PNG\r\n\x1a\n"
         created = httpx.post(f"http://127.0.0.1:{admin_port}/admin/keys", json={"name": "bob"},
                              headers={"Authorization": "Bearer dev-admin-token"}).json()  # fmt: skip
         assert openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=created["key"]).models.list()

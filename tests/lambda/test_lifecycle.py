@@ -32,6 +32,7 @@ import yaml
 
 from pisces.localaws import FAKE_CREDENTIALS, free_port
 from pisces.protocols.sse import SSEParser
+from pisces.store.images import bucket_name
 from pisces.store.keys import KeyStore, hash_key
 from pisces.store.reconcile import Reconciler
 from pisces.store.schema import TABLE_ENV, TABLES, table_name
@@ -70,12 +71,13 @@ def template_environment() -> dict[str, str]:
     t = _cfn_yaml((ROOT / "template.yaml").read_text())
     tables = {ref["Ref"]: table_name(logical) for logical, (var, _) in TABLE_ENV.items()
               if isinstance(ref := t["Globals"]["Function"]["Environment"]["Variables"][var], dict)}  # fmt: skip
+    buckets = {"ImagesBucket": bucket_name()}  # the local images bucket, in the moto process
     env: dict[str, str] = {}
     merged = {**t["Globals"]["Function"]["Environment"]["Variables"],
               **t["Resources"]["GatewayFunction"]["Properties"]["Environment"]["Variables"]}  # fmt: skip
     for name, value in merged.items():
         if isinstance(value, dict) and "Ref" in value:
-            value = tables.get(value["Ref"]) or t["Parameters"][value["Ref"]]["Default"]
+            value = tables.get(value["Ref"]) or buckets.get(value["Ref"]) or t["Parameters"][value["Ref"]]["Default"]
         env[name] = str(value)
     return env
 
@@ -124,6 +126,7 @@ def start_gateway(tmp: Path, dynamo_endpoint: str, config: Path, name: str) -> G
         "AWS_LAMBDA_FUNCTION_NAME": f"pisces-gateway-{name}",
         "AWS_REGION": "us-east-1",
         "AWS_ENDPOINT_URL_DYNAMODB": dynamo_endpoint,
+        "AWS_ENDPOINT_URL_S3": dynamo_endpoint,  # the same moto process holds the images bucket
         "PISCES_CONFIG": str(config),  # the template's is pisces.yaml (mock only): the fakes' here
         "PISCES_TEST_UPSTREAM_KEY": UPSTREAM_SECRET,
     }
@@ -289,6 +292,7 @@ def assert_owed_is_durable(world: World, key: str, r: httpx.Response, lambda_id:
 OPENAI_ASK = {"model": "gpt-fake", "messages": [{"role": "user", "content": "one two three four"}]}
 CLAUDE_ASK = {"model": "claude-fake", "max_tokens": 50, "messages": [{"role": "user", "content": "one two three"}]}
 GEMINI_ASK = {"contents": [{"role": "user", "parts": [{"text": "one two three"}]}]}
+IMAGE_ASK = {"model": "GPT-Image-1", "prompt": "A cute kitten", "n": 2, "size": "1024x1024"}
 
 
 def test_the_first_invocation_is_the_cold_start(world):
@@ -310,6 +314,7 @@ DOORS = {
     "gemini": ("/v1beta/models/gemini-fake:generateContent", GEMINI_ASK, "goog"),
     "gemini-sse": ("/v1beta/models/gemini-fake:streamGenerateContent?alt=sse", GEMINI_ASK, "goog"),
     "gemini-array": ("/v1beta/models/gemini-fake:streamGenerateContent", GEMINI_ASK, "goog"),
+    "images": ("/v1/images/generations", IMAGE_ASK, "auth"),
 }  # fmt: skip
 
 
@@ -320,7 +325,7 @@ def _key_header(style: str, key: str) -> dict[str, str]:
 
 def _final_cost(door: str, raw: bytes) -> int:
     """The cost the response itself states, on its last event that can carry it."""
-    if door in ("openai", "anthropic", "gemini"):
+    if door in ("openai", "anthropic", "gemini", "images"):
         return json.loads(raw)["pisces"]["cost"]
     if door == "gemini-array":
         return json.loads(raw)[-1]["pisces"]["cost"]
@@ -344,6 +349,10 @@ def test_settled_logged_and_measured_before_the_last_byte(world, door):
         assert cost > 0
         rec = assert_owed_is_durable(world, key, r, lambda_id, cost)
         assert rec.outcome == "ok" and rec.usage_source == "upstream"
+        if door == "images":  # stored in S3 before the last byte: fetchable while the gateway is frozen
+            assert rec.images == 2
+            for item in json.loads(raw)["data"]:
+                assert httpx.get(item["url"], timeout=WAIT).content[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("stream", [False, True])

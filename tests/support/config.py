@@ -38,6 +38,37 @@ GEMINI_MODELS = {
 }
 GEMINI_PATIENT = {"gemini-gated": "gated"}
 
+# Image models: mock-image offline (per image), the fake OpenAI's and Gemini's (tests/support/
+# fake_openai_images.py, fake_gemini_images.py) by tokens or per image.
+IMAGE_MODELS: dict[str, Any] = {
+    "mock-image": {"images": {"per_image": {"default": 0.01, "512x512": 0.005, "1024x1024/hd": 0.05}}},
+    "gpt-image-1": {"price": {"input": 5, "output": 40}, "images": {"image_input": 10, "max_output_tokens": 6240,
+                    "sizes": ["1024x1024", "1536x1024", "1024x1536"]}},
+    "dall-e-3": {"images": {"per_image": {"default": 0.04, "1024x1024/hd": 0.08, "1792x1024": 0.08},
+                 "sizes": ["1024x1024", "1792x1024", "1024x1792"], "max_n": 1}},
+    "playground-v3": {"images": {"per_image": {"default": 0.02}}},
+    "img-fail-400": {"images": {"per_image": {"default": 0.02}}},
+    "img-fail-500": {"images": {"per_image": {"default": 0.02}}},
+    "gemini-image-fake": {"price": {"input": 0.3, "output": 30}, "images": {"max_output_tokens": 1290}},
+    "imagen-fake": {"images": {"per_image": {"default": 0.04}, "max_n": 4}},
+}  # fmt: skip
+
+
+def image_channels(upstream_url: str, gemini_url: str | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"name": "mock-images", "kind": "mock", "models": ["mock-image"]},
+        {"name": "fake-images", "kind": "openai", "base_url": f"{upstream_url}/v1",
+         "api_key_env": "PISCES_TEST_UPSTREAM_KEY", "read_timeout": 5.0,
+         "models": ["gpt-image-1", "dall-e-3", "playground-v3", "img-fail-400", "img-fail-500"]},
+    ]  # fmt: skip
+    if gemini_url:
+        out.append({"name": "fake-gemini-images", "kind": "gemini", "base_url": f"{gemini_url}/v1beta",
+                    "api_key_env": "PISCES_TEST_UPSTREAM_KEY", "read_timeout": 5.0,
+                    "models": {"gemini-image-fake": "gemini-2.5-flash-image",
+                               "imagen-fake": "imagen-4.0-generate-001"}})  # fmt: skip
+    return out
+
+
 # The fakes' "slow" models wait 30 s, the channels' read timeout is 1 s (a 30x margin); "gated"
 # models wait for the test's release on channels that would wait 60 s (their 10 s cap is the fake's).
 PATIENT_SECONDS = 60.0
@@ -137,6 +168,7 @@ def gateway_config_raw(
                     if gemini_url
                     else []
                 ),
+                *image_channels(upstream_url, gemini_url),
                 {
                     "name": "disabled",
                     "kind": "openai",
@@ -152,6 +184,7 @@ def gateway_config_raw(
                 "cut": {"price": {"input": 1, "output": 2}},
                 "claude-fake": {"price": {"input": 3, "output": 15, "cached_input": 0.3, "cache_write": 3.75}},
                 "gemini-fake": {"price": {"input": 0.3, "output": 2.5, "cached_input": 0.075}},
+                **IMAGE_MODELS,
             },
             "limits": {"max_body_bytes": 65536, "key_cache_seconds": 0.5, "heartbeat_seconds": 0.3, **limits},
         }

@@ -20,7 +20,8 @@ Streams: with ?alt=sse, ``data: <json>`` events separated by CRLF CRLF; without,
 piece by piece (``[{...}\\n,\\r\\n{...}\\n]``), as the real API does. One chunk per word; intermediate
 chunks carry only promptTokenCount/totalTokenCount, the last one finishReason and the full usage.
 A wrong ``x-goog-api-key`` gets Google's 400 INVALID_ARGUMENT "API key not valid", a missing one its
-403 PERMISSION_DENIED. Every request is recorded in ``FakeGemini.requests``.
+403 PERMISSION_DENIED. Every request is recorded in ``FakeGemini.requests``. Image models (Imagen's
+:predict, gemini-2.5-flash-image): support.fake_gemini_images.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
+from support import fake_gemini_images as gemini_images
 from support.fake_openai import UPSTREAM_SECRET, quoting
 from support.servers import FakeUpstream, recorded, replay
 
@@ -132,6 +134,12 @@ class FakeGemini(FakeUpstream):
             info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
                     "domain": "googleapis.com"}  # fmt: skip
             return _error(400, quoting("API key not valid. Please pass a valid API key."), info)
+        if action == "predict" and model.startswith("imagen"):
+            return _json(gemini_images.predict(body))
+        if action == "generateContent" and model in gemini_images.IMAGE_MODELS:
+            answer = gemini_images.generate(body)
+            if answer is not None:
+                return _json(answer)
         if not model or action not in ("generateContent", "streamGenerateContent"):
             return _error(404, f"models/{model_action} is not found for API version v1beta.")
         if model.startswith("fail-"):

@@ -13,6 +13,7 @@ Model names choose its behaviour:
   anything else: "Hello from upstream: <last user text>", or a tool call to the first tool when
   tools are given and tool_choice is not "none"; usage in the stream only when asked for.
 Every request (body and the headers that matter) is recorded in ``FakeOpenAI.requests``.
+Its Images API (/v1/images/generations, /v1/images/edits): support.fake_openai_images.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from support.fake_openai_images import FakeImages
 from support.servers import FakeUpstream, last_user_text, recorded, replay
 
 UPSTREAM_SECRET = "sk-fake-upstream-secret-0123456789"
@@ -68,6 +70,7 @@ def _chunk(cid: str, model: str, delta: dict[str, Any], finish: str | None = Non
 class FakeOpenAI(FakeUpstream):
     def __init__(self) -> None:
         super().__init__("/v1/chat/completions", self.chat)
+        self.images = FakeImages(self)
 
     async def chat(self, request: Request) -> Response:
         body = await request.json()

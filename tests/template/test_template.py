@@ -349,3 +349,43 @@ def test_event_is_a_rest_proxy_event_for_a_template_route(template, path):
         json.loads(event["body"])
     if function == ADMIN:  # what API Gateway's AWS_IAM authorizer hands the admin app
         assert context["identity"].get("userArn"), "an IAM-authorised event carries the caller's userArn"
+
+
+# ------------------------------------------------------------------ generated images (S3)
+
+
+def test_images_bucket_is_private_encrypted_and_expires_in_a_day(template):
+    bucket = template["Resources"]["ImagesBucket"]
+    assert bucket["Type"] == "AWS::S3::Bucket"
+    props = bucket["Properties"]
+    sse = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert sse["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert props["PublicAccessBlockConfiguration"] == {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                                       "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+    assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}], "no ACLs"
+    rules = [r for r in props["LifecycleConfiguration"]["Rules"] if r["Status"] == "Enabled"]
+    assert any(r.get("ExpirationInDays") == 1 and "Prefix" not in r and "Filter" not in r for r in rules), (
+        "every generated image expires after one day"
+    )
+    policy = template["Resources"]["ImagesBucketPolicy"]["Properties"]
+    assert policy["Bucket"] == {"Ref": "ImagesBucket"}
+    deny = policy["PolicyDocument"]["Statement"][0]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_gateway_may_only_put_and_get_generated_images(template):
+    props = template["Resources"][GATEWAY]["Properties"]
+    assert props["Environment"]["Variables"]["PISCES_IMAGES_BUCKET"] == {"Ref": "ImagesBucket"}
+    s3 = [st for policy in props["Policies"] if "Statement" in policy for st in policy["Statement"]
+          if any(str(a).startswith("s3:") for a in st["Action"])]  # fmt: skip
+    assert len(s3) == 1, "one S3 statement"
+    assert s3[0]["Effect"] == "Allow" and sorted(s3[0]["Action"]) == ["s3:GetObject", "s3:PutObject"]
+    assert s3[0]["Resource"] == {"Fn::Sub": "${ImagesBucket.Arn}/images/*"}, "objects under images/ only"
+    for name in ("AdminFunction", "ReconcilerFunction"):
+        assert "ImagesBucket" not in json.dumps(template["Resources"][name]["Properties"].get("Policies", []))
+
+
+def test_multipart_bodies_reach_the_gateway(template):
+    binary = template["Resources"]["PiscesApi"]["Properties"]["BinaryMediaTypes"]
+    assert "multipart~1form-data" in binary, "image edits arrive base64-encoded and intact"
+    assert {("POST", "/v1/images/generations"), ("POST", "/v1/images/edits")} <= _routes(template, GATEWAY)

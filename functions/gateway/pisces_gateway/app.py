@@ -144,6 +144,24 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
     for version in ("v1beta", "v1"):
         _gemini_routes(app, version)
 
+    @app.post(
+        "/v1/images/generations",
+        description="OpenAI image generation: prompt, model, n, size, quality...; response_format url (a presigned "
+        "S3 URL) or b64_json",
+        openapi_extra=_meta("openai"),
+    )
+    async def image_generations(request: Request) -> Response:
+        return await chat.images(request, "generate")
+
+    @app.post(
+        "/v1/images/edits",
+        description="OpenAI image edits (multipart/form-data): one or several image files, an optional mask, prompt, "
+        "n, size...; url or b64_json",
+        openapi_extra=_meta("openai"),
+    )
+    async def image_edits(request: Request) -> Response:
+        return await chat.images(request, "edit")
+
     @app.get(
         "/v1/usage",
         description="This key's balance and its spend by day and model (?from=YYYY-MM-DD&to=YYYY-MM-DD, UTC)",

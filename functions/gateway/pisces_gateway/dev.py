@@ -134,6 +134,8 @@ Pisces is running (local: moto DynamoDB at {local.endpoint}, config {os.environ.
   curl {base}/v1/chat/completions -H "Authorization: Bearer {demo_key}" \\
     -H "Content-Type: application/json" \\
     -d '{{"model": "mock-echo", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+  curl {base}/v1/images/generations -H "Authorization: Bearer {demo_key}" \\
+    -H "Content-Type: application/json" -d '{{"model": "mock-image", "prompt": "A cute kitten"}}'
 
   admin API  http://{host}:{admin_port}/admin/keys   token: {os.environ["PISCES_ADMIN_TOKEN"]}
   CLI        AWS_ENDPOINT_URL_DYNAMODB={local.endpoint} pisces keys list

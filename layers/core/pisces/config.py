@@ -55,12 +55,47 @@ class Price(_Strict):
             raise ValueError(f"a price is USD per million tokens: {e}") from None
 
 
+class ImageConfig(_Strict):
+    """An image model (``/v1/images/*``): what it accepts and what an image costs.
+
+    ``per_image`` prices an image in USD by ``"<size>/<quality>"``, ``"<size>"``, ``"<quality>"`` or
+    ``"default"`` (the first that matches; none matching: the dearest, an upper bound). Without
+    ``per_image`` the model is priced by its reported tokens: text input at ``price.input``, image
+    input at ``image_input`` (USD per million; else ``price.input``), output at ``price.output``;
+    admission holds ``max_output_tokens`` per image."""
+
+    per_image: dict[str, int] = Field(default_factory=dict)
+    image_input: int | None = None
+    max_output_tokens: int = Field(default=6240, ge=1)  # gpt-image-1 at high quality, 1536x1024
+    sizes: list[str] = Field(default_factory=list)  # empty: "auto" or any WxH from 16 to 4096
+    max_n: int = Field(default=10, ge=1)
+
+    @field_validator("per_image", mode="before")
+    @classmethod
+    def _per_image_usd(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        try:
+            return {str(k): parse_usd(p) for k, p in v.items()}
+        except ValueError as e:
+            raise ValueError(f"an image price is USD per image: {e}") from None
+
+    @field_validator("image_input", mode="before")
+    @classmethod
+    def _image_input_usd(cls, v: Any) -> Any:
+        try:
+            return v if v is None else parse_usd(v)
+        except ValueError as e:
+            raise ValueError(f"an image input price is USD per million tokens: {e}") from None
+
+
 class ModelConfig(_Strict):
     aliases: list[str] = Field(default_factory=list)
     price: Price = Field(default_factory=Price)
     description: str = ""
     # The output a request may cost at most when it sets no max_tokens: what admission holds.
     max_output_tokens: int = Field(default=8192, ge=1)
+    images: ImageConfig | None = None  # set for an image model (served on /v1/images/*)
 
 
 class ChannelConfig(_Strict):
@@ -115,6 +150,9 @@ class Limits(_Strict):
     # A stream whose upstream is silent this long gets a keep-alive (Anthropic's ping event).
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     usage_retention_days: int = Field(default=400, ge=1)
+    # Generated images: how long their presigned URLs work, and the largest input image (edits).
+    image_url_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
+    max_image_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
 
 
 class Config(_Strict):
@@ -137,12 +175,22 @@ class Config(_Strict):
         return self
 
     def resolve(self, name: str) -> str:
-        """The canonical model name for a client-facing name or alias (unchanged when unknown)."""
+        """The canonical model name for a client-facing name or alias (unchanged when unknown).
+        An exact name wins; else names match case-insensitively ("GPT-Image-1" is gpt-image-1),
+        the configured models and aliases first, then the names channels serve."""
         if name in self.models:
             return name
         for model, mc in self.models.items():
             if name in mc.aliases:
                 return model
+        folded = name.casefold()
+        for model, mc in self.models.items():
+            if model.casefold() == folded or any(a.casefold() == folded for a in mc.aliases):
+                return model
+        for c in self.channels:
+            for served in c.models:
+                if served.casefold() == folded:
+                    return served
         return name
 
     def serving(self, model: str) -> list[ChannelConfig]:

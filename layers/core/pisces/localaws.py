@@ -1,4 +1,5 @@
-"""Local AWS: an embedded moto DynamoDB server with Pisces's tables, for `make dev` and the tests."""
+"""Local AWS: an embedded moto server with Pisces's DynamoDB tables and its images bucket (S3), for
+`make dev` and the tests."""
 
 from __future__ import annotations
 
@@ -87,7 +88,17 @@ class LocalDynamo:
             os.environ.setdefault(k, v)
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = self.endpoint
         create_tables(self.client())
+        self.create_images_bucket()
         return self
+
+    def create_images_bucket(self) -> None:
+        """The images bucket in the same server (moto serves S3 too); this process's S3 points there."""
+        from pisces.store.images import bucket_name, s3_client
+
+        os.environ["AWS_ENDPOINT_URL_S3"] = self.endpoint
+        s3_client.cache_clear()
+        s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket=bucket_name())
 
     def client(self) -> object:
         return boto3.client("dynamodb", endpoint_url=self.endpoint, region_name="us-east-1")

@@ -154,7 +154,10 @@ class Billing:
 
     async def admit(self, ctx: RequestContext, req: ChatRequest, key: KeyRecord) -> Bill:
         """Count the request and hold its maximum cost (one DynamoDB write), or refuse it."""
-        hold = max_cost(self.config, ctx.model or req.model, req)
+        return await self.hold(ctx, key, max_cost(self.config, ctx.model or req.model, req))
+
+    async def hold(self, ctx: RequestContext, key: KeyRecord, hold: int) -> Bill:
+        """Admission of any operation: count the request and hold ``hold`` micro-dollars, or refuse it."""
         limits = self.limits_for(key)
         outcome = await asyncio.to_thread(self.ledger.admit, key.key_hash, hold, limits, None, ctx.usage_id)
         if isinstance(outcome, Refused):
@@ -209,7 +212,10 @@ class Billing:
     async def settle(self, ctx: RequestContext, req: ChatRequest, bill: Bill, status: int) -> UsageRecord | None:
         """Charge the request once; a second call for the same request id changes nothing. A write
         that fails is tried again, then left to the reconciler (the hold stays recorded on the key)."""
-        rec = self.record(ctx, req, bill, status)
+        return await self.write(ctx, bill, self.record(ctx, req, bill, status))
+
+    async def write(self, ctx: RequestContext, bill: Bill, rec: UsageRecord) -> UsageRecord | None:
+        """Settlement of any operation: charge ``rec.cost`` and write ``rec``, exactly once."""
         ctx.cost = rec.cost
         tag = bill.admitted.hold.tag if bill.admitted.hold else None
         for attempt in range(SETTLE_TRIES):

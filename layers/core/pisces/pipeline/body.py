@@ -112,11 +112,12 @@ def _client_closed() -> PiscesError:
     return err
 
 
-async def read_json(headers: Mapping[str, str], chunks: AsyncIterable[bytes], limit: int) -> Any:
-    """The request body's JSON: at most ``limit`` bytes, read within the deadline, within the input limits."""
+async def read_body(headers: Mapping[str, str], chunks: AsyncIterable[bytes], limit: int, hint: str = "") -> bytes:
+    """The request body's bytes: at most ``limit`` (a 413 that says so, and ``hint``), read within the deadline."""
+    too_large = f"The request body is larger than {limit} bytes.{hint}"
     declared = headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise PiscesError("request_too_large", f"The request body is larger than {limit} bytes.")
+        raise PiscesError("request_too_large", too_large)
     body = bytearray()
     seconds = _body_read_seconds()
     try:
@@ -124,7 +125,7 @@ async def read_json(headers: Mapping[str, str], chunks: AsyncIterable[bytes], li
             async for chunk in chunks:
                 body += chunk
                 if len(body) > limit:
-                    raise PiscesError("request_too_large", f"The request body is larger than {limit} bytes.")
+                    raise PiscesError("request_too_large", too_large)
     except TimeoutError:
         raise PiscesError("invalid_request", f"The request body did not arrive within {seconds:g} s.", status=408,
                           headers={"Connection": "close"}) from None  # fmt: skip
@@ -134,6 +135,12 @@ async def read_json(headers: Mapping[str, str], chunks: AsyncIterable[bytes], li
         if _disconnected(e):
             raise _client_closed() from None
         raise
+    return bytes(body)
+
+
+async def read_json(headers: Mapping[str, str], chunks: AsyncIterable[bytes], limit: int) -> Any:
+    """The request body's JSON: at most ``limit`` bytes, read within the deadline, within the input limits."""
+    body = await read_body(headers, chunks, limit)
     if not body.strip():
         raise PiscesError("invalid_json", "The request body is empty; a JSON object was expected.")
-    return _decode(bytes(body))
+    return _decode(body)

@@ -14,6 +14,7 @@ from pisces.pipeline.idempotency import Idempotency
 from pisces.pipeline.lifecycle import Lifecycle
 from pisces.pipeline.routing import Router
 from pisces.store import dynamo
+from pisces.store.images import ImageStore
 from pisces.store.keys import KeyStore
 from pisces.store.ledger import Ledger
 from pisces.store.schema import table_name
@@ -36,6 +37,7 @@ class Gateway:
         self.auth = Authenticator(self.keys, config.limits.key_cache_seconds)
         self.channels = {c.name: build_channel(c, self.http) for c in config.channels}
         self.router = Router(config, self.channels)
+        self.images = ImageStore()  # generated images (S3), handed out as presigned URLs
         self.lifecycle = Lifecycle(self)
 
     def model_owner(self, model: str) -> str:

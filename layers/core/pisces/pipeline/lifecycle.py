@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from pisces.canonical import ChatRequest
+from pisces.canonical import ChatRequest, ChatResponse
 from pisces.errors import PiscesError
 from pisces.pipeline.auth import extract_key
-from pisces.pipeline.billing import check_max_tokens, estimate_output
+from pisces.pipeline.billing import Bill, check_max_tokens, estimate_output
 from pisces.pipeline.body import read_json
 from pisces.pipeline.context import RequestContext
 from pisces.pipeline.idempotency import HEADER as IDEMPOTENCY_HEADER
-from pisces.pipeline.idempotency import REPLAYED, Stored
+from pisces.pipeline.idempotency import REPLAYED, Claim, Stored
 from pisces.pipeline.logs import logger, note_lambda_context, record_request
 from pisces.pipeline.relay import relay
 from pisces.protocols import CODECS
@@ -173,42 +173,82 @@ class Lifecycle:
         ctx.stream = req.stream
         candidates = gw.router.resolve(ctx, req.model, key)
         check_max_tokens(gw.config, ctx.model or req.model, req)
-        claim = await gw.idempotency.begin(incoming.headers.get(IDEMPOTENCY_HEADER), key.key_id, incoming.path, body)
+
+        async def call() -> Any:
+            if req.stream:
+                return await gw.router.open_stream(ctx, req, candidates)
+            return await gw.router.complete(ctx, req, candidates)
+
+        async def settle(bill: Bill, status: int) -> None:
+            await gw.billing.settle(ctx, req, bill, status)
+
+        road = await self._metered(ctx, incoming, key, body, lambda: gw.billing.admit(ctx, req, key), call, settle)
+        if isinstance(road, Reply):
+            return road
+        claim, bill, answer = road
+        if req.stream:
+            first, events = answer
+            ctx.first_byte = time.perf_counter()
+            encoder = codec.StreamEncoder(ctx.pisces(), include_usage=req.stream_usage, **encoder_options)
+            body_iter = relay(gw, ctx, encoder, req, bill, claim, first, events, stream_media)
+            return Reply(200, stream_media, body_iter, ctx, {**SSE_HEADERS, **ctx.headers})
+        resp: ChatResponse = answer
+        ctx.usage, ctx.finish, ctx.answered = resp.usage, resp.finish_reason, True
+        ctx.generated_tokens = estimate_output(resp.content)  # what is charged if the upstream says no usage
+        return await self._settled(ctx, claim, lambda: settle(bill, 200),
+                                   lambda: json_bytes(codec.encode_response(resp, ctx.pisces())))  # fmt: skip
+
+    # ------------------------------------------------------------------ the road every metered operation shares
+
+    async def _metered(
+        self,
+        ctx: RequestContext,
+        incoming: Incoming,
+        key: KeyRecord,
+        fingerprint: Any,
+        admit: Callable[[], Awaitable[Bill]],
+        call: Callable[[], Awaitable[Any]],
+        settle: Callable[[Bill, int], Awaitable[None]],
+    ) -> tuple[Claim | None, Bill, Any] | Reply:
+        """idempotency → admit → upstream, for any operation: a stored response replayed (charged
+        nothing), or the claim, the bill and the upstream's answer. A failure before the answer is
+        settled (for what it cost: usually nothing) and releases the claim before it is raised."""
+        gw = self.gw
+        claim = await gw.idempotency.begin(incoming.headers.get(IDEMPOTENCY_HEADER), key.key_id, incoming.path,
+                                           fingerprint)  # fmt: skip
         if isinstance(claim, Stored):
             ctx.headers[REPLAYED] = "true"
             return self._replay(ctx, claim)
         try:
-            bill = await gw.billing.admit(ctx, req, key)
+            bill = await admit()
         except BaseException:
             if claim:
                 with anyio.CancelScope(shield=True):
                     await gw.idempotency.abort(claim)
             raise
         try:
-            if req.stream:
-                first, events = await gw.router.open_stream(ctx, req, candidates)
-            else:
-                resp = await gw.router.complete(ctx, req, candidates)
+            answer = await call()
         except BaseException as exc:
             err = exc if isinstance(exc, PiscesError) else None
             ctx.error = err.code if err else "internal_error"
             with anyio.CancelScope(shield=True):  # a client that hung up is settled all the same
-                await gw.billing.settle(ctx, req, bill, err.status if err else 500)
+                await settle(bill, err.status if err else 500)
                 if claim:
                     await gw.idempotency.abort(claim)
             raise
-        if req.stream:
-            ctx.first_byte = time.perf_counter()
-            encoder = codec.StreamEncoder(ctx.pisces(), include_usage=req.stream_usage, **encoder_options)
-            body_iter = relay(gw, ctx, encoder, req, bill, claim, first, events, stream_media)
-            return Reply(200, stream_media, body_iter, ctx, {**SSE_HEADERS, **ctx.headers})
-        ctx.usage, ctx.finish, ctx.answered = resp.usage, resp.finish_reason, True
-        ctx.generated_tokens = estimate_output(resp.content)  # what is charged if the upstream says no usage
+        return claim, bill, answer
+
+    async def _settled(
+        self, ctx: RequestContext, claim: Claim | None, settle: Callable[[], Awaitable[None]],
+        encode: Callable[[], bytes],
+    ) -> Reply:  # fmt: skip
+        """A complete answer: settled (which sets the cost the answer carries), encoded, stored for
+        its Idempotency-Key, all shielded from a client that hangs up, then returned."""
         with anyio.CancelScope(shield=True):
-            await gw.billing.settle(ctx, req, bill, 200)  # sets ctx.cost, which the answer carries
-            payload = json_bytes(codec.encode_response(resp, ctx.pisces()))
+            await settle()
+            payload = encode()
             if claim:
-                await gw.idempotency.complete(claim, Stored(200, JSON, [payload]))
+                await self.gw.idempotency.complete(claim, Stored(200, JSON, [payload]))
         return Reply(200, JSON, payload, ctx, dict(ctx.headers))
 
     def _replay(self, ctx: RequestContext, stored: Stored) -> Reply:
@@ -226,6 +266,16 @@ class Lifecycle:
         return Reply(stored.status, stored.media_type, chunks(), ctx, {**SSE_HEADERS, **ctx.headers})
 
     # ------------------------------------------------------------------ the other operations
+
+    async def images(self, incoming: Incoming, operation: str) -> Reply:
+        """``POST /v1/images/generations`` (``generate``) and ``/v1/images/edits`` (``edit``), in
+        OpenAI's shape: :mod:`pisces.pipeline.images`."""
+        from pisces.pipeline import images
+
+        async def work(ctx: RequestContext) -> Reply:
+            return await images.images(self, ctx, incoming, operation)
+
+        return await self.run(incoming, "openai", work)
 
     async def gemini(self, incoming: Incoming, model_action: str) -> Reply:
         """``models/{model}:generateContent | :streamGenerateContent | :countTokens``. A stream is SSE

@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
 from pisces.canonical import ChatRequest, ChatResponse, StreamEvent
+from pisces.canonical_images import ImageRequest, ImageResponse
 from pisces.config import ChannelConfig, Config
 from pisces.errors import PiscesError
 from pisces.pipeline.context import RequestContext
@@ -79,6 +80,9 @@ class Router:
 
     async def complete(self, ctx: RequestContext, req: ChatRequest, candidates: Candidates) -> ChatResponse:
         return await self._first_that_answers(ctx, candidates, lambda channel, model: channel.complete(req, model))
+
+    async def images(self, ctx: RequestContext, req: ImageRequest, candidates: Candidates) -> ImageResponse:
+        return await self._first_that_answers(ctx, candidates, lambda channel, model: channel.images(req, model))
 
     async def open_stream(
         self, ctx: RequestContext, req: ChatRequest, candidates: Candidates

@@ -26,6 +26,7 @@ _INT_FIELDS = (
     "hold",
     "status",
     "expires_at",
+    "images",
 )
 _FLOAT_FIELDS = ("latency_ms", "ttft_ms")
 
@@ -44,6 +45,7 @@ class UsageRecord(BaseModel):
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    images: int | None = None  # images made (the image operation only)
     cost: int = 0  # micro-dollars charged
     hold: int = 0  # micro-dollars held at admission (the rest was given back)
     status: int = 200

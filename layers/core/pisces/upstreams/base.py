@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import httpx
 
 from pisces.canonical import ChatRequest, ChatResponse, ErrorEvent, StreamEvent
+from pisces.canonical_images import ImageRequest, ImageResponse
 from pisces.config import ChannelConfig
 from pisces.errors import PiscesError
 from pisces.protocols.sse import SSEParser
@@ -96,10 +97,17 @@ def transport_error(exc: httpx.HTTPError, channel: str) -> UpstreamError:
 class Channel(abc.ABC):
     """One configured upstream. Channels are built once per process and share one HTTP client."""
 
+    # The operations this kind serves (the router refuses others before any money moves).
+    operations: ClassVar[frozenset[str]] = frozenset({"chat"})
+
     def __init__(self, cfg: ChannelConfig, http: httpx.AsyncClient) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.http = http
+
+    async def images(self, req: ImageRequest, model: str) -> ImageResponse:
+        """Generate or edit images (kinds whose ``operations`` include "images")."""
+        raise UpstreamError("unsupported_parameter", f"Channel {self.name} cannot make images.", retryable=True)
 
     @abc.abstractmethod
     async def complete(self, req: ChatRequest, model: str) -> ChatResponse:

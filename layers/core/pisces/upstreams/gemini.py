@@ -10,15 +10,35 @@ upstream as the client sent them. The model and the stream flag are in the URL
 
 from __future__ import annotations
 
+import asyncio
+import time
 from urllib.parse import quote
 
+from pisces.canonical_images import ImageRequest, ImageResponse
 from pisces.protocols import gemini
+from pisces.upstreams import gemini_images as gi
+from pisces.upstreams import images
 from pisces.upstreams.base import HttpCodecChannel
 
 
 class GeminiChannel(HttpCodecChannel):
     codec = gemini
     path = "/models"
+    operations = frozenset({"chat", "images"})
+
+    async def images(self, req: ImageRequest, model: str) -> ImageResponse:
+        """Imagen through ``:predict``, Gemini's image models through ``:generateContent``
+        (:mod:`pisces.upstreams.gemini_images`)."""
+        name = quote(model.removeprefix("models/"), safe="-._~")
+        base = f"{(self.cfg.base_url or '').rstrip('/')}{self.path}/{name}"
+        if gi.is_imagen(model):
+            return gi.imagen_response(await images.post(self, base + ":predict", json=gi.imagen_request(req)))
+        body = gi.gemini_request(req)
+        answers = await asyncio.gather(*(images.post(self, base + ":generateContent", json=body)
+                                         for _ in range(req.n)))  # fmt: skip
+        made = [gi.gemini_response(a) for a in answers]
+        return ImageResponse(created=int(time.time()), images=[im for ims, _ in made for im in ims][: req.n],
+                             usage=gi.summed([u for _, u in made]))  # fmt: skip
 
     def url_for(self, model: str, stream: bool) -> str:
         name = quote(model.removeprefix("models/"), safe="-._~")

@@ -12,12 +12,14 @@ Every model a ``mock`` channel serves (``mock-echo`` in the example configuratio
 - ``max_tokens`` cuts the answer (finish reason ``length``); the first stop sequence found cuts it
   too (finish reason ``stop``).
 - It reports usage from :mod:`pisces.tokens` estimates.
+- Image models (``mock-image``) answer ``/v1/images/*`` with real PNGs: :mod:`pisces.upstreams.mock_images`.
 - Streams send the text in chunks of a few words and the tool arguments in fragments of ~16
   characters, so clients see real incremental deltas.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -42,8 +44,10 @@ from pisces.canonical import (
     Usage,
     UsageEvent,
 )
+from pisces.canonical_images import ImageRequest, ImageResponse
 from pisces.tokens import TOKEN_PATTERN, estimate_request, estimate_text
 from pisces.upstreams.base import Channel
+from pisces.upstreams.mock_images import mock_images
 
 ARG_FRAGMENT = 16
 WORDS_PER_CHUNK = 3
@@ -133,6 +137,11 @@ def _chunks(text: str) -> list[str]:
 
 
 class MockChannel(Channel):
+    operations = frozenset({"chat", "images"})
+
+    async def images(self, req: ImageRequest, model: str) -> ImageResponse:
+        return await asyncio.to_thread(mock_images, req)  # a large PNG takes CPU: off the event loop
+
     def _respond(self, req: ChatRequest, model: str) -> ChatResponse:
         last = _last_user_parts(req)
         call = _tool_to_call(req, last)
