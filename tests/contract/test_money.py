@@ -357,27 +357,32 @@ def test_concurrent_first_uses_of_one_idempotency_key_run_once(gateway, usage):
 @pytest.mark.parametrize("stream", [False, True])
 def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_end(gateway, stream):
     """With the key cached: admission's one UpdateItem, then the upstream, then settlement's one
-    transaction, all before the client has the whole response."""
+    transaction, all before the client has the whole response. Only this request's calls are counted
+    (the session's gateway may still be settling another test's request): DynamoDB calls that name
+    this key, upstream requests that carry this request's text."""
     gw = gateway.app.state.gateway
     key = gateway.new_key(balance=1_000_000)
+    mine, text = hash_key(key), f"round trip {uuid.uuid4().hex}"
     client = sdk(gateway, key)
     client.chat.completions.create(**ask("gpt-fake"))  # the key is now cached
     seen: list[str] = []
 
-    def on_dynamo(model: object, **kw: object) -> None:
-        seen.append(getattr(model, "name", "?"))
+    def on_dynamo(model: object, params: object = None, **kw: object) -> None:
+        if mine in json.dumps(params, default=str):
+            seen.append(getattr(model, "name", "?"))
 
     async def on_upstream(request: httpx.Request) -> None:
-        seen.append("upstream")
+        if text.encode() in request.content:
+            seen.append("upstream")
 
     events = gw.keys.client.meta.events
     events.register("before-call.dynamodb", on_dynamo)
     gw.http.event_hooks["request"].append(on_upstream)
     try:
         if stream:
-            list(client.chat.completions.create(**ask("gpt-fake"), stream=True))
+            list(client.chat.completions.create(**ask("gpt-fake", text), stream=True))
         else:
-            client.chat.completions.create(**ask("gpt-fake"))
+            client.chat.completions.create(**ask("gpt-fake", text))
         done = list(seen)
     finally:
         events.unregister("before-call.dynamodb", on_dynamo)
