@@ -152,7 +152,11 @@ def test_registered_under_its_name():
     assert am.NAME == "anthropic" and CODECS["anthropic"] is am
 
 
-@pytest.mark.parametrize("module", ["anthropic_messages", "anthropic_messages_request", "anthropic_messages_stream"])
+_MODULES = ["anthropic_messages", "anthropic_messages_request", "anthropic_messages_blocks", "anthropic_messages_stream",
+            "anthropic_messages_upstream"]  # fmt: skip
+
+
+@pytest.mark.parametrize("module", _MODULES)
 def test_imports_no_other_codec(module):
     path = Path(am.__file__).parent / f"{module}.py"
     imported = set()
@@ -163,9 +167,7 @@ def test_imports_no_other_codec(module):
             imported.update(a.name for a in node.names)
     pisces = {m for m in imported if m.startswith("pisces")}
     allowed = {"pisces.canonical", "pisces.errors", "pisces.protocols.sse", "pisces.protocols.common"}
-    assert pisces <= allowed | {
-        f"pisces.protocols.{n}" for n in ("anthropic_messages_request", "anthropic_messages_stream")
-    }
+    assert pisces <= allowed | {f"pisces.protocols.{n}" for n in _MODULES}
     assert len(path.read_text().splitlines()) <= 400
 
 
@@ -386,7 +388,7 @@ def test_count_tokens_needs_no_max_tokens():
         (_body(messages=[]), "messages", "at least one message"),
         (_body(messages=["x"]), "messages.0", "messages.0: Input should be a valid dictionary"),
         (_body(messages=[{"content": "x"}]), "messages.0.role", "Field required"),
-        (_body(messages=[{"role": "system", "content": "x"}]), "messages.0.role", "'user' or 'assistant'"),
+        (_body(messages=[{"role": "robot", "content": "x"}]), "messages.0.role", "'user', 'assistant' or 'system'"),
         (_body(messages=[{"role": "user"}]), "messages.0.content", "messages.0.content: Field required"),
         (_body(messages=[{"role": "user", "content": 5}]), "messages.0.content", "a valid string or a valid list"),
         (_body(messages=[{"role": "user", "content": [{"text": "x"}]}]), "messages.0.content.0.type", "Field required"),
@@ -464,19 +466,22 @@ def test_validation_errors_name_the_param(body, param, message):
 
 
 @pytest.mark.parametrize(
-    ("block", "param"),
+    ("block", "param", "code"),
     [
-        ({"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}}, "messages.0.content.0.type"),
-        ({"type": "image", "source": {"type": "file", "file_id": "file_1"}}, "messages.0.content.0.source.type"),
+        ({"type": "hologram"}, "messages.0.content.0.type", "unsupported_parameter"),
+        ({"type": "image", "source": {"type": "file"}}, "messages.0.content.0.source.file_id", "invalid_request"),
         (
             {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "search_result"}]},
-            "messages.0.content.0.content.0.type",
+            "messages.0.content.0.content.0.source",
+            "invalid_request",
         ),
     ],
 )
-def test_blocks_pisces_cannot_carry_are_refused_not_dropped(block, param):
+def test_blocks_the_api_has_not_or_malformed_are_refused(block, param, code):
+    """Every block of the current Messages API is accepted (tests/unit/test_anthropic_surface.py); a type
+    it has not, or one missing its required fields, is a 400 naming the parameter."""
     err = bad(_body(messages=[{"role": "user", "content": [block]}]))
-    assert (err.status, err.code, err.param) == (400, "unsupported_parameter", param)
+    assert (err.status, err.code, err.param) == (400, code, param)
 
 
 def _paths(obj: Any, path: tuple = ()) -> Any:
