@@ -152,8 +152,8 @@ def test_registered_under_its_name():
     assert am.NAME == "anthropic" and CODECS["anthropic"] is am
 
 
-_MODULES = ["anthropic_messages", "anthropic_messages_request", "anthropic_messages_blocks", "anthropic_messages_stream",
-            "anthropic_messages_upstream"]  # fmt: skip
+_MODULES = ["anthropic_messages", "anthropic_messages_request", "anthropic_messages_blocks",
+            "anthropic_messages_stream", "anthropic_messages_upstream"]  # fmt: skip
 
 
 @pytest.mark.parametrize("module", _MODULES)
