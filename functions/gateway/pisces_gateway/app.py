@@ -174,6 +174,14 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok", "pisces": context_of(request, "pisces").pisces()})
 
+    @app.get(
+        "/api/hello",
+        description="Connectivity check (Claude Code probes it with HEAD; `claude doctor` wants a 200)",
+        openapi_extra=_meta("pisces", auth=False),
+    )
+    async def hello(request: Request) -> Response:
+        return json_response({"status": "ok", "pisces": context_of(request, "pisces").pisces()})
+
     _head_like_get(app)
     return app
 
