@@ -31,6 +31,7 @@ from pisces.canonical import (
     Finish,
     ImagePart,
     Message,
+    OpaqueBlock,
     ResponseAccumulator,
     ResponseFormat,
     StreamEvent,
@@ -153,7 +154,7 @@ def test_registered_under_its_name():
 
 
 _MODULES = ["anthropic_messages", "anthropic_messages_request", "anthropic_messages_blocks",
-            "anthropic_messages_stream", "anthropic_messages_upstream"]  # fmt: skip
+            "anthropic_messages_stream", "anthropic_messages_upstream", "anthropic_messages_wire"]  # fmt: skip
 
 
 @pytest.mark.parametrize("module", _MODULES)
@@ -996,21 +997,40 @@ def test_message_delta_usage_is_cumulative_with_cache_counters():
     ]
 
 
-def test_server_tool_blocks_and_unknown_events_are_skipped():
+def test_server_tool_blocks_are_whole_opaque_blocks_and_unknown_events_skipped():
+    result = {"type": "web_search_tool_result", "tool_use_id": "s", "content": []}
     blocks = [
         {"type": "content_block_start", "index": 0,
          "content_block": {"type": "server_tool_use", "id": "s", "name": "w", "input": {}}},
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{}"}},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "input_json_delta", "partial_json": '{"query": "cap'}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": 'ital"}'}},
         {"type": "content_block_stop", "index": 0},
-        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
-        {"type": "content_block_delta", "index": 1, "delta": {"type": "citations_delta", "citation": {}}},
-        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "found it"}},
+        {"type": "content_block_start", "index": 1, "content_block": result},
         {"type": "content_block_stop", "index": 1},
+        {"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "citations_delta", "citation": {}}},
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "found it"}},
+        {"type": "content_block_stop", "index": 2},
         {"type": "brand_new_event"},
     ]  # fmt: skip
     dec = am.StreamDecoder()
     events = [e for b in blocks for e in dec.feed(SSEEvent(data=json.dumps(b), event=b["type"]))]
-    assert events == [TextDelta(index=1, text="found it"), ContentEnd(index=1)]
+    use = {"type": "server_tool_use", "id": "s", "name": "w", "input": {"query": "capital"}}
+    assert events == [OpaqueBlock(index=0, protocol="anthropic", block=use),
+                      OpaqueBlock(index=1, protocol="anthropic", block=result),
+                      TextDelta(index=2, text="found it"), ContentEnd(index=2)]  # fmt: skip
+    # an Anthropic client gets them back, whole, each opened and closed; an OpenAI client only the text
+    enc = am.StreamEncoder(PISCES)
+    wire = b"".join(enc.encode(e) for e in [StreamStart(id="m", model="c"), *events]) + enc.close()
+    starts = [json.loads(e.data) for e in sse_events(wire) if e.event == "content_block_start"]
+    assert [s["content_block"] for s in starts] == [use, result, {"type": "text", "text": ""}]
+    oenc = oc.StreamEncoder(PISCES)
+    assert b"".join(oenc.encode(e) for e in events[:2]) == b""
+    acc = ResponseAccumulator()
+    for e in events:
+        acc.add(e)
+    assert [type(p).__name__ for p in acc.response().content] == ["OpaquePart", "OpaquePart", "TextPart"]
 
 
 @pytest.mark.parametrize(

@@ -275,6 +275,16 @@ class ThinkingDelta(_Model):
     redacted_data: str | None = None
 
 
+class OpaqueBlock(_Model):
+    """A whole block only ``protocol`` can say (Anthropic's server tool use and results), as one event:
+    a codec of that protocol sends it on, every other skips it (its ``text``, if any, is not streamed)."""
+
+    type: Literal["opaque"] = "opaque"
+    index: int
+    protocol: str
+    block: dict[str, Any]
+
+
 class ContentEnd(_Model):
     type: Literal["content_end"] = "content_end"
     index: int
@@ -304,6 +314,7 @@ StreamEvent = (
     | ToolCallStart
     | ToolArgsDelta
     | ThinkingDelta
+    | OpaqueBlock
     | ContentEnd
     | UsageEvent
     | Finish
@@ -339,6 +350,8 @@ class ResponseAccumulator:
                 part.signature = (part.signature or "") + ev.signature
             if ev.redacted_data is not None:
                 part.redacted, part.data = True, ev.redacted_data
+        elif isinstance(ev, OpaqueBlock):
+            self.parts[ev.index] = OpaquePart(protocol=ev.protocol, block=ev.block)
         elif isinstance(ev, ToolCallStart):
             self.parts[ev.index] = ToolCallPart(id=ev.id, name=ev.name, arguments="", signature=ev.signature)
         elif isinstance(ev, ToolArgsDelta):

@@ -25,9 +25,10 @@ from pisces.canonical import (
 )
 from pisces.errors import PiscesError
 from pisces.protocols.anthropic_messages_request import NAME, decode_count_tokens, decode_request
-from pisces.protocols.anthropic_messages_stream import (
-    StreamDecoder,
-    StreamEncoder,
+from pisces.protocols.anthropic_messages_stream import StreamDecoder, StreamEncoder
+from pisces.protocols.anthropic_messages_upstream import DEFAULT_MAX_TOKENS, FORWARDED_HEADERS, encode_request
+from pisces.protocols.anthropic_messages_wire import (
+    SERVER_BLOCKS,
     error_type,
     finish_in,
     finish_out,
@@ -35,7 +36,6 @@ from pisces.protocols.anthropic_messages_stream import (
     usage_from,
     usage_to,
 )
-from pisces.protocols.anthropic_messages_upstream import DEFAULT_MAX_TOKENS, FORWARDED_HEADERS, encode_request
 from pisces.protocols.common import error_message, json_object
 
 __all__ = [
@@ -57,8 +57,6 @@ __all__ = [
 ]
 
 MODEL_CREATED_AT = "2024-01-01T00:00:00Z"  # the Models API wants a date; the gateway knows none
-# answer blocks only Anthropic can say (server tools' use and results, MCP): kept whole for an Anthropic client
-_SERVER_BLOCKS = ("server_tool_use", "mcp_tool_use", "mcp_tool_result", "container_upload")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,7 +85,7 @@ def _decode_message(body: dict[str, Any]) -> ChatResponse:
         elif kind == "tool_use":
             args = json.dumps(b.get("input") if isinstance(b.get("input"), dict) else {}, ensure_ascii=False)
             content.append(ToolCallPart(id=str(b.get("id") or ""), name=str(b.get("name") or ""), arguments=args))
-        elif isinstance(kind, str) and (kind in _SERVER_BLOCKS or kind.endswith("_tool_result")):
+        elif isinstance(kind, str) and (kind in SERVER_BLOCKS or kind.endswith("_tool_result")):
             content.append(OpaquePart(protocol=NAME, block=b))  # server tool use and results: Anthropic's own
     reason, detail = finish_in(body.get("stop_reason"), body.get("stop_sequence"))
     return ChatResponse(

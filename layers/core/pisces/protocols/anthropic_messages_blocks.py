@@ -318,7 +318,10 @@ def decode_messages(raw: Any) -> list[Message]:
                 w = f"{cwhere}.{j}"
                 if parts:
                     out.append(Message(role=role, content=parts))
-                out.append(Message(role="system", content=_system_parts(_sub_list(b, w), f"{w}.content")))
+                system = _system_parts(_sub_list(b, w), f"{w}.content")
+                if (cc := _cache_control(b, w)) and system and isinstance(system[-1], TextPart):
+                    system[-1].cache_control = cc  # the block's breakpoint is its last text's
+                out.append(Message(role="system", content=system))
                 parts = []
             else:
                 parts.append(b if isinstance(b, TextPart) else _block(b, f"{cwhere}.{j}"))
