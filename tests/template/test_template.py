@@ -267,7 +267,7 @@ def _app_routes(app: Any) -> set[tuple[str, str]]:
         (method, _apigw_path(route.path))
         for route in app.routes
         if isinstance(route, APIRoute)
-        for method in route.methods - {"HEAD", "OPTIONS"}
+        for method in route.methods - {"OPTIONS"}  # HEAD too: API Gateway answers only the declared methods
     }
 
 

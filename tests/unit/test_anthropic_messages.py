@@ -31,6 +31,7 @@ from pisces.canonical import (
     Finish,
     ImagePart,
     Message,
+    OpaqueBlock,
     ResponseAccumulator,
     ResponseFormat,
     StreamEvent,
@@ -152,7 +153,11 @@ def test_registered_under_its_name():
     assert am.NAME == "anthropic" and CODECS["anthropic"] is am
 
 
-@pytest.mark.parametrize("module", ["anthropic_messages", "anthropic_messages_request", "anthropic_messages_stream"])
+_MODULES = ["anthropic_messages", "anthropic_messages_request", "anthropic_messages_blocks",
+            "anthropic_messages_stream", "anthropic_messages_upstream", "anthropic_messages_wire"]  # fmt: skip
+
+
+@pytest.mark.parametrize("module", _MODULES)
 def test_imports_no_other_codec(module):
     path = Path(am.__file__).parent / f"{module}.py"
     imported = set()
@@ -163,9 +168,7 @@ def test_imports_no_other_codec(module):
             imported.update(a.name for a in node.names)
     pisces = {m for m in imported if m.startswith("pisces")}
     allowed = {"pisces.canonical", "pisces.errors", "pisces.protocols.sse", "pisces.protocols.common"}
-    assert pisces <= allowed | {
-        f"pisces.protocols.{n}" for n in ("anthropic_messages_request", "anthropic_messages_stream")
-    }
+    assert pisces <= allowed | {f"pisces.protocols.{n}" for n in _MODULES}
     assert len(path.read_text().splitlines()) <= 400
 
 
@@ -386,7 +389,7 @@ def test_count_tokens_needs_no_max_tokens():
         (_body(messages=[]), "messages", "at least one message"),
         (_body(messages=["x"]), "messages.0", "messages.0: Input should be a valid dictionary"),
         (_body(messages=[{"content": "x"}]), "messages.0.role", "Field required"),
-        (_body(messages=[{"role": "system", "content": "x"}]), "messages.0.role", "'user' or 'assistant'"),
+        (_body(messages=[{"role": "robot", "content": "x"}]), "messages.0.role", "'user', 'assistant' or 'system'"),
         (_body(messages=[{"role": "user"}]), "messages.0.content", "messages.0.content: Field required"),
         (_body(messages=[{"role": "user", "content": 5}]), "messages.0.content", "a valid string or a valid list"),
         (_body(messages=[{"role": "user", "content": [{"text": "x"}]}]), "messages.0.content.0.type", "Field required"),
@@ -464,19 +467,22 @@ def test_validation_errors_name_the_param(body, param, message):
 
 
 @pytest.mark.parametrize(
-    ("block", "param"),
+    ("block", "param", "code"),
     [
-        ({"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}}, "messages.0.content.0.type"),
-        ({"type": "image", "source": {"type": "file", "file_id": "file_1"}}, "messages.0.content.0.source.type"),
+        ({"type": "hologram"}, "messages.0.content.0.type", "unsupported_parameter"),
+        ({"type": "image", "source": {"type": "file"}}, "messages.0.content.0.source.file_id", "invalid_request"),
         (
             {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "search_result"}]},
-            "messages.0.content.0.content.0.type",
+            "messages.0.content.0.content.0.source",
+            "invalid_request",
         ),
     ],
 )
-def test_blocks_pisces_cannot_carry_are_refused_not_dropped(block, param):
+def test_blocks_the_api_has_not_or_malformed_are_refused(block, param, code):
+    """Every block of the current Messages API is accepted (tests/unit/test_anthropic_surface.py); a type
+    it has not, or one missing its required fields, is a 400 naming the parameter."""
     err = bad(_body(messages=[{"role": "user", "content": [block]}]))
-    assert (err.status, err.code, err.param) == (400, "unsupported_parameter", param)
+    assert (err.status, err.code, err.param) == (400, code, param)
 
 
 def _paths(obj: Any, path: tuple = ()) -> Any:
@@ -991,21 +997,40 @@ def test_message_delta_usage_is_cumulative_with_cache_counters():
     ]
 
 
-def test_server_tool_blocks_and_unknown_events_are_skipped():
+def test_server_tool_blocks_are_whole_opaque_blocks_and_unknown_events_skipped():
+    result = {"type": "web_search_tool_result", "tool_use_id": "s", "content": []}
     blocks = [
         {"type": "content_block_start", "index": 0,
          "content_block": {"type": "server_tool_use", "id": "s", "name": "w", "input": {}}},
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{}"}},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "input_json_delta", "partial_json": '{"query": "cap'}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": 'ital"}'}},
         {"type": "content_block_stop", "index": 0},
-        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
-        {"type": "content_block_delta", "index": 1, "delta": {"type": "citations_delta", "citation": {}}},
-        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "found it"}},
+        {"type": "content_block_start", "index": 1, "content_block": result},
         {"type": "content_block_stop", "index": 1},
+        {"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "citations_delta", "citation": {}}},
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "found it"}},
+        {"type": "content_block_stop", "index": 2},
         {"type": "brand_new_event"},
     ]  # fmt: skip
     dec = am.StreamDecoder()
     events = [e for b in blocks for e in dec.feed(SSEEvent(data=json.dumps(b), event=b["type"]))]
-    assert events == [TextDelta(index=1, text="found it"), ContentEnd(index=1)]
+    use = {"type": "server_tool_use", "id": "s", "name": "w", "input": {"query": "capital"}}
+    assert events == [OpaqueBlock(index=0, protocol="anthropic", block=use),
+                      OpaqueBlock(index=1, protocol="anthropic", block=result),
+                      TextDelta(index=2, text="found it"), ContentEnd(index=2)]  # fmt: skip
+    # an Anthropic client gets them back, whole, each opened and closed; an OpenAI client only the text
+    enc = am.StreamEncoder(PISCES)
+    wire = b"".join(enc.encode(e) for e in [StreamStart(id="m", model="c"), *events]) + enc.close()
+    starts = [json.loads(e.data) for e in sse_events(wire) if e.event == "content_block_start"]
+    assert [s["content_block"] for s in starts] == [use, result, {"type": "text", "text": ""}]
+    oenc = oc.StreamEncoder(PISCES)
+    assert b"".join(oenc.encode(e) for e in events[:2]) == b""
+    acc = ResponseAccumulator()
+    for e in events:
+        acc.add(e)
+    assert [type(p).__name__ for p in acc.response().content] == ["OpaquePart", "OpaquePart", "TextPart"]
 
 
 @pytest.mark.parametrize(

@@ -97,3 +97,31 @@ async def test_stream_folds_into_the_same_response(tool_choice):
     assert streamed.content == whole.content and streamed.finish_reason == whole.finish_reason
     assert streamed.usage == whole.usage
     assert len(events) > 5, "several deltas"
+
+
+BASH = Tool(name="Bash", parameters={"type": "object", "properties": {"command": {"type": "string"}}})
+
+
+async def test_a_pisces_call_trigger_calls_the_named_tool_with_its_arguments():
+    chan = _chan()
+    asked = _req('<system-reminder>x</system-reminder> pisces:call Bash {"command": "echo hi there"} thanks',
+                 tools=[BASH])  # fmt: skip
+    resp = await chan.complete(asked, "mock-echo")
+    assert resp.finish_reason == "tool_calls"
+    assert [(c.name, json.loads(c.arguments)) for c in resp.tool_calls] == [("Bash", {"command": "echo hi there"})]
+    # without JSON: arguments from the schema; an unknown tool or tool_choice none: no call, an echo
+    bare = await chan.complete(_req("pisces:call Bash", tools=[BASH]), "mock-echo")
+    assert json.loads(bare.tool_calls[0].arguments) == {"command": "mock"}
+    for req in (_req("pisces:call Nope {}", tools=[BASH]),
+                _req("pisces:call Bash {}", tools=[BASH], tool_choice=ToolChoice(mode="none")),
+                _req("pisces:call Bash {}")):  # fmt: skip
+        resp = await chan.complete(req, "mock-echo")
+        assert resp.finish_reason == "stop" and not resp.tool_calls
+    # the tool has answered: the mock says what it said
+    done = asked.model_copy(deep=True)
+    done.messages += [
+        Message(role="assistant", content=[resp.tool_calls[0]] if resp.tool_calls else []),
+        Message(role="user", content=[ToolResultPart(tool_call_id="c1", content=[TextPart(text="hi there")])]),
+    ]
+    answer = await chan.complete(done, "mock-echo")
+    assert answer.finish_reason == "stop" and answer.text == "hi there"

@@ -192,7 +192,24 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok", "pisces": context_of(request, "pisces").pisces()})
 
+    @app.get(
+        "/api/hello",
+        description="Connectivity check (Claude Code probes it with HEAD; `claude doctor` wants a 200)",
+        openapi_extra=_meta("pisces", auth=False),
+    )
+    async def hello(request: Request) -> Response:
+        return json_response({"status": "ok", "pisces": context_of(request, "pisces").pisces()})
+
+    _head_like_get(app)
     return app
+
+
+def _head_like_get(app: FastAPI) -> None:
+    """HEAD on every GET route answers as GET does, without the body (the middleware drops it): Claude
+    Code and load balancers probe with ``HEAD /``. FastAPI, unlike Starlette, adds no HEAD by itself."""
+    for r in app.routes:
+        if isinstance(r, APIRoute) and "GET" in r.methods:
+            r.methods.add("HEAD")
 
 
 def __getattr__(name: str) -> Any:

@@ -59,6 +59,8 @@ class RequestIdMiddleware:
     (docs, spec, a 404) the log line is written here just before the response's final body message,
     never after it: Lambda freezes the container when the response ends.
 
+    A HEAD request's response goes without its body (the headers are the GET's).
+
     It also turns an unhandled exception into the protocol's 500 ``internal_error`` (logged with its
     trace, never sent to the client), when the response has not started yet. A client that hung up
     before its body was read (Starlette's ``ClientDisconnect``) is no fault: one quiet log line, status
@@ -79,9 +81,12 @@ class RequestIdMiddleware:
 
         request = Request(scope)
         started = False
+        head = scope.get("method") == "HEAD"
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, started
+            if head and message["type"] == "http.response.body" and message.get("body"):
+                message = {**message, "body": b""}  # HEAD: the GET's headers (Content-Length too), no body
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]

@@ -52,6 +52,10 @@ class FilePart(_Model):
     data: str | None = None
     media_type: str | None = None
     name: str | None = None
+    # Anthropic documents' own settings (citations {"enabled": true}, context): Anthropic upstreams only.
+    cache_control: dict[str, Any] | None = None
+    citations: dict[str, Any] | None = None
+    context: str | None = None
 
 
 class ToolCallPart(_Model):
@@ -72,7 +76,8 @@ class ToolResultPart(_Model):
     type: Literal["tool_result"] = "tool_result"
     tool_call_id: str
     name: str | None = None  # Gemini's functionResponse needs the function name
-    content: list[TextPart | ImagePart] = Field(default_factory=list)
+    # OpaquePart: an Anthropic tool_reference or search result, its text for other upstreams
+    content: list[TextPart | ImagePart | OpaquePart] = Field(default_factory=list)
     is_error: bool = False
     cache_control: dict[str, Any] | None = None
 
@@ -87,26 +92,42 @@ class ThinkingPart(_Model):
     data: str | None = None
 
 
+class OpaquePart(_Model):
+    """A block only one protocol can say (Anthropic's server tool use and results, search results,
+    container uploads...), kept whole in ``block`` for an upstream of ``protocol``. Every other upstream
+    gets ``text`` instead (a search result's text, say), or nothing when it is empty: dropped on purpose."""
+
+    type: Literal["opaque"] = "opaque"
+    protocol: str
+    block: dict[str, Any]
+    text: str = ""
+
+
 Part = Annotated[
-    TextPart | ImagePart | FilePart | ToolCallPart | ToolResultPart | ThinkingPart,
+    TextPart | ImagePart | FilePart | ToolCallPart | ToolResultPart | ThinkingPart | OpaquePart,
     Field(discriminator="type"),
 ]
 
 
+ToolResultPart.model_rebuild()
+
+
 def text_of(parts: list[Any]) -> str:
-    """The concatenated text of the text parts in ``parts``."""
-    return "".join(p.text for p in parts if isinstance(p, TextPart))
+    """The concatenated text of the text parts in ``parts`` (an opaque part's stand-in text too)."""
+    return "".join(p.text for p in parts if isinstance(p, TextPart | OpaquePart))
 
 
 # ---------------------------------------------------------------------------------------------
 # Request
 
 
-Role = Literal["user", "assistant"]
+Role = Literal["user", "assistant", "system"]
 
 
 class Message(_Model):
-    """One conversation turn. System text is not a message: see :attr:`ChatRequest.system`."""
+    """One conversation turn. The system prompt is not a message (see :attr:`ChatRequest.system`); a
+    ``system`` message is an instruction given at its place in the conversation (Anthropic's
+    mid-conversation system message), text parts only, applying from there on."""
 
     role: Role
     content: list[Part] = Field(default_factory=list)
@@ -254,6 +275,16 @@ class ThinkingDelta(_Model):
     redacted_data: str | None = None
 
 
+class OpaqueBlock(_Model):
+    """A whole block only ``protocol`` can say (Anthropic's server tool use and results), as one event:
+    a codec of that protocol sends it on, every other skips it (its ``text``, if any, is not streamed)."""
+
+    type: Literal["opaque"] = "opaque"
+    index: int
+    protocol: str
+    block: dict[str, Any]
+
+
 class ContentEnd(_Model):
     type: Literal["content_end"] = "content_end"
     index: int
@@ -283,6 +314,7 @@ StreamEvent = (
     | ToolCallStart
     | ToolArgsDelta
     | ThinkingDelta
+    | OpaqueBlock
     | ContentEnd
     | UsageEvent
     | Finish
@@ -318,6 +350,8 @@ class ResponseAccumulator:
                 part.signature = (part.signature or "") + ev.signature
             if ev.redacted_data is not None:
                 part.redacted, part.data = True, ev.redacted_data
+        elif isinstance(ev, OpaqueBlock):
+            self.parts[ev.index] = OpaquePart(protocol=ev.protocol, block=ev.block)
         elif isinstance(ev, ToolCallStart):
             self.parts[ev.index] = ToolCallPart(id=ev.id, name=ev.name, arguments="", signature=ev.signature)
         elif isinstance(ev, ToolArgsDelta):

@@ -32,7 +32,16 @@ import json
 import math
 import re
 
-from pisces.canonical import ChatRequest, FilePart, ImagePart, TextPart, ThinkingPart, ToolCallPart, ToolResultPart
+from pisces.canonical import (
+    ChatRequest,
+    FilePart,
+    ImagePart,
+    OpaquePart,
+    TextPart,
+    ThinkingPart,
+    ToolCallPart,
+    ToolResultPart,
+)
 from pisces.media import (
     HEAD_BYTES,
     b64_decode,
@@ -208,8 +217,11 @@ def estimate_request(req: ChatRequest) -> int:
             elif isinstance(p, ToolCallPart):
                 n += estimate_text(p.name) + estimate_text(p.arguments)
             elif isinstance(p, ToolResultPart):
-                n += sum(estimate_text(c.text) if isinstance(c, TextPart) else estimate_image(c, req.model)
-                         for c in p.content)  # fmt: skip
+                n += sum(estimate_text(c.text) if isinstance(c, TextPart) else
+                         estimate_text(json.dumps(c.block)) if isinstance(c, OpaquePart) else
+                         estimate_image(c, req.model) for c in p.content)  # fmt: skip
+            elif isinstance(p, OpaquePart):  # counted whole: an upper bound for what any upstream gets
+                n += estimate_text(json.dumps(p.block, ensure_ascii=False))
             elif isinstance(p, ThinkingPart):
                 n += estimate_text(p.text)
     for t in req.tools:

@@ -1,4 +1,5 @@
-"""Anthropic Messages streams: decoded from an upstream, encoded for a client; and the mappings both share.
+"""Anthropic Messages streams: decoded from an upstream, encoded for a client (the mappings they share
+with responses are in :mod:`.anthropic_messages_wire`).
 
 Wire shape (https://docs.claude.com/en/docs/build-with-claude/streaming): named SSE events:
 ``message_start`` (a message with empty content, the input usage), ``ping``, per content block
@@ -11,9 +12,7 @@ reason and sequence, cumulative usage) and ``message_stop``. An error mid-stream
 from __future__ import annotations
 
 import json
-import re
 import time
-import uuid
 from typing import Any
 
 from pisces.canonical import (
@@ -21,6 +20,7 @@ from pisces.canonical import (
     ErrorEvent,
     Finish,
     FinishReason,
+    OpaqueBlock,
     StreamEvent,
     StreamStart,
     TextDelta,
@@ -31,101 +31,18 @@ from pisces.canonical import (
     UsageEvent,
     merge_usage,
 )
-from pisces.protocols.common import token_count
+from pisces.protocols.anthropic_messages_wire import (
+    ERROR_IN,
+    SERVER_BLOCKS,
+    error_type,
+    event_bytes,
+    finish_in,
+    finish_out,
+    message_id,
+    usage_from,
+    usage_to,
+)
 from pisces.protocols.sse import SSEEvent
-
-# ---------------------------------------------------------------------------------------------
-# mappings shared by responses and streams
-
-# stop_reason -> canonical finish reason. stop_detail keeps Anthropic's own word; for a stop sequence
-# it is "stop_sequence:<the sequence>" so that an Anthropic client gets both back.
-FINISH_IN: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
-                                      "max_tokens": "length", "model_context_window_exceeded": "length",
-                                      "tool_use": "tool_calls", "refusal": "content_filter"}  # fmt: skip
-FINISH_OUT = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal",
-              "error": "end_turn"}  # fmt: skip
-STOP_SEQUENCE = "stop_sequence"
-
-# Anthropic's error "type" by HTTP status (https://docs.claude.com/en/api/errors): the one table behind
-# render_error and stream error events. Other 4xx are invalid_request_error, other 5xx api_error.
-# 503 (no channel can serve now) is overloaded_error: the client should back off and retry.
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-               403: "permission_error", 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-               500: "api_error", 503: "overloaded_error", 504: "timeout_error", 529: "overloaded_error"}  # fmt: skip
-
-# An upstream's error type (in an ``event: error`` mid-stream) -> the Pisces code and status passed on.
-# Errors caused by the gateway's own credential or account are the gateway's fault: upstream_error.
-ERROR_IN = {"invalid_request_error": ("invalid_request", 400), "not_found_error": ("model_not_found", 404),
-            "request_too_large": ("request_too_large", 413), "rate_limit_error": ("rate_limit_exceeded", 429),
-            "timeout_error": ("upstream_timeout", 504), "overloaded_error": ("upstream_error", 529)}  # fmt: skip
-
-
-def error_type(status: int) -> str:
-    return ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-
-
-def finish_in(stop_reason: Any, stop_sequence: Any = None) -> tuple[FinishReason, str | None]:
-    """Anthropic's stop_reason (and matched sequence) -> canonical reason and stop_detail."""
-    if not isinstance(stop_reason, str):
-        return "stop", None
-    detail = stop_reason
-    if stop_reason == STOP_SEQUENCE and isinstance(stop_sequence, str):
-        detail = f"{STOP_SEQUENCE}:{stop_sequence}"
-    return FINISH_IN.get(stop_reason, "stop"), detail
-
-
-def finish_out(reason: FinishReason, detail: str | None) -> tuple[str, str | None]:
-    """Canonical reason and stop_detail -> Anthropic's stop_reason and stop_sequence."""
-    if reason == "stop" and detail:
-        if detail == STOP_SEQUENCE or detail.startswith(STOP_SEQUENCE + ":"):
-            return STOP_SEQUENCE, detail[len(STOP_SEQUENCE) + 1 :] or None
-        if detail == "pause_turn":
-            return "pause_turn", None
-    if reason == "length" and detail == "model_context_window_exceeded":
-        return detail, None
-    return FINISH_OUT.get(reason, "end_turn"), None
-
-
-def usage_from(u: Any) -> Usage:
-    """Anthropic usage -> canonical. Anthropic's input_tokens leaves out cache reads and writes; the
-    canonical input counts every prompt token: input + cache_read + cache_creation."""
-    if not isinstance(u, dict):
-        return Usage()
-    read, write = token_count(u, "cache_read_input_tokens"), token_count(u, "cache_creation_input_tokens")
-    return Usage(
-        input_tokens=token_count(u, "input_tokens") + read + write,
-        output_tokens=token_count(u, "output_tokens"),
-        cached_tokens=read,
-        cache_write_tokens=write,
-        reasoning_tokens=token_count(u.get("output_tokens_details"), "thinking_tokens"),
-    )
-
-
-def usage_to(u: Usage) -> dict[str, Any]:
-    """Canonical usage -> Anthropic's four counters (and the thinking tokens when known)."""
-    out: dict[str, Any] = {
-        "input_tokens": max(0, u.input_tokens - u.cached_tokens - u.cache_write_tokens),
-        "output_tokens": u.output_tokens,
-        "cache_creation_input_tokens": u.cache_write_tokens,
-        "cache_read_input_tokens": u.cached_tokens,
-    }
-    if u.reasoning_tokens:
-        out["output_tokens_details"] = {"thinking_tokens": u.reasoning_tokens}
-    return out
-
-
-def message_id(raw: str) -> str:
-    """An Anthropic-looking id (``msg_…``) for any canonical id."""
-    if raw.startswith("msg_"):
-        return raw
-    return "msg_" + (re.sub(r"[^A-Za-z0-9]", "", raw) or uuid.uuid4().hex[:24])
-
-
-def event_bytes(body: dict[str, Any]) -> bytes:
-    """One SSE event as the Messages API writes it: ``event: <type>`` then its JSON."""
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {body['type']}\ndata: {data}\n\n".encode()
-
 
 # ---------------------------------------------------------------------------------------------
 # upstream events -> canonical
@@ -134,8 +51,9 @@ def event_bytes(body: dict[str, Any]) -> bytes:
 class StreamDecoder:
     """Upstream Messages events -> canonical events. Feed it parsed SSE events; ``close`` at end of stream.
 
-    Canonical part indexes are Anthropic's block indexes; blocks the canonical model cannot say
-    (server tool use and results, ...) are skipped, leaving gaps that every encoder tolerates.
+    Canonical part indexes are Anthropic's block indexes. Server tool use and results, which only
+    Anthropic can say, are gathered (their input's JSON fragments too) and sent whole as one
+    :class:`OpaqueBlock` when they stop; every other protocol's encoder skips it.
     """
 
     def __init__(self) -> None:
@@ -145,6 +63,7 @@ class StreamDecoder:
         self.kinds: dict[int, str] = {}  # block index -> text | thinking | redacted | tool
         self.open: list[int] = []
         self.raw_usage: dict[str, Any] = {}
+        self.opaque: dict[int, tuple[dict[str, Any], list[str]]] = {}  # server blocks: the block, its input JSON
 
     def _usage(self, u: Any) -> Usage:
         if isinstance(u, dict):
@@ -186,7 +105,7 @@ class StreamDecoder:
         if kind == "content_block_stop":
             ended = [i for i in self.open if i == body["index"]]
             self.open = [i for i in self.open if i not in ended]
-            return [ContentEnd(index=i) for i in ended]
+            return [*self._opaque_end(body["index"]), *(ContentEnd(index=i) for i in ended)]
         if kind == "message_delta":
             out: list[StreamEvent] = []
             if "usage" in body:
@@ -241,10 +160,22 @@ class StreamDecoder:
             out.append(ToolCallStart(index=i, id=tool_id, name=name))
             if isinstance(block.get("input"), dict) and block["input"]:  # a whole input up front, no deltas
                 out.append(ToolArgsDelta(index=i, delta=json.dumps(block["input"], ensure_ascii=False)))
+        elif isinstance(kind, str) and (kind in SERVER_BLOCKS or kind.endswith("_tool_result")):
+            self.kinds[i] = "opaque"  # server tool use and results: whole, when the block stops
+            self.opaque[i] = (dict(block), [])
+            return []
         else:
-            return []  # server tool use, web search results...: nothing the canonical model can carry
+            return []  # block types added after this was written
         self.open.append(i)
         return out
+
+    def _opaque_end(self, i: int) -> list[StreamEvent]:
+        if i not in self.opaque:
+            return []
+        block, fragments = self.opaque.pop(i)
+        if fragments:
+            block["input"] = json.loads("".join(fragments) or "{}")
+        return [OpaqueBlock(index=i, protocol="anthropic", block=block)]
 
     def _delta(self, i: int, delta: dict[str, Any]) -> list[StreamEvent]:
         kind, block = delta.get("type"), self.kinds.get(i)
@@ -252,6 +183,9 @@ class StreamDecoder:
             return [TextDelta(index=i, text=str(delta["text"]))]
         if kind == "input_json_delta" and block == "tool" and delta.get("partial_json"):
             return [ToolArgsDelta(index=i, delta=str(delta["partial_json"]))]
+        if kind == "input_json_delta" and block == "opaque" and i in self.opaque:
+            self.opaque[i][1].append(str(delta.get("partial_json") or ""))
+            return []
         if kind == "thinking_delta" and block == "thinking" and delta.get("thinking"):
             return [ThinkingDelta(index=i, text=str(delta["thinking"]))]
         if kind == "signature_delta" and block == "thinking" and delta.get("signature"):
@@ -350,6 +284,10 @@ class StreamEncoder:
             # Fragments go out as they come. A fragment for a tool block already closed (an upstream
             # interleaving parallel calls) still goes to that block's index, where SDKs fold it in.
             return self._delta(ev.index, {"type": "input_json_delta", "partial_json": ev.delta})
+        if isinstance(ev, OpaqueBlock):  # Anthropic's own, whole: opened and closed at once
+            if ev.protocol != "anthropic":
+                return b""
+            return self._open(ev.index, "opaque", ev.block) + self._close_current()
         if isinstance(ev, ContentEnd):
             return self._close_current() if self.current == ev.index else b""
         if isinstance(ev, UsageEvent):

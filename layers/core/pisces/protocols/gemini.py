@@ -24,6 +24,7 @@ from pisces.canonical import (
     FilePart,
     ImagePart,
     Message,
+    OpaquePart,
     Part,
     TextPart,
     ThinkingPart,
@@ -94,7 +95,7 @@ def _media(part: ImagePart | FilePart) -> dict[str, Any]:
 
 def _response(p: ToolResultPart) -> dict[str, Any]:
     """A tool result as functionResponse.response (an object): JSON objects as they are, text wrapped."""
-    text = "".join(c.text for c in p.content if isinstance(c, TextPart))
+    text = "".join(c.text for c in p.content if isinstance(c, TextPart | OpaquePart))
     try:
         value = json.loads(text)
     except ValueError:
@@ -110,7 +111,7 @@ def _parts(m: Message, names: dict[str, str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     signed = any(isinstance(p, ToolCallPart) and p.signature for p in m.content)
     for p in m.content:
-        if isinstance(p, TextPart) and p.text:
+        if isinstance(p, TextPart | OpaquePart) and p.text:  # opaque: another protocol's block, as its text
             out.append({"text": p.text})
         elif isinstance(p, ImagePart | FilePart):
             out.append(_media(p))
@@ -173,11 +174,20 @@ def encode_request(req: ChatRequest, model: str) -> dict[str, Any]:
     """
     extra = dict(req.provider_options.get(NAME, {}))
     names: dict[str, str] = {}
-    contents = []
+    contents: list[dict[str, Any]] = []
+    merge_next = False
     for m in req.messages:
         parts = _parts(m, names)
-        if parts:
-            contents.append({"role": "model" if m.role == "assistant" else "user", "parts": parts})
+        if not parts:
+            continue
+        role = "model" if m.role == "assistant" else "user"
+        # A system message becomes user text at its place (docs/operations.md, "System messages"), one
+        # turn with the user's next to it: Gemini has no role for it, and systemInstruction has no place.
+        if contents and "user" == role == contents[-1]["role"] and (m.role == "system" or merge_next):
+            contents[-1]["parts"] += parts
+        else:
+            contents.append({"role": role, "parts": parts})
+        merge_next = m.role == "system"
     out: dict[str, Any] = {"contents": contents}
     system = [{"text": p.text} for p in req.system if p.text]
     if system:

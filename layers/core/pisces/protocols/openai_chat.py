@@ -15,6 +15,7 @@ from pisces.canonical import (
     ChatRequest,
     ChatResponse,
     ImagePart,
+    OpaquePart,
     Part,
     TextPart,
     ThinkingPart,
@@ -56,11 +57,11 @@ __all__ = [
 
 
 def _user_content(parts: list[Part]) -> str | list[dict[str, Any]]:
-    if all(isinstance(p, TextPart) for p in parts):
-        return text_of(parts)
+    if all(isinstance(p, TextPart | OpaquePart) for p in parts):
+        return text_of(parts)  # another protocol's opaque blocks: their text, or nothing
     out: list[dict[str, Any]] = []
     for p in parts:
-        if isinstance(p, TextPart):
+        if isinstance(p, TextPart | OpaquePart) and p.text:
             out.append({"type": "text", "text": p.text})
         elif isinstance(p, ImagePart):
             url = p.url or f"data:{p.media_type or 'image/png'};base64,{p.data}"
@@ -79,6 +80,10 @@ def encode_request(req: ChatRequest, model: str) -> dict[str, Any]:
     if req.system:
         msgs.append({"role": "system", "content": "\n\n".join(p.text for p in req.system)})
     for m in req.messages:
+        if m.role == "system":  # a system message at its place (developer is OpenAI's newer name for it)
+            if text := text_of(m.content):
+                msgs.append({"role": "system", "content": text})
+            continue
         if m.role == "assistant":
             msg: dict[str, Any] = {"role": "assistant", "content": text_of(m.content) or None}
             calls = [p for p in m.content if isinstance(p, ToolCallPart)]

@@ -9,6 +9,11 @@ Every model a ``mock`` channel serves (``mock-echo`` in the example configuratio
   one when not named) with arguments filled in from the tool's JSON schema: each property gets its
   ``default``, else its first ``enum`` value, else ``"mock"`` / ``1`` / ``1.5`` / ``true`` / a
   one-item array / a filled object.
+- When the last user message's text says ``pisces:call <tool_name>`` (optionally followed by the JSON
+  object of arguments, e.g. ``pisces:call Bash {"command": "echo hi"}``) and the request offers that
+  tool, it calls it with those arguments (or arguments from its schema, as above). This is how a
+  test makes a real agent (Claude Code, the Gemini CLI) run one of its own tools. Once the tool's
+  result is back, it answers with the result's text.
 - ``max_tokens`` cuts the answer (finish reason ``length``); the first stop sequence found cuts it
   too (finish reason ``stop``).
 - It reports usage from :mod:`pisces.tokens` estimates.
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -50,6 +56,7 @@ from pisces.upstreams.base import Channel
 from pisces.upstreams.mock_images import mock_images
 
 ARG_FRAGMENT = 16
+CALL_TRIGGER = re.compile(r"pisces:call\s+([A-Za-z0-9_.:-]+)")
 WORDS_PER_CHUNK = 3
 
 
@@ -83,12 +90,36 @@ def _last_user_parts(req: ChatRequest) -> list[Part]:
     return []
 
 
+def _triggered_call(req: ChatRequest, last: list[Part]) -> ToolCallPart | None:
+    """The tool a ``pisces:call <name> [json]`` in the last user message asks for, if offered."""
+    if req.tool_choice is not None and req.tool_choice.mode == "none":
+        return None
+    for p in last:
+        if not isinstance(p, TextPart) or (m := CALL_TRIGGER.search(p.text)) is None:
+            continue
+        tool = next((t for t in req.tools if t.name == m.group(1)), None)
+        if tool is None:
+            return None
+        rest = p.text[m.end():].lstrip()
+        try:
+            args, _ = json.JSONDecoder().raw_decode(rest) if rest.startswith("{") else (None, 0)
+        except ValueError:
+            args = None
+        if not isinstance(args, dict):
+            args = example_value(tool.parameters)
+        arguments = json.dumps(args, separators=(",", ":"), ensure_ascii=False)
+        return ToolCallPart(id="call_" + _digest(req, tool.name), name=tool.name, arguments=arguments)
+    return None
+
+
 def _tool_to_call(req: ChatRequest, last: list[Part]) -> ToolCallPart | None:
+    if any(isinstance(p, ToolResultPart) for p in last):
+        return None  # the tool has answered: now talk
+    if (call := _triggered_call(req, last)) is not None:
+        return call
     tc = req.tool_choice
     if not req.tools or tc is None or tc.mode not in ("tool", "required"):
         return None
-    if any(isinstance(p, ToolResultPart) for p in last):
-        return None  # the tool has answered: now talk
     if tc.mode == "tool":
         tool = next((t for t in req.tools if t.name == tc.name), None)
     else:
