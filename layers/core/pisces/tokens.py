@@ -32,7 +32,16 @@ import json
 import math
 import re
 
-from pisces.canonical import ChatRequest, FilePart, ImagePart, TextPart, ThinkingPart, ToolCallPart, ToolResultPart
+from pisces.canonical import (
+    ChatRequest,
+    EmbedRequest,
+    FilePart,
+    ImagePart,
+    TextPart,
+    ThinkingPart,
+    ToolCallPart,
+    ToolResultPart,
+)
 from pisces.media import (
     HEAD_BYTES,
     b64_decode,
@@ -215,3 +224,8 @@ def estimate_request(req: ChatRequest) -> int:
     for t in req.tools:
         n += estimate_text(t.name) + estimate_text(t.description or "") + estimate_text(json.dumps(t.parameters))
     return n
+
+
+def estimate_embedding(req: EmbedRequest) -> int:
+    """The counted input of an embedding request: a token array counts its length, a text its estimate."""
+    return sum(len(i) if isinstance(i, list) else estimate_text(i) for i in req.inputs)

@@ -21,21 +21,21 @@ import json
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from pisces.canonical import ChatRequest
+from pisces.canonical import ChatRequest, EmbedRequest, Usage
 from pisces.errors import PiscesError
 from pisces.pipeline.auth import extract_key
-from pisces.pipeline.billing import check_max_tokens, estimate_output
+from pisces.pipeline.billing import Bill, check_max_tokens, estimate_input, estimate_output
 from pisces.pipeline.body import read_json
 from pisces.pipeline.context import RequestContext
 from pisces.pipeline.idempotency import HEADER as IDEMPOTENCY_HEADER
-from pisces.pipeline.idempotency import REPLAYED, Stored
+from pisces.pipeline.idempotency import REPLAYED, Claim, Stored
 from pisces.pipeline.logs import logger, note_lambda_context, record_request
 from pisces.pipeline.relay import relay
-from pisces.protocols import CODECS
+from pisces.protocols import CODECS, EMBEDDING_CODECS
 from pisces.store.keys import KeyRecord
 from pisces.upstreams.base import FORWARDED
 
@@ -95,6 +95,8 @@ def models_protocol(incoming: Incoming) -> str:
 GEMINI_STREAM = {"generateContent": False, "streamGenerateContent": True}
 
 Work = Callable[[RequestContext], Awaitable[Reply]]
+T = TypeVar("T")
+GEMINI_EMBED = {"embedContent": False, "batchEmbedContents": True}  # the action: is it the batch
 
 
 class Lifecycle:
@@ -173,6 +175,30 @@ class Lifecycle:
         ctx.stream = req.stream
         candidates = gw.router.resolve(ctx, req.model, key)
         check_max_tokens(gw.config, ctx.model or req.model, req)
+        begun = await self._admit(ctx, incoming, key, body, req)
+        if isinstance(begun, Reply):
+            return begun
+        claim, bill = begun
+        if req.stream:
+            first, events = await self._upstream(ctx, req, bill, claim,
+                                                 lambda: gw.router.open_stream(ctx, req, candidates))  # fmt: skip
+            ctx.first_byte = time.perf_counter()
+            encoder = codec.StreamEncoder(ctx.pisces(), include_usage=req.stream_usage, **encoder_options)
+            body_iter = relay(gw, ctx, encoder, req, bill, claim, first, events, stream_media)
+            return Reply(200, stream_media, body_iter, ctx, {**SSE_HEADERS, **ctx.headers})
+        resp = await self._upstream(ctx, req, bill, claim, lambda: gw.router.complete(ctx, req, candidates))
+        ctx.usage, ctx.finish, ctx.answered = resp.usage, resp.finish_reason, True
+        ctx.generated_tokens = estimate_output(resp.content)  # what is charged if the upstream says no usage
+        return await self._settled(ctx, req, bill, claim, lambda: codec.encode_response(resp, ctx.pisces()))
+
+    # ------------------------------------------------------------------ the steps every operation shares
+
+    async def _admit(
+        self, ctx: RequestContext, incoming: Incoming, key: KeyRecord, body: Any, req: ChatRequest | EmbedRequest
+    ) -> tuple[Claim | None, Bill] | Reply:
+        """Idempotency, then admission: the stored reply of a replayed Idempotency-Key (charged
+        nothing), or the claim (if any) and the hold; a refused admission frees the claim."""
+        gw = self.gw
         claim = await gw.idempotency.begin(incoming.headers.get(IDEMPOTENCY_HEADER), key.key_id, incoming.path, body)
         if isinstance(claim, Stored):
             ctx.headers[REPLAYED] = "true"
@@ -184,11 +210,16 @@ class Lifecycle:
                 with anyio.CancelScope(shield=True):
                     await gw.idempotency.abort(claim)
             raise
+        return claim, bill
+
+    async def _upstream(
+        self, ctx: RequestContext, req: ChatRequest | EmbedRequest, bill: Bill, claim: Claim | None,
+        call: Callable[[], Awaitable[T]],
+    ) -> T:  # fmt: skip
+        """The upstream call of an admitted request; a failure is settled (and its claim freed) here."""
+        gw = self.gw
         try:
-            if req.stream:
-                first, events = await gw.router.open_stream(ctx, req, candidates)
-            else:
-                resp = await gw.router.complete(ctx, req, candidates)
+            return await call()
         except BaseException as exc:
             err = exc if isinstance(exc, PiscesError) else None
             ctx.error = err.code if err else "internal_error"
@@ -197,19 +228,45 @@ class Lifecycle:
                 if claim:
                     await gw.idempotency.abort(claim)
             raise
-        if req.stream:
-            ctx.first_byte = time.perf_counter()
-            encoder = codec.StreamEncoder(ctx.pisces(), include_usage=req.stream_usage, **encoder_options)
-            body_iter = relay(gw, ctx, encoder, req, bill, claim, first, events, stream_media)
-            return Reply(200, stream_media, body_iter, ctx, {**SSE_HEADERS, **ctx.headers})
-        ctx.usage, ctx.finish, ctx.answered = resp.usage, resp.finish_reason, True
-        ctx.generated_tokens = estimate_output(resp.content)  # what is charged if the upstream says no usage
+
+    async def _settled(
+        self, ctx: RequestContext, req: ChatRequest | EmbedRequest, bill: Bill, claim: Claim | None,
+        encode: Callable[[], Any],
+    ) -> Reply:  # fmt: skip
+        """A complete answer: settled (which sets the cost the answer carries), encoded, stored for
+        its Idempotency-Key, then returned."""
+        gw = self.gw
         with anyio.CancelScope(shield=True):
-            await gw.billing.settle(ctx, req, bill, 200)  # sets ctx.cost, which the answer carries
-            payload = json_bytes(codec.encode_response(resp, ctx.pisces()))
+            await gw.billing.settle(ctx, req, bill, 200)
+            payload = json_bytes(encode())
             if claim:
                 await gw.idempotency.complete(claim, Stored(200, JSON, [payload]))
         return Reply(200, JSON, payload, ctx, dict(ctx.headers))
+
+    # ------------------------------------------------------------------ embeddings: OpenAI's and Gemini's doors
+
+    async def embed(self, incoming: Incoming, protocol: str, *url_args: Any) -> Reply:
+        """``POST /v1/embeddings``, or Gemini's ``:embedContent`` / ``:batchEmbedContents`` (``url_args``:
+        the model and whether it is the batch); charged per input token, the chat road otherwise."""
+
+        async def work(ctx: RequestContext) -> Reply:
+            gw, codec = self.gw, EMBEDDING_CODECS[protocol]
+            key = await self.authenticate(ctx, incoming)
+            body = await read_json(incoming.headers, incoming.body, gw.config.limits.max_body_bytes)
+            req: EmbedRequest = codec.decode_embed_request(body, *url_args)
+            candidates = gw.router.resolve(ctx, req.model, key, operation="embed")
+            begun = await self._admit(ctx, incoming, key, body, req)
+            if isinstance(begun, Reply):
+                return begun
+            claim, bill = begun
+            resp = await self._upstream(ctx, req, bill, claim, lambda: gw.router.embed(ctx, req, candidates))
+            ctx.usage, ctx.answered = resp.usage, True
+            if not resp.usage.input_tokens:  # the upstream counts nothing (Gemini): the answer says what is charged
+                resp = resp.model_copy(update={"usage": Usage(input_tokens=estimate_input(req))})
+            return await self._settled(ctx, req, bill, claim, lambda: codec.encode_embed_response(resp, ctx.pisces(),
+                                                                                                  req))  # fmt: skip
+
+        return await self.run(incoming, protocol, work)
 
     def _replay(self, ctx: RequestContext, stored: Stored) -> Reply:
         """A stored response again, charged nothing; a stream's log line goes before its last chunk."""
@@ -228,16 +285,20 @@ class Lifecycle:
     # ------------------------------------------------------------------ the other operations
 
     async def gemini(self, incoming: Incoming, model_action: str) -> Reply:
-        """``models/{model}:generateContent | :streamGenerateContent | :countTokens``. A stream is SSE
+        """``models/{model}:generateContent | :streamGenerateContent | :countTokens | :embedContent |
+        :batchEmbedContents``. A stream is SSE
         with ``?alt=sse`` (what the SDKs ask for), else one JSON array streamed element by element."""
         model, _, action = model_action.rpartition(":")
-        if not model or (action not in GEMINI_STREAM and action != "countTokens"):
+        if not model or (action not in GEMINI_STREAM and action not in GEMINI_EMBED and action != "countTokens"):
 
             async def unknown(ctx: RequestContext) -> Reply:
                 raise PiscesError("not_found", f"Unknown request URL: POST {incoming.path}. Use models/{{model}}:"
-                                  "generateContent, :streamGenerateContent or :countTokens.")  # fmt: skip
+                                  "generateContent, :streamGenerateContent, :countTokens, :embedContent or "
+                                  ":batchEmbedContents.")  # fmt: skip
 
             return await self.run(incoming, "gemini", unknown)
+        if action in GEMINI_EMBED:
+            return await self.embed(incoming, "gemini", model, GEMINI_EMBED[action])
         if action == "countTokens":
             return await self.count_tokens(incoming, "gemini", model)
         sse = incoming.query.get("alt") == "sse"

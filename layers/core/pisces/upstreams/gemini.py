@@ -12,13 +12,19 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from pisces.protocols import gemini
+from pisces.protocols import gemini, gemini_embeddings
 from pisces.upstreams.base import HttpCodecChannel
 
 
 class GeminiChannel(HttpCodecChannel):
     codec = gemini
     path = "/models"
+    embed_codec = gemini_embeddings  # always :batchEmbedContents, whichever the client asked
+    operations = frozenset({"chat", "embed"})
+
+    def embed_url(self, model: str) -> str:
+        name = quote(model.removeprefix("models/"), safe="-._~")
+        return f"{(self.cfg.base_url or '').rstrip('/')}{self.path}/{name}:batchEmbedContents"
 
     def url_for(self, model: str, stream: bool) -> str:
         name = quote(model.removeprefix("models/"), safe="-._~")

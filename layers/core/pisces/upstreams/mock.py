@@ -14,12 +14,20 @@ Every model a ``mock`` channel serves (``mock-echo`` in the example configuratio
 - It reports usage from :mod:`pisces.tokens` estimates.
 - Streams send the text in chunks of a few words and the tool arguments in fragments of ~16
   characters, so clients see real incremental deltas.
+
+Its embedding models (``mock-embed``) give each input a deterministic unit vector: the same text (or
+token array) always gets the same vector, different ones unrelated vectors, seeded by the SHA-256 of
+the input. A vector has ``dimensions`` values (:data:`EMBED_DIMENSIONS` by default), each exact in
+float32, so the float and base64 encodings say the same numbers; a shorter one is the longer one's
+prefix, normalised again (as OpenAI's text-embedding-3 shortens). Usage: the inputs' counted tokens.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import struct
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -28,6 +36,9 @@ from pisces.canonical import (
     ChatRequest,
     ChatResponse,
     ContentEnd,
+    EmbedInput,
+    EmbedRequest,
+    EmbedResponse,
     Finish,
     FinishReason,
     Part,
@@ -42,11 +53,27 @@ from pisces.canonical import (
     Usage,
     UsageEvent,
 )
-from pisces.tokens import TOKEN_PATTERN, estimate_request, estimate_text
-from pisces.upstreams.base import Channel
+from pisces.tokens import TOKEN_PATTERN, estimate_embedding, estimate_request, estimate_text
+from pisces.upstreams.base import Channel, UpstreamError
 
 ARG_FRAGMENT = 16
 WORDS_PER_CHUNK = 3
+EMBED_DIMENSIONS = 256
+MAX_EMBED_DIMENSIONS = 4096
+
+
+def mock_vector(value: EmbedInput, dimensions: int = EMBED_DIMENSIONS) -> list[float]:
+    """The mock's unit vector of one input (see the module doc)."""
+    seed = hashlib.sha256(json.dumps(value, ensure_ascii=False).encode()).digest()
+    raw: list[float] = []
+    block = 0
+    while len(raw) < dimensions:
+        digest = hashlib.sha256(seed + block.to_bytes(4, "big")).digest()
+        raw += [(int.from_bytes(digest[i : i + 4], "big") / 2**32) * 2 - 1 for i in range(0, 32, 4)]
+        block += 1
+    raw = raw[:dimensions]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *(x / norm for x in raw))))
 
 
 def example_value(schema: Any) -> Any:
@@ -169,3 +196,13 @@ class MockChannel(Channel):
             yield ContentEnd(index=i)
         yield Finish(reason=resp.finish_reason)
         yield UsageEvent(usage=resp.usage)
+
+    operations = frozenset({"chat", "embed"})
+
+    async def embed(self, req: EmbedRequest, model: str) -> EmbedResponse:
+        dims = req.dimensions or EMBED_DIMENSIONS
+        if dims > MAX_EMBED_DIMENSIONS:
+            raise UpstreamError("invalid_request", f"dimensions: {dims} > {MAX_EMBED_DIMENSIONS}, the most the "
+                                f"mock model {model} gives.", retryable=False, param="dimensions")  # fmt: skip
+        return EmbedResponse(model=model, vectors=[mock_vector(i, dims) for i in req.inputs],
+                             usage=Usage(input_tokens=estimate_embedding(req)))  # fmt: skip
