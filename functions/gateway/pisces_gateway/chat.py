@@ -80,3 +80,7 @@ async def count_tokens(request: Request, protocol: str, *args: Any) -> Response:
 
 async def usage(request: Request) -> Response:
     return respond(request, await lifecycle(request).usage(incoming(request)))
+
+
+async def embeddings(request: Request) -> Response:
+    return respond(request, await lifecycle(request).embed(incoming(request), "openai"))
