@@ -273,3 +273,13 @@ def test_billing_holds_and_charges_input_only():
     assert max_cost(CONFIG, "mock-embed", req) == math.ceil(math.ceil(n * 1.5) * 3 / 1)  # $3 per 1M: 3 micros a token
     assert cost_of(CONFIG.price("mock-embed"), Usage(input_tokens=n)) == 3 * n
     assert CONFIG.model("mock-echo").kind == "chat" and CONFIG.model("mock-embed").kind == "embedding"
+
+
+def test_pisces_yaml_serves_mock_embed_offline():
+    from pisces.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[2] / "pisces.yaml")
+    assert "mock-embed" in config.available_models() and config.model("mock-embed").kind == "embedding"
+    assert [c.kind for c in config.serving("mock-embed")] == ["mock"]
+    for name in ("text-embedding-3-small", "text-embedding-3-large", "gemini-embedding-001"):
+        assert config.model(name).kind == "embedding" and config.price(name).input > 0 == config.price(name).output
