@@ -174,3 +174,23 @@ def test_token_arrays_cannot_reach_a_gemini_upstream(gateway):
                    headers={"Authorization": f"Bearer {gateway.key}"}, timeout=15)  # fmt: skip
     assert r.status_code == 400 and r.json()["error"]["param"] == "input"
     assert "OpenAI-compatible" in r.json()["error"]["message"]
+
+
+# --- the models lists -----------------------------------------------------------------------------
+
+
+def test_models_say_which_methods_an_embedding_model_has(gateway):
+    client = make_client(gateway)
+    models = {m.name: m for m in client.models.list()}
+    assert models["models/mock-embed"].supported_actions == ["embedContent", "batchEmbedContents"]
+    assert "generateContent" in models["models/mock-echo"].supported_actions
+    assert client.models.get(model="mock-embed").supported_actions == ["embedContent", "batchEmbedContents"]
+
+
+def test_anthropic_clients_are_not_shown_embedding_models(gateway):
+    headers = {"x-api-key": gateway.key, "anthropic-version": "2023-06-01"}
+    listed = httpx.get(f"{gateway.v1}/models", headers=headers, timeout=15).json()
+    ids = [m["id"] for m in listed["data"]]
+    assert "mock-echo" in ids and "mock-embed" not in ids and "text-embedding-fake" not in ids
+    one = httpx.get(f"{gateway.v1}/models/mock-embed", headers=headers, timeout=15)
+    assert one.status_code == 404 and one.json()["error"]["type"] == "not_found_error"

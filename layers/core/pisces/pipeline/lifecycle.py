@@ -309,7 +309,8 @@ class Lifecycle:
         async def work(ctx: RequestContext) -> Reply:
             gw, codec = self.gw, CODECS[protocol]
             key = await self.authenticate(ctx, incoming)
-            data = [codec.encode_model(m, gw.model_owner(m)) for m in gw.config.available_models() if key.allows(m)]
+            data = [self._encode_model(protocol, m) for m in gw.config.available_models()
+                    if key.allows(m) and self._listed(protocol, m)]  # fmt: skip
             return self.reply(ctx, codec.encode_model_list(data, ctx.pisces()))
 
         return await self.run(incoming, protocol, work)
@@ -319,13 +320,26 @@ class Lifecycle:
             gw = self.gw
             key = await self.authenticate(ctx, incoming)
             canonical = gw.config.resolve(model)
-            if canonical not in gw.config.available_models() or not key.allows(canonical, model):
+            listed = canonical in gw.config.available_models() and self._listed(protocol, canonical)
+            if not listed or not key.allows(canonical, model):
                 raise PiscesError("model_not_found", f"The model '{model}' does not exist or you do not have "
                                   "access to it.", param="model")  # fmt: skip
-            body = CODECS[protocol].encode_model(canonical, gw.model_owner(canonical))
+            body = self._encode_model(protocol, canonical)
             return self.reply(ctx, {**body, "pisces": ctx.pisces()})
 
         return await self.run(incoming, protocol, work)
+
+    def _listed(self, protocol: str, model: str) -> bool:
+        """An embedding model is shown only by a protocol that has an embeddings door (not Anthropic's)."""
+        return self.gw.config.model(model).kind == "chat" or protocol in EMBEDDING_CODECS
+
+    def _encode_model(self, protocol: str, model: str) -> dict[str, Any]:
+        """One model in the protocol's shape; only a non-chat model's ``kind`` is passed (an embedding model
+        is encoded only by the codecs with an embeddings door, which take it)."""
+        codec, owner, kind = CODECS[protocol], self.gw.model_owner(model), self.gw.config.model(model).kind
+        extra = {} if kind == "chat" else {"kind": kind}
+        out: dict[str, Any] = codec.encode_model(model, owner, **extra)
+        return out
 
     async def count_tokens(self, incoming: Incoming, protocol: str, model: str | None = None) -> Reply:
         """An offline estimate of a request's input tokens (Anthropic's count_tokens, Gemini's
