@@ -223,3 +223,8 @@ def test_openai_node_embeddings(gateway, tmp_path):
     assert out["tokens"] == [16, 16] and out["tokenUsage"] == 3
     assert out["upstream"] == [fake_vector("x y", 3), fake_vector("z", 3)] and out["upstreamUsage"] == 6
     assert out["chat"]["status"] == 400 and out["chat"]["param"] == "model"
+
+
+def test_the_readme_example(client):
+    vectors = client.embeddings.create(model="mock-embed", input=["first text", "second"], dimensions=64)
+    assert (len(vectors.data[0].embedding), vectors.usage.prompt_tokens) == (64, 5)
