@@ -217,6 +217,7 @@ def test_mock_vectors_are_deterministic_unit_and_float32_exact():
     assert a == b != mock_vector("other") and len(a) == 256 and abs(math.sqrt(sum(x * x for x in a)) - 1) < 1e-6
     assert list(struct.unpack("<256f", struct.pack("<256f", *a))) == a
     assert mock_vector([1, 2]) != mock_vector("[1, 2]x") and len(mock_vector("x", 3000)) == 3000
+    assert len(mock_vector("\ud800 a lone surrogate")) == 256, "any JSON string, even one UTF-8 cannot say"
 
 
 def test_mock_channel_embeds_and_counts():

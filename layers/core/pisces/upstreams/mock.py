@@ -64,7 +64,7 @@ MAX_EMBED_DIMENSIONS = 4096
 
 def mock_vector(value: EmbedInput, dimensions: int = EMBED_DIMENSIONS) -> list[float]:
     """The mock's unit vector of one input (see the module doc)."""
-    seed = hashlib.sha256(json.dumps(value, ensure_ascii=False).encode()).digest()
+    seed = hashlib.sha256(json.dumps(value).encode()).digest()  # ASCII: a lone surrogate too
     raw: list[float] = []
     block = 0
     while len(raw) < dimensions:
