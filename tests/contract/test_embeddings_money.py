@@ -8,6 +8,7 @@ is a micro-dollar), text-embedding-fake $0.50, gemini-embedding-fake $0.25.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import uuid
 
@@ -141,3 +142,21 @@ async def test_concurrent_requests_sum_exactly(gateway, usage):
     assert [r.input_tokens for r in records] == [estimate_text(t) for t in texts]
     assert balance(gateway, key) == BALANCE - sum(r.cost for r in records)
     assert holds(gateway, key) == []
+
+
+def test_the_log_line_says_what_was_charged(gateway, usage, caplog):
+    import logging
+
+    from pisces.pipeline.logs import logger
+
+    caplog.set_level(logging.INFO)
+    key = gateway.new_key(balance=BALANCE)
+    r = httpx.post(f"{gateway.v1}/embeddings", json={"model": "gemini-embedding-fake", "input": "five words in a row"},
+                   headers={"Authorization": f"Bearer {key}"}, timeout=15)  # fmt: skip
+    rid = r.headers["x-request-id"]
+    lines = [json.loads(logger.registered_formatter.format(x)) for x in caplog.records if x.name.startswith("pisces")]
+    line = next(x for x in lines if x.get("message") == "request" and x.get("request_id") == rid)
+    rec = record_of(usage, rid)
+    assert line["input_tokens"] == rec.input_tokens == estimate_text("five words in a row")
+    assert line["output_tokens"] == 0
+    assert line["cost_micros"] == rec.cost and line["path"] == "/v1/embeddings" and line["status"] == 200

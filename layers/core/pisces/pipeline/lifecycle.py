@@ -263,8 +263,10 @@ class Lifecycle:
             ctx.usage, ctx.answered = resp.usage, True
             if not resp.usage.input_tokens:  # the upstream counts nothing (Gemini): the answer says what is charged
                 resp = resp.model_copy(update={"usage": Usage(input_tokens=estimate_input(req))})
-            return await self._settled(ctx, req, bill, claim, lambda: codec.encode_embed_response(resp, ctx.pisces(),
-                                                                                                  req))  # fmt: skip
+            reply = await self._settled(ctx, req, bill, claim, lambda: codec.encode_embed_response(resp, ctx.pisces(),
+                                                                                                   req))  # fmt: skip
+            ctx.usage = resp.usage  # settled (its record says "estimate"): the log line and metrics say the charge
+            return reply
 
         return await self.run(incoming, protocol, work)
 
