@@ -213,7 +213,7 @@ def test_models_list_and_retrieve(client, gateway):
     assert "mock-echo" in ids and "gpt-fake" in ids and "fallback-model" in ids
     assert "never-listed" not in ids, "a channel without its credential is disabled"
     limited = openai.OpenAI(base_url=gateway.v1, api_key=gateway.new_key(["mock-*"]), max_retries=0)
-    assert [m.id for m in limited.models.list()] == ["mock-echo", "mock-image"]
+    assert [m.id for m in limited.models.list()] == ["mock-echo", "mock-image", "mock-embed"]
     model = client.models.retrieve("gpt-fake-latest")  # an alias answers as its model
     assert model.id == "gpt-fake" and model.owned_by == "openai" and _pisces(model)["protocol"] == "openai"
     assert limited.models.retrieve("mock-echo").id == "mock-echo"

@@ -85,6 +85,11 @@ def test_sample_events_through_the_app(name, gateway, key_store):
     assert headers.get("x-request-id")
 
 
+def test_the_embeddings_sample_event_through_the_app(gateway, key_store):
+    """events/embeddings.json (POST /v1/embeddings on mock-embed) replayed the same way."""
+    test_sample_events_through_the_app("embeddings", gateway, key_store)
+
+
 def test_make_dev_serves_the_demo_key(tmp_path):
     """`make dev`'s program: moto DynamoDB, pisces.yaml, mock upstream, a demo key that works at once."""
     port, admin_port, dynamo_port = free_port(), free_port(), free_port()

@@ -430,6 +430,49 @@ def test_an_idempotent_response_is_complete_before_its_last_byte(world, door):
             stop(second)
 
 
+# ------------------------------------------------------------------ the embeddings doors
+
+EMBED_DOORS = {
+    # (path, body, key style, usage_source): OpenAI's door on an OpenAI upstream, the mock, Gemini's
+    # single and batch doors on a Gemini upstream (which reports no usage: the count is charged)
+    "embeddings": ("/v1/embeddings", {"model": "text-embedding-fake", "input": ["one two three", "four"]}, "auth",
+                   "upstream"),
+    "embeddings-mock-base64": ("/v1/embeddings", {"model": "mock-embed", "input": [[1, 2, 3], "four five"],
+                                                  "encoding_format": "base64"}, "auth", "upstream"),
+    "gemini-embed": ("/v1beta/models/gemini-embedding-fake:embedContent",
+                     {"content": {"parts": [{"text": "one two three"}]}}, "goog", "estimate"),
+    "gemini-batch-embed": ("/v1/models/gemini-embedding-fake:batchEmbedContents",
+                           {"requests": [{"model": "models/gemini-embedding-fake",
+                                          "content": {"parts": [{"text": t}]}} for t in ("one two", "three")]},
+                           "goog", "estimate"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("door", list(EMBED_DOORS))
+def test_embeddings_settled_logged_and_measured_before_the_last_byte(world, door):
+    path, body, style, source = EMBED_DOORS[door]
+    key = world.key()
+    headers, lambda_id = lambda_headers(_key_header(style, key))
+    r, raw = read_all(world, path, body, headers)
+    with world.gateway.frozen():
+        assert r.status_code == 200, raw[:300]
+        answer = json.loads(raw)
+        cost = answer["pisces"]["cost"]
+        assert cost > 0 and answer["pisces"]["request_id"] == r.headers["x-request-id"]
+        rec = assert_owed_is_durable(world, key, r, lambda_id, cost)
+        assert (rec.outcome, rec.usage_source, rec.output_tokens) == ("ok", source, 0) and rec.input_tokens > 0
+
+
+def test_an_embeddings_upstream_error_is_settled_before_its_error_body(world):
+    key = world.key()
+    headers, lambda_id = lambda_headers({"Authorization": f"Bearer {key}"})
+    r, raw = read_all(world, "/v1/embeddings", {"model": "embed-fail-500", "input": "x"}, headers)
+    with world.gateway.frozen():
+        assert r.status_code == 502 and json.loads(raw)["error"]["code"] == "upstream_error"
+        rec = assert_owed_is_durable(world, key, r, lambda_id, 0)
+        assert (rec.outcome, rec.status) == ("upstream_error", 502)
+
+
 def test_a_gateway_killed_between_admission_and_settlement_is_reconciled_once(world):
     """SIGKILL while the upstream holds its stream: the hold stays on the key item, no record. Two
     reconcilers at once (past the function's timeout) release it exactly once."""

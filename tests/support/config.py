@@ -68,6 +68,12 @@ def image_channels(upstream_url: str, gemini_url: str | None) -> list[dict[str, 
                                "imagen-fake": "imagen-4.0-generate-001"}})  # fmt: skip
     return out
 
+# embedding models: the mock's, the fake OpenAI upstream's (/v1/embeddings), the fake Gemini upstream's
+# (:batchEmbedContents), and one marked as an embedding model on an Anthropic channel (which has none)
+OPENAI_EMBED_MODELS = {"text-embedding-fake": "text-embedding-fake", "embed-fail-500": "fail-500",
+                       "embed-fail-400": "fail-400"}  # fmt: skip
+GEMINI_EMBED_MODELS = {"gemini-embedding-fake": "embedding-fake", "gemini-embed-fail-503": "fail-503"}
+EMBED_PRICES = {"mock-embed": 1, "text-embedding-fake": 0.5, "gemini-embedding-fake": 0.25}  # USD per 1M input
 
 # The fakes' "slow" models wait 30 s, the channels' read timeout is 1 s (a 30x margin); "gated"
 # models wait for the test's release on channels that would wait 60 s (their 10 s cap is the fake's).
@@ -169,6 +175,43 @@ def gateway_config_raw(
                     else []
                 ),
                 *image_channels(upstream_url, gemini_url),
+                {"name": "mock-embeddings", "kind": "mock", "models": ["mock-embed"]},
+                {
+                    "name": "fake-embeddings",
+                    "kind": "openai",
+                    "base_url": f"{upstream_url}/v1",
+                    "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                    "models": OPENAI_EMBED_MODELS,
+                    "read_timeout": 1.0,
+                    "retries": 0,
+                },
+                *(
+                    [
+                        {
+                            "name": "fake-gemini-embeddings",
+                            "kind": "gemini",
+                            "base_url": f"{gemini_url}/v1beta",
+                            "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                            "models": GEMINI_EMBED_MODELS,
+                            "read_timeout": 1.0,
+                        }
+                    ]
+                    if gemini_url
+                    else []
+                ),
+                *(
+                    [
+                        {
+                            "name": "fake-anthropic-embeddings",
+                            "kind": "anthropic",
+                            "base_url": f"{anthropic_url}/v1",
+                            "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                            "models": {"claude-embed": "claude-fake"},
+                        }
+                    ]
+                    if anthropic_url
+                    else []
+                ),
                 {
                     "name": "disabled",
                     "kind": "openai",
@@ -185,6 +228,9 @@ def gateway_config_raw(
                 "claude-fake": {"price": {"input": 3, "output": 15, "cached_input": 0.3, "cache_write": 3.75}},
                 "gemini-fake": {"price": {"input": 0.3, "output": 2.5, "cached_input": 0.075}},
                 **IMAGE_MODELS,
+                **{m: {"kind": "embedding", "price": {"input": p}} for m, p in EMBED_PRICES.items()},
+                **{m: {"kind": "embedding"} for m in [*OPENAI_EMBED_MODELS, *GEMINI_EMBED_MODELS, "claude-embed"]
+                   if m not in EMBED_PRICES},
             },
             "limits": {"max_body_bytes": 65536, "key_cache_seconds": 0.5, "heartbeat_seconds": 0.3, **limits},
         }

@@ -19,6 +19,9 @@ Model names choose its behaviour:
 Streams: with ?alt=sse, ``data: <json>`` events separated by CRLF CRLF; without, one JSON array sent
 piece by piece (``[{...}\\n,\\r\\n{...}\\n]``), as the real API does. One chunk per word; intermediate
 chunks carry only promptTokenCount/totalTokenCount, the last one finishReason and the full usage.
+:embedContent and :batchEmbedContents answer ``{embedding: {values}}`` / ``{embeddings: [{values}]}``:
+per text the fake's unit vector (``support.fake_openai.fake_vector`` of the text, GEMINI_EMBED_DIMENSIONS
+values or outputDimensionality), no usage (the real API reports none); fail-NNN answers that error.
 A wrong ``x-goog-api-key`` gets Google's 400 INVALID_ARGUMENT "API key not valid", a missing one its
 403 PERMISSION_DENIED. Every request is recorded in ``FakeGemini.requests``. Image models (Imagen's
 :predict, gemini-2.5-flash-image): support.fake_gemini_images.
@@ -36,7 +39,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from support import fake_gemini_images as gemini_images
-from support.fake_openai import UPSTREAM_SECRET, quoting
+from support.fake_openai import UPSTREAM_SECRET, fake_vector, quoting
 from support.servers import FakeUpstream, recorded, replay
 
 __all__ = ["RECORDED_CALL", "SIGNATURE", "THOUGHT", "TOOL_ARGS", "UPSTREAM_SECRET", "USAGE", "FakeGemini"]
@@ -140,6 +143,8 @@ class FakeGemini(FakeUpstream):
             answer = gemini_images.generate(body)
             if answer is not None:
                 return _json(answer)
+        if action in ("embedContent", "batchEmbedContents"):
+            return self._embed(model, action, body)
         if not model or action not in ("generateContent", "streamGenerateContent"):
             return _error(404, f"models/{model_action} is not found for API version v1beta.")
         if model.startswith("fail-"):
@@ -218,3 +223,24 @@ class FakeGemini(FakeUpstream):
                     await asyncio.wait_for(self.gate.wait(), 10)
         if not sse:
             yield b"]"
+
+    def _embed(self, model: str, action: str, body: dict[str, Any]) -> Response:
+        if model.startswith("fail-"):
+            return _error(int(model.split("-")[1]), f"upstream says {model.split('-')[1]}")
+        requests = body.get("requests") if action == "batchEmbedContents" else [body]
+        if not isinstance(requests, list) or not requests:
+            return _error(400, "* BatchEmbedContentsRequest.requests: requests is not specified")
+        values = []
+        for i, r in enumerate(requests):
+            if action == "batchEmbedContents" and r.get("model") != f"models/{model}":
+                return _error(400, f"* BatchEmbedContentsRequest.requests[{i}].model: must be models/{model}")
+            text = "".join(p.get("text", "") for p in _many((r.get("content") or {}).get("parts")))
+            if not text:
+                return _error(400, f"* BatchEmbedContentsRequest.requests[{i}].content: contents is not specified")
+            values.append(fake_vector(text, r.get("outputDimensionality") or GEMINI_EMBED_DIMENSIONS))
+        if action == "embedContent":
+            return _json({"embedding": {"values": values[0]}})
+        return _json({"embeddings": [{"values": v} for v in values]})
+
+
+GEMINI_EMBED_DIMENSIONS = 12

@@ -12,6 +12,11 @@ Model names choose its behaviour:
              gateway hung up on it (``FakeOpenAI.hangups``)
   anything else: "Hello from upstream: <last user text>", or a tool call to the first tool when
   tools are given and tool_choice is not "none"; usage in the stream only when asked for.
+POST /v1/embeddings answers OpenAI's list of embeddings: per input a deterministic unit vector
+(``fake_vector``: FAKE_EMBED_DIMENSIONS values, or ``dimensions``), as floats or, with
+encoding_format base64, little-endian float32 base64; usage prompt_tokens is ``fake_embed_tokens``
+(two per word, one per token id: not the gateway's own count, so a test can tell them apart);
+fail-NNN answers that error.
 Every request (body and the headers that matter) is recorded in ``FakeOpenAI.requests``.
 Its Images API (/v1/images/generations, /v1/images/edits): support.fake_openai_images.
 """
@@ -19,8 +24,12 @@ Its Images API (/v1/images/generations, /v1/images/edits): support.fake_openai_i
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
+import math
+import struct
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -71,6 +80,7 @@ class FakeOpenAI(FakeUpstream):
     def __init__(self) -> None:
         super().__init__("/v1/chat/completions", self.chat)
         self.images = FakeImages(self)
+        self.app.post("/v1/embeddings")(self.embeddings)
 
     async def chat(self, request: Request) -> Response:
         body = await request.json()
@@ -218,3 +228,48 @@ class FakeOpenAI(FakeUpstream):
             }
             yield f"data: {json.dumps(chunk)}\n\n".encode()
         yield b"data: [DONE]\n\n"
+
+    async def embeddings(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append({"body": body, "authorization": request.headers.get("authorization"),
+                              "path": request.url.path})  # fmt: skip
+        if request.headers.get("authorization") != f"Bearer {UPSTREAM_SECRET}":
+            err = {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                   "code": "invalid_api_key", "param": None}  # fmt: skip
+            return JSONResponse({"error": err}, status_code=401)
+        model = body.get("model", "")
+        if model.startswith("fail-"):
+            status = int(model.split("-")[1])
+            err = {"message": f"upstream says {status}", "type": "invalid_request_error", "code": None, "param": None}
+            return JSONResponse({"error": err}, status_code=status)
+        raw = body.get("input")
+        inputs = [raw] if isinstance(raw, str) or (raw and all(isinstance(t, int) for t in raw)) else raw
+        if not inputs:
+            err = {"message": "'$.input' is invalid.", "type": "invalid_request_error", "code": None, "param": None}
+            return JSONResponse({"error": err}, status_code=400)
+        dims = body.get("dimensions") or FAKE_EMBED_DIMENSIONS
+        b64 = body.get("encoding_format") == "base64"
+        data = []
+        for i, item in enumerate(inputs):
+            vec = fake_vector(item, dims)
+            emb: Any = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode() if b64 else vec
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        tokens = fake_embed_tokens(inputs)
+        return JSONResponse({"object": "list", "data": data, "model": f"{model}-v1",
+                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})  # fmt: skip
+
+
+FAKE_EMBED_DIMENSIONS = 8
+
+
+def fake_vector(item: Any, dims: int = FAKE_EMBED_DIMENSIONS) -> list[float]:
+    """The fake upstreams' unit vector of one input (a text or a token array), float32-exact."""
+    seed = hashlib.sha256(b"fake:" + json.dumps(item).encode()).digest()
+    raw = [(seed[i % 32] - 127.5) / 127.5 + i / 1000 for i in range(dims)]
+    norm = math.sqrt(sum(x * x for x in raw))
+    return list(struct.unpack(f"<{dims}f", struct.pack(f"<{dims}f", *(x / norm for x in raw))))
+
+
+def fake_embed_tokens(inputs: list[Any]) -> int:
+    """What the fake reports as prompt_tokens: two per word of a text, one per token id."""
+    return sum(2 * len(i.split()) if isinstance(i, str) else len(i) for i in inputs)

@@ -13,7 +13,7 @@ def test_example_config_loads_and_serves_mock(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
     cfg = load_config(ROOT / "pisces.yaml")
-    assert cfg.available_models() == ["mock-echo", "mock-image"]  # make dev: offline chat and images
+    assert cfg.available_models() == ["mock-echo", "mock-image", "mock-embed"]  # make dev: offline
     assert cfg.resolve("mock") == "mock-echo"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
     assert "gpt-4o-mini" in load_config(ROOT / "pisces.yaml").available_models()

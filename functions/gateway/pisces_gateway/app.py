@@ -49,7 +49,7 @@ def _gemini_routes(app: FastAPI, version: str) -> None:
     @app.post(
         f"/{version}/models/{{model:path}}",  # {model} is "name:action"; API Gateway allows one name per level
         description="Gemini models/{model}:generateContent, :streamGenerateContent (?alt=sse: SSE, else a "
-        "streamed JSON array) and :countTokens",
+        "streamed JSON array), :countTokens, :embedContent and :batchEmbedContents",
         openapi_extra=_meta("gemini", streaming=True),
         name=f"gemini_{version}",
     )
@@ -107,6 +107,15 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
     )
     async def chat_completions(request: Request) -> Response:
         return await chat.handle(request, "openai")
+
+    @app.post(
+        "/v1/embeddings",
+        description="OpenAI embeddings: input a string, strings or token arrays; dimensions; encoding_format "
+        "float or base64; charged per input token",
+        openapi_extra=_meta("openai"),
+    )
+    async def embeddings(request: Request) -> Response:
+        return await chat.embeddings(request)
 
     @app.post(
         "/v1/messages",

@@ -84,3 +84,7 @@ async def usage(request: Request) -> Response:
 
 async def images(request: Request, operation: str) -> Response:
     return respond(request, await lifecycle(request).images(incoming(request), operation))
+
+
+async def embeddings(request: Request) -> Response:
+    return respond(request, await lifecycle(request).embed(incoming(request), "openai"))

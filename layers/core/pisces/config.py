@@ -14,6 +14,9 @@ Example::
       gpt-4o-mini:
         aliases: [gpt-4o-mini-2024-07-18]
         price: {input: 0.15, output: 0.60, cached_input: 0.075}   # USD per million tokens
+      text-embedding-3-small:
+        kind: embedding                    # chat (the default) | embedding
+        price: {input: 0.02}
 
 A channel whose credential is unset (its env var empty) is disabled: its models are neither listed
 nor routed to. A model a channel serves needs no entry under ``models`` unless it has aliases or a
@@ -96,6 +99,9 @@ class ModelConfig(_Strict):
     # The output a request may cost at most when it sets no max_tokens: what admission holds.
     max_output_tokens: int = Field(default=8192, ge=1)
     images: ImageConfig | None = None  # set for an image model (served on /v1/images/*)
+    # What the model does: ``chat`` (the chat doors) or ``embedding`` (POST /v1/embeddings, Gemini's
+    # :embedContent and :batchEmbedContents); a request for the other operation is a 400.
+    kind: Literal["chat", "embedding"] = "chat"
 
 
 class ChannelConfig(_Strict):

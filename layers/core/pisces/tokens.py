@@ -34,6 +34,7 @@ import re
 
 from pisces.canonical import (
     ChatRequest,
+    EmbedRequest,
     FilePart,
     ImagePart,
     OpaquePart,
@@ -227,3 +228,8 @@ def estimate_request(req: ChatRequest) -> int:
     for t in req.tools:
         n += estimate_text(t.name) + estimate_text(t.description or "") + estimate_text(json.dumps(t.parameters))
     return n
+
+
+def estimate_embedding(req: EmbedRequest) -> int:
+    """The counted input of an embedding request: a token array counts its length, a text its estimate."""
+    return sum(len(i) if isinstance(i, list) else estimate_text(i) for i in req.inputs)

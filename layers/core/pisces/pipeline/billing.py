@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pisces.canonical import ChatRequest, Part, TextPart, ThinkingPart, ToolCallPart, Usage
+from pisces.canonical import ChatRequest, EmbedRequest, Part, TextPart, ThinkingPart, ToolCallPart, Usage
 from pisces.config import Config, Price
 from pisces.errors import PiscesError
 from pisces.pipeline.context import RequestContext
@@ -25,7 +25,7 @@ from pisces.pipeline.logs import logger
 from pisces.store.keys import KeyRecord
 from pisces.store.ledger import Admitted, Ledger, RateLimits, Refused
 from pisces.store.usage import UsageRecord
-from pisces.tokens import estimate_request, estimate_text
+from pisces.tokens import estimate_embedding, estimate_request, estimate_text
 
 PER_MILLION = 1_000_000
 # A settlement write that fails (throttled, DynamoDB unreachable) is tried this often in the request,
@@ -81,9 +81,18 @@ def estimate_output(parts: list[Part]) -> int:
     return n
 
 
-def max_cost(config: Config, model: str, req: ChatRequest) -> int:
-    """What a request may cost at most: its counted input (with a margin) and its output cap."""
+def estimate_input(req: ChatRequest | EmbedRequest) -> int:
+    """A request's counted input tokens, whatever its operation."""
+    return estimate_embedding(req) if isinstance(req, EmbedRequest) else estimate_request(req)
+
+
+def max_cost(config: Config, model: str, req: ChatRequest | EmbedRequest) -> int:
+    """What a request may cost at most: its counted input (with a margin) and its output cap (an
+    embedding request generates nothing: its input alone)."""
     mc = config.model(model)
+    if isinstance(req, EmbedRequest):
+        held = Usage(input_tokens=math.ceil(estimate_embedding(req) * INPUT_HOLD_FACTOR))
+        return min(cost_of(mc.price, held), MAX_HOLD)
     output = min(req.max_tokens or mc.max_output_tokens, MAX_OUTPUT_TOKENS)
     cost = cost_of(mc.price, Usage(input_tokens=math.ceil(estimate_request(req) * INPUT_HOLD_FACTOR),
                                    output_tokens=output))  # fmt: skip
@@ -152,7 +161,7 @@ class Billing:
             tokens=d.tokens_per_minute if key.tpm is None else key.tpm,
         )
 
-    async def admit(self, ctx: RequestContext, req: ChatRequest, key: KeyRecord) -> Bill:
+    async def admit(self, ctx: RequestContext, req: ChatRequest | EmbedRequest, key: KeyRecord) -> Bill:
         """Count the request and hold its maximum cost (one DynamoDB write), or refuse it."""
         return await self.hold(ctx, key, max_cost(self.config, ctx.model or req.model, req))
 
@@ -165,7 +174,7 @@ class Billing:
         ctx.headers.update(rate_headers(outcome))
         return Bill(key, hold, outcome)
 
-    def record(self, ctx: RequestContext, req: ChatRequest, bill: Bill, status: int) -> UsageRecord:
+    def record(self, ctx: RequestContext, req: ChatRequest | EmbedRequest, bill: Bill, status: int) -> UsageRecord:
         usage, source = ctx.usage, "upstream"
         reported = usage is not None and (usage.input_tokens > 0 or usage.output_tokens > 0)
         if not reported or (ctx.stream and ctx.finish is None):
@@ -175,7 +184,7 @@ class Billing:
                 # a cut stream, or an upstream that reports no usage: count what was generated
                 base = usage or Usage()
                 usage = base.model_copy(update={
-                    "input_tokens": base.input_tokens or estimate_request(req),
+                    "input_tokens": base.input_tokens or estimate_input(req),
                     "output_tokens": max(base.output_tokens, ctx.generated_tokens),
                 })  # fmt: skip
                 source = "estimate"
@@ -209,7 +218,9 @@ class Billing:
             expires_at=int(now.timestamp()) + self.config.limits.usage_retention_days * 86400,
         )
 
-    async def settle(self, ctx: RequestContext, req: ChatRequest, bill: Bill, status: int) -> UsageRecord | None:
+    async def settle(
+        self, ctx: RequestContext, req: ChatRequest | EmbedRequest, bill: Bill, status: int
+    ) -> UsageRecord | None:
         """Charge the request once; a second call for the same request id changes nothing. A write
         that fails is tried again, then left to the reconciler (the hold stays recorded on the key)."""
         return await self.write(ctx, bill, self.record(ctx, req, bill, status))

@@ -35,7 +35,7 @@ from pisces.pipeline.idempotency import HEADER as IDEMPOTENCY_HEADER
 from pisces.pipeline.idempotency import REPLAYED, Claim, Stored
 from pisces.pipeline.logs import logger, note_lambda_context, record_request
 from pisces.pipeline.relay import relay
-from pisces.protocols import CODECS
+from pisces.protocols import CODECS, EMBEDDING_CODECS
 from pisces.store.keys import KeyRecord
 from pisces.upstreams.base import FORWARDED
 
@@ -93,6 +93,7 @@ def models_protocol(incoming: Incoming) -> str:
 
 
 GEMINI_STREAM = {"generateContent": False, "streamGenerateContent": True}
+GEMINI_EMBED = {"embedContent": False, "batchEmbedContents": True}  # the action: is it the batch
 
 Work = Callable[[RequestContext], Awaitable[Reply]]
 
@@ -267,6 +268,16 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ the other operations
 
+    async def embed(self, incoming: Incoming, protocol: str, *url_args: Any) -> Reply:
+        """``POST /v1/embeddings``, or Gemini's ``:embedContent`` / ``:batchEmbedContents`` (``url_args``:
+        the model and whether it is the batch): :mod:`pisces.pipeline.embeddings`."""
+        from pisces.pipeline import embeddings
+
+        async def work(ctx: RequestContext) -> Reply:
+            return await embeddings.embed(self, ctx, incoming, protocol, url_args)
+
+        return await self.run(incoming, protocol, work)
+
     async def images(self, incoming: Incoming, operation: str) -> Reply:
         """``POST /v1/images/generations`` (``generate``) and ``/v1/images/edits`` (``edit``), in
         OpenAI's shape: :mod:`pisces.pipeline.images`."""
@@ -278,16 +289,20 @@ class Lifecycle:
         return await self.run(incoming, "openai", work)
 
     async def gemini(self, incoming: Incoming, model_action: str) -> Reply:
-        """``models/{model}:generateContent | :streamGenerateContent | :countTokens``. A stream is SSE
+        """``models/{model}:generateContent | :streamGenerateContent | :countTokens | :embedContent |
+        :batchEmbedContents``. A stream is SSE
         with ``?alt=sse`` (what the SDKs ask for), else one JSON array streamed element by element."""
         model, _, action = model_action.rpartition(":")
-        if not model or (action not in GEMINI_STREAM and action != "countTokens"):
+        if not model or (action not in GEMINI_STREAM and action not in GEMINI_EMBED and action != "countTokens"):
 
             async def unknown(ctx: RequestContext) -> Reply:
                 raise PiscesError("not_found", f"Unknown request URL: POST {incoming.path}. Use models/{{model}}:"
-                                  "generateContent, :streamGenerateContent or :countTokens.")  # fmt: skip
+                                  "generateContent, :streamGenerateContent, :countTokens, :embedContent or "
+                                  ":batchEmbedContents.")  # fmt: skip
 
             return await self.run(incoming, "gemini", unknown)
+        if action in GEMINI_EMBED:
+            return await self.embed(incoming, "gemini", model, GEMINI_EMBED[action])
         if action == "countTokens":
             return await self.count_tokens(incoming, "gemini", model)
         sse = incoming.query.get("alt") == "sse"
@@ -298,7 +313,8 @@ class Lifecycle:
         async def work(ctx: RequestContext) -> Reply:
             gw, codec = self.gw, CODECS[protocol]
             key = await self.authenticate(ctx, incoming)
-            data = [codec.encode_model(m, gw.model_owner(m)) for m in gw.config.available_models() if key.allows(m)]
+            data = [self._encode_model(protocol, m) for m in gw.config.available_models()
+                    if key.allows(m) and self._listed(protocol, m)]  # fmt: skip
             return self.reply(ctx, codec.encode_model_list(data, ctx.pisces()))
 
         return await self.run(incoming, protocol, work)
@@ -308,13 +324,26 @@ class Lifecycle:
             gw = self.gw
             key = await self.authenticate(ctx, incoming)
             canonical = gw.config.resolve(model)
-            if canonical not in gw.config.available_models() or not key.allows(canonical, model):
+            listed = canonical in gw.config.available_models() and self._listed(protocol, canonical)
+            if not listed or not key.allows(canonical, model):
                 raise PiscesError("model_not_found", f"The model '{model}' does not exist or you do not have "
                                   "access to it.", param="model")  # fmt: skip
-            body = CODECS[protocol].encode_model(canonical, gw.model_owner(canonical))
+            body = self._encode_model(protocol, canonical)
             return self.reply(ctx, {**body, "pisces": ctx.pisces()})
 
         return await self.run(incoming, protocol, work)
+
+    def _listed(self, protocol: str, model: str) -> bool:
+        """An embedding model is shown only by a protocol that has an embeddings door (not Anthropic's)."""
+        return self.gw.config.model(model).kind == "chat" or protocol in EMBEDDING_CODECS
+
+    def _encode_model(self, protocol: str, model: str) -> dict[str, Any]:
+        """One model in the protocol's shape; only a non-chat model's ``kind`` is passed (an embedding model
+        is encoded only by the codecs with an embeddings door, which take it)."""
+        codec, owner, kind = CODECS[protocol], self.gw.model_owner(model), self.gw.config.model(model).kind
+        extra = {} if kind == "chat" else {"kind": kind}
+        out: dict[str, Any] = codec.encode_model(model, owner, **extra)
+        return out
 
     async def count_tokens(self, incoming: Incoming, protocol: str, model: str | None = None) -> Reply:
         """An offline estimate of a request's input tokens (Anthropic's count_tokens, Gemini's

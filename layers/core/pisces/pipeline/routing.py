@@ -12,7 +12,7 @@ import random
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
-from pisces.canonical import ChatRequest, ChatResponse, StreamEvent
+from pisces.canonical import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, StreamEvent
 from pisces.canonical_images import ImageRequest, ImageResponse
 from pisces.config import ChannelConfig, Config
 from pisces.errors import PiscesError
@@ -33,14 +33,25 @@ def _weighted_order(channels: list[ChannelConfig], rng: random.Random) -> list[C
     return out
 
 
+def _check_operation(config: Config, model: str, canonical: str, operation: str) -> None:
+    """The 400 for an embedding model asked to chat, or a chat model asked for embeddings."""
+    kind = config.model(canonical).kind
+    if operation == "embed" and kind != "embedding":
+        raise PiscesError("invalid_request", f"The model '{model}' does not support embeddings.", param="model")
+    if operation == "chat" and kind == "embedding":
+        raise PiscesError("invalid_request", f"The model '{model}' is an embedding model: it does not support "
+                          "chat. Use POST /v1/embeddings (or Gemini's :embedContent).", param="model")  # fmt: skip
+
+
 class Router:
     def __init__(self, config: Config, channels: dict[str, Channel], rng: random.Random | None = None) -> None:
         self.config = config
         self.channels = channels
         self.rng = rng or random.Random()
 
-    def resolve(self, ctx: RequestContext, model: str, key: KeyRecord) -> Candidates:
-        """The ordered (channel, upstream model) candidates, or the client's 404/403."""
+    def resolve(self, ctx: RequestContext, model: str, key: KeyRecord, operation: str = "chat") -> Candidates:
+        """The ordered (channel, upstream model) candidates, or the client's 404/403; a 400 for an
+        ``operation`` (chat, embed) the model does not do or none of its channels' kinds serves."""
         canonical = self.config.resolve(model)
         ctx.client_model, ctx.model = model, canonical
         serving = self.config.serving(canonical)
@@ -52,6 +63,11 @@ class Router:
             )
         if not key.allows(canonical, model):
             raise PiscesError("model_not_allowed", f"This API key may not use the model '{model}'.", param="model")
+        _check_operation(self.config, model, canonical, operation)
+        serving = [c for c in serving if operation in self.channels[c.name].operations]
+        if not serving:
+            raise PiscesError("invalid_request", f"The model '{model}' is served by no upstream with an embeddings "
+                              "API here.", param="model")  # fmt: skip
         ordered: list[ChannelConfig] = []
         for prio in sorted({c.priority for c in serving}):
             ordered += _weighted_order([c for c in serving if c.priority == prio], self.rng)
@@ -83,6 +99,9 @@ class Router:
 
     async def images(self, ctx: RequestContext, req: ImageRequest, candidates: Candidates) -> ImageResponse:
         return await self._first_that_answers(ctx, candidates, lambda channel, model: channel.images(req, model))
+
+    async def embed(self, ctx: RequestContext, req: EmbedRequest, candidates: Candidates) -> EmbedResponse:
+        return await self._first_that_answers(ctx, candidates, lambda channel, model: channel.embed(req, model))
 
     async def open_stream(
         self, ctx: RequestContext, req: ChatRequest, candidates: Candidates

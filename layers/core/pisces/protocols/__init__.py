@@ -35,3 +35,13 @@ CODECS: dict[str, ModuleType] = {
     anthropic_messages.NAME: anthropic_messages,
     gemini.NAME: gemini,
 }
+
+# Embeddings, by the door's protocol: ``decode_embed_request(body, *url_args) -> EmbedRequest``,
+# ``encode_embed_response(resp, pisces, req)``; as an upstream ``encode_embed_request(req, model)`` and
+# ``decode_embed_response(body, count)``. Errors render through the protocol's codec in CODECS.
+from pisces.protocols import gemini_embeddings, openai_embeddings  # noqa: E402
+
+EMBEDDING_CODECS: dict[str, ModuleType] = {
+    openai_embeddings.NAME: openai_embeddings,
+    gemini_embeddings.NAME: gemini_embeddings,
+}

@@ -68,6 +68,7 @@ SKIP_SIGNATURE = "skip_thought_signature_validator"  # https://ai.google.dev/gem
 EFFORT_BUDGET = {"minimal": 512, "low": 2048, "medium": 8192, "high": 24576}
 TOOL_MODE = {"auto": "AUTO", "none": "NONE", "required": "ANY", "tool": "ANY"}
 METHODS = ["generateContent", "streamGenerateContent", "countTokens"]
+EMBED_METHODS = ["embedContent", "batchEmbedContents"]  # an embedding model's
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,11 +341,13 @@ def encode_count(tokens: int, pisces: dict[str, Any]) -> dict[str, Any]:
             "pisces": pisces}  # fmt: skip
 
 
-def encode_model(model_id: str, owner: str) -> dict[str, Any]:
-    """One model as models.list shows it; ``owner`` (the serving channel's kind) goes in the description."""
+def encode_model(model_id: str, owner: str, kind: str = "chat") -> dict[str, Any]:
+    """One model as models.list shows it; ``owner`` (the serving channel's kind) goes in the description,
+    ``kind`` (chat, embedding) says its methods."""
+    methods = EMBED_METHODS if kind == "embedding" else METHODS
     return {"name": f"models/{model_id}", "baseModelId": model_id, "version": "pisces", "displayName": model_id,
             "description": f"{model_id}, served by Pisces ({owner})",
-            "supportedGenerationMethods": METHODS}  # fmt: skip
+            "supportedGenerationMethods": methods}  # fmt: skip
 
 
 def encode_model_list(models: list[dict[str, Any]], pisces: dict[str, Any]) -> dict[str, Any]:

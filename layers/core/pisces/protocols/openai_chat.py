@@ -256,7 +256,8 @@ def upstream_error_message(body: bytes) -> str:
 # models (GET /v1/models in the OpenAI list shape)
 
 
-def encode_model(model_id: str, owner: str) -> dict[str, Any]:
+def encode_model(model_id: str, owner: str, kind: str = "chat") -> dict[str, Any]:
+    """``kind`` (chat, embedding) has no place in OpenAI's model object."""
     return {"id": model_id, "object": "model", "created": 0, "owned_by": owner}
 
 

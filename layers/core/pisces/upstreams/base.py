@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from pisces.canonical import ChatRequest, ChatResponse, ErrorEvent, StreamEvent
+from pisces.canonical import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ErrorEvent, StreamEvent
 from pisces.canonical_images import ImageRequest, ImageResponse
 from pisces.config import ChannelConfig
 from pisces.errors import PiscesError
@@ -97,7 +97,8 @@ def transport_error(exc: httpx.HTTPError, channel: str) -> UpstreamError:
 class Channel(abc.ABC):
     """One configured upstream. Channels are built once per process and share one HTTP client."""
 
-    # The operations this kind serves (the router refuses others before any money moves).
+    # The operations this kind serves (chat, embed, images); the router refuses the others with a 400
+    # before any money moves.
     operations: ClassVar[frozenset[str]] = frozenset({"chat"})
 
     def __init__(self, cfg: ChannelConfig, http: httpx.AsyncClient) -> None:
@@ -120,6 +121,11 @@ class Channel(abc.ABC):
     def timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self.cfg.read_timeout, connect=self.cfg.connect_timeout)
 
+    async def embed(self, req: EmbedRequest, model: str) -> EmbedResponse:
+        """One vector per input, from the upstream's ``model`` (kinds with ``embed`` in ``operations``)."""
+        raise UpstreamError("invalid_request", f"Channel {self.name} ({self.cfg.kind}) has no embeddings API.",
+                            retryable=False, param="model")  # fmt: skip
+
 
 class HttpCodecChannel(Channel):
     """A provider reached over HTTP whose wire format is one of the protocol codecs.
@@ -133,6 +139,7 @@ class HttpCodecChannel(Channel):
 
     codec: ClassVar[ModuleType]
     path: ClassVar[str]
+    embed_codec: ClassVar[ModuleType | None] = None  # its embeddings wire format, when it has one
     default_headers: ClassVar[dict[str, str]] = {}
 
     @abc.abstractmethod
@@ -142,7 +149,7 @@ class HttpCodecChannel(Channel):
     def url_for(self, model: str, stream: bool) -> str:
         return (self.cfg.base_url or "").rstrip("/") + self.path
 
-    async def _headers(self, req: ChatRequest) -> httpx.Headers:
+    async def _headers(self, req: ChatRequest | EmbedRequest) -> httpx.Headers:
         headers = httpx.Headers({"Content-Type": "application/json", "Accept": "application/json"})
         headers.update(self.default_headers)
         headers.update(self.cfg.headers)  # case-insensitive: a channel's header replaces a default
@@ -174,9 +181,25 @@ class HttpCodecChannel(Channel):
         """The HTTP status an upstream's error means (a provider may say 400 for its own bad key)."""
         return status
 
-    async def _send(self, req: ChatRequest, model: str, body: dict[str, Any], stream: bool) -> httpx.Response:
+    def embed_url(self, model: str) -> str:
+        return (self.cfg.base_url or "").rstrip("/") + "/embeddings"
+
+    async def embed(self, req: EmbedRequest, model: str) -> EmbedResponse:
+        if self.embed_codec is None:
+            return await super().embed(req, model)
+        body = self.embed_codec.encode_embed_request(req, model)
+        resp = await self._send(req, model, body, stream=False, url=self.embed_url(model))
+        try:
+            out: EmbedResponse = self.embed_codec.decode_embed_response(resp.json(), len(req.inputs))
+        except ValueError as e:
+            raise UpstreamError("upstream_error", f"upstream: malformed embeddings ({e})", retryable=False) from None
+        return out if out.model else out.model_copy(update={"model": model})
+
+    async def _send(
+        self, req: ChatRequest | EmbedRequest, model: str, body: dict[str, Any], stream: bool, url: str | None = None
+    ) -> httpx.Response:
         attempts = 1 + self.cfg.retries
-        url = self.url_for(model, stream)
+        url = url or self.url_for(model, stream)
         for attempt in range(attempts):
             try:
                 request = self.http.build_request(

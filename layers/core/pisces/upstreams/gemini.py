@@ -15,7 +15,7 @@ import time
 from urllib.parse import quote
 
 from pisces.canonical_images import ImageRequest, ImageResponse
-from pisces.protocols import gemini
+from pisces.protocols import gemini, gemini_embeddings
 from pisces.upstreams import gemini_images as gi
 from pisces.upstreams import images
 from pisces.upstreams.base import HttpCodecChannel
@@ -24,7 +24,12 @@ from pisces.upstreams.base import HttpCodecChannel
 class GeminiChannel(HttpCodecChannel):
     codec = gemini
     path = "/models"
-    operations = frozenset({"chat", "images"})
+    embed_codec = gemini_embeddings  # always :batchEmbedContents, whichever the client asked
+    operations = frozenset({"chat", "embed", "images"})
+
+    def embed_url(self, model: str) -> str:
+        name = quote(model.removeprefix("models/"), safe="-._~")
+        return f"{(self.cfg.base_url or '').rstrip('/')}{self.path}/{name}:batchEmbedContents"
 
     async def images(self, req: ImageRequest, model: str) -> ImageResponse:
         """Imagen through ``:predict``, Gemini's image models through ``:generateContent``

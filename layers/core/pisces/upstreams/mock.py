@@ -20,6 +20,12 @@ Every model a ``mock`` channel serves (``mock-echo`` in the example configuratio
 - Image models (``mock-image``) answer ``/v1/images/*`` with real PNGs: :mod:`pisces.upstreams.mock_images`.
 - Streams send the text in chunks of a few words and the tool arguments in fragments of ~16
   characters, so clients see real incremental deltas.
+
+Its embedding models (``mock-embed``) give each input a deterministic unit vector: the same text (or
+token array) always gets the same vector, different ones unrelated vectors, seeded by the SHA-256 of
+the input. A vector has ``dimensions`` values (:data:`EMBED_DIMENSIONS` by default), each exact in
+float32, so the float and base64 encodings say the same numbers; a shorter one is the longer one's
+prefix, normalised again (as OpenAI's text-embedding-3 shortens). Usage: the inputs' counted tokens.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import re
+import struct
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -36,6 +44,9 @@ from pisces.canonical import (
     ChatRequest,
     ChatResponse,
     ContentEnd,
+    EmbedInput,
+    EmbedRequest,
+    EmbedResponse,
     Finish,
     FinishReason,
     Part,
@@ -51,13 +62,29 @@ from pisces.canonical import (
     UsageEvent,
 )
 from pisces.canonical_images import ImageRequest, ImageResponse
-from pisces.tokens import TOKEN_PATTERN, estimate_request, estimate_text
-from pisces.upstreams.base import Channel
+from pisces.tokens import TOKEN_PATTERN, estimate_embedding, estimate_request, estimate_text
+from pisces.upstreams.base import Channel, UpstreamError
 from pisces.upstreams.mock_images import mock_images
 
 ARG_FRAGMENT = 16
 CALL_TRIGGER = re.compile(r"pisces:call\s+([A-Za-z0-9_.:-]+)")
 WORDS_PER_CHUNK = 3
+EMBED_DIMENSIONS = 256
+MAX_EMBED_DIMENSIONS = 4096
+
+
+def mock_vector(value: EmbedInput, dimensions: int = EMBED_DIMENSIONS) -> list[float]:
+    """The mock's unit vector of one input (see the module doc)."""
+    seed = hashlib.sha256(json.dumps(value).encode()).digest()  # ASCII: a lone surrogate too
+    raw: list[float] = []
+    block = 0
+    while len(raw) < dimensions:
+        digest = hashlib.sha256(seed + block.to_bytes(4, "big")).digest()
+        raw += [(int.from_bytes(digest[i : i + 4], "big") / 2**32) * 2 - 1 for i in range(0, 32, 4)]
+        block += 1
+    raw = raw[:dimensions]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *(x / norm for x in raw))))
 
 
 def example_value(schema: Any) -> Any:
@@ -168,7 +195,7 @@ def _chunks(text: str) -> list[str]:
 
 
 class MockChannel(Channel):
-    operations = frozenset({"chat", "images"})
+    operations = frozenset({"chat", "embed", "images"})
 
     async def images(self, req: ImageRequest, model: str) -> ImageResponse:
         return await asyncio.to_thread(mock_images, req)  # a large PNG takes CPU: off the event loop
@@ -209,3 +236,11 @@ class MockChannel(Channel):
             yield ContentEnd(index=i)
         yield Finish(reason=resp.finish_reason)
         yield UsageEvent(usage=resp.usage)
+
+    async def embed(self, req: EmbedRequest, model: str) -> EmbedResponse:
+        dims = req.dimensions or EMBED_DIMENSIONS
+        if dims > MAX_EMBED_DIMENSIONS:
+            raise UpstreamError("invalid_request", f"dimensions: {dims} > {MAX_EMBED_DIMENSIONS}, the most the "
+                                f"mock model {model} gives.", retryable=False, param="dimensions")  # fmt: skip
+        return EmbedResponse(model=model, vectors=[mock_vector(i, dims) for i in req.inputs],
+                             usage=Usage(input_tokens=estimate_embedding(req)))  # fmt: skip

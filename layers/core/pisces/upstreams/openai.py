@@ -2,13 +2,14 @@
 
 Chat requests and responses go through :mod:`pisces.protocols.openai_chat`, the same codec that serves
 the OpenAI client door; :class:`~pisces.upstreams.base.HttpCodecChannel` sends them and decodes
-streams chunk by chunk as they arrive, never buffered.
+streams chunk by chunk as they arrive, never buffered. Embeddings go to ``{base_url}/embeddings``
+through :mod:`pisces.protocols.openai_embeddings`.
 """
 
 from __future__ import annotations
 
 from pisces.canonical_images import ImageRequest, ImageResponse
-from pisces.protocols import openai_chat, openai_images
+from pisces.protocols import openai_chat, openai_embeddings, openai_images
 from pisces.upstreams import images
 from pisces.upstreams.base import HttpCodecChannel
 
@@ -16,7 +17,8 @@ from pisces.upstreams.base import HttpCodecChannel
 class OpenAIChannel(HttpCodecChannel):
     codec = openai_chat
     path = "/chat/completions"
-    operations = frozenset({"chat", "images"})
+    embed_codec = openai_embeddings  # POST {base_url}/embeddings
+    operations = frozenset({"chat", "embed", "images"})
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
