@@ -80,3 +80,7 @@ async def count_tokens(request: Request, protocol: str, *args: Any) -> Response:
 
 async def usage(request: Request) -> Response:
     return respond(request, await lifecycle(request).usage(incoming(request)))
+
+
+async def stored_response(request: Request, action: str, response_id: str) -> Response:
+    return respond(request, await lifecycle(request).stored_response(incoming(request), action, response_id))

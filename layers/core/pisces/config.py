@@ -4,7 +4,7 @@ Example::
 
     channels:
       - name: openai
-        kind: openai                       # openai | anthropic | gemini | mock (bedrock: later)
+        kind: openai                       # openai | openai-responses | anthropic | gemini | mock
         base_url: https://api.openai.com/v1
         api_key_env: OPENAI_API_KEY        # or api_key_secret_arn: arn:aws:secretsmanager:...
         models: [gpt-4o-mini]              # or a mapping {client name: upstream name}
@@ -65,7 +65,7 @@ class ModelConfig(_Strict):
 
 class ChannelConfig(_Strict):
     name: str
-    kind: Literal["openai", "anthropic", "gemini", "mock"]
+    kind: Literal["openai", "anthropic", "gemini", "mock", "openai-responses"]
     base_url: str | None = None
     api_key_env: str | None = None
     api_key_secret_arn: str | None = None
@@ -115,6 +115,7 @@ class Limits(_Strict):
     # A stream whose upstream is silent this long gets a keep-alive (Anthropic's ping event).
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     usage_retention_days: int = Field(default=400, ge=1)
+    responses_retention_days: int = Field(default=30, ge=1)  # stored Responses (OpenAI keeps them 30 days)
 
 
 class Config(_Strict):

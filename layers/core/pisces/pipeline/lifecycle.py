@@ -167,11 +167,14 @@ class Lifecycle:
         key = await self.authenticate(ctx, incoming)
         body = await read_json(incoming.headers, incoming.body, gw.config.limits.max_body_bytes)
         req: ChatRequest = codec.decode_request(body, *url_args)
+        door = codec.new_door(gw, ctx, body) if hasattr(codec, "new_door") else None  # a door's own steps
         kept = {n: incoming.headers[n] for n in getattr(codec, "FORWARDED_HEADERS", ()) if n in incoming.headers}
         if kept:
             req.provider_options.setdefault(codec.NAME, {})[FORWARDED] = kept
         ctx.stream = req.stream
         candidates = gw.router.resolve(ctx, req.model, key)
+        if door is not None:
+            req = await door.prepare(req, candidates)
         check_max_tokens(gw.config, ctx.model or req.model, req)
         claim = await gw.idempotency.begin(incoming.headers.get(IDEMPOTENCY_HEADER), key.key_id, incoming.path, body)
         if isinstance(claim, Stored):
@@ -199,14 +202,19 @@ class Lifecycle:
             raise
         if req.stream:
             ctx.first_byte = time.perf_counter()
-            encoder = codec.StreamEncoder(ctx.pisces(), include_usage=req.stream_usage, **encoder_options)
-            body_iter = relay(gw, ctx, encoder, req, bill, claim, first, events, stream_media)
+            make_encoder = door.stream_encoder if door is not None else codec.StreamEncoder
+            encoder = make_encoder(ctx.pisces(), include_usage=req.stream_usage, **encoder_options)
+            body_iter = relay(gw, ctx, encoder, req, bill, claim, first, events, stream_media,
+                              door.stream_done if door is not None else None)  # fmt: skip
             return Reply(200, stream_media, body_iter, ctx, {**SSE_HEADERS, **ctx.headers})
         ctx.usage, ctx.finish, ctx.answered = resp.usage, resp.finish_reason, True
         ctx.generated_tokens = estimate_output(resp.content)  # what is charged if the upstream says no usage
         with anyio.CancelScope(shield=True):
             await gw.billing.settle(ctx, req, bill, 200)  # sets ctx.cost, which the answer carries
-            payload = json_bytes(codec.encode_response(resp, ctx.pisces()))
+            answer = (door.encode_response if door is not None else codec.encode_response)(resp, ctx.pisces())
+            if door is not None:
+                await door.keep(answer)  # stored before its id can reach the client
+            payload = json_bytes(answer)
             if claim:
                 await gw.idempotency.complete(claim, Stored(200, JSON, [payload]))
         return Reply(200, JSON, payload, ctx, dict(ctx.headers))
@@ -282,6 +290,17 @@ class Lifecycle:
             return self.reply(ctx, codec.encode_count(estimate_request(req), ctx.pisces()))
 
         return await self.run(incoming, protocol, work)
+
+    async def stored_response(self, incoming: Incoming, action: str, rid: str) -> Reply:
+        """``GET`` (``retrieve``), ``DELETE`` (``delete``) or ``POST .../cancel`` (``cancel``) on a stored
+        response of this key (:mod:`pisces.pipeline.responses`); nothing is charged."""
+        from pisces.pipeline import responses
+
+        async def work(ctx: RequestContext) -> Reply:
+            await self.authenticate(ctx, incoming)
+            return self.reply(ctx, await getattr(responses, action)(self.gw, ctx, rid))
+
+        return await self.run(incoming, "openai-responses", work)
 
     async def usage(self, incoming: Incoming) -> Reply:
         """The key's own balance and spend by day and model (``?from=&to=``, UTC days, both inclusive)."""
