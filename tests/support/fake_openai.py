@@ -12,6 +12,7 @@ Model names choose its behaviour:
              gateway hung up on it (``FakeOpenAI.hangups``)
   anything else: "Hello from upstream: <last user text>", or a tool call to the first tool when
   tools are given and tool_choice is not "none"; usage in the stream only when asked for.
+``POST /v1/responses`` speaks OpenAI's Responses API (:mod:`support.fake_openai_responses`).
 Every request (body and the headers that matter) is recorded in ``FakeOpenAI.requests``.
 """
 
@@ -68,6 +69,12 @@ def _chunk(cid: str, model: str, delta: dict[str, Any], finish: str | None = Non
 class FakeOpenAI(FakeUpstream):
     def __init__(self) -> None:
         super().__init__("/v1/chat/completions", self.chat)
+        self.app.post("/v1/responses")(self.responses)  # OpenAI's Responses API: support.fake_openai_responses
+
+    async def responses(self, request: Request) -> Response:
+        from support.fake_openai_responses import responses
+
+        return await responses(self, request)
 
     async def chat(self, request: Request) -> Response:
         body = await request.json()

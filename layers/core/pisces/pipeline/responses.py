@@ -23,7 +23,7 @@ from pisces.canonical import ChatRequest, ChatResponse, Message
 from pisces.errors import PiscesError
 from pisces.pipeline.logs import logger
 from pisces.protocols.openai_responses_output import echo_of, encode_response, new_id, parts_of
-from pisces.protocols.openai_responses_request import NAME, check_builtin_tools
+from pisces.protocols.openai_responses_request import NAME, NAMESPACES, check_builtin_tools
 from pisces.protocols.openai_responses_stream import StreamEncoder
 
 if TYPE_CHECKING:
@@ -45,10 +45,12 @@ class ResponsesDoor:
         prev = body.get("previous_response_id") if isinstance(body, dict) else None
         self.previous = prev if isinstance(prev, str) and prev else None
         self.messages: list[Message] = []
+        self.namespaces: list[str] = []
         self.encoder: StreamEncoder | None = None
 
     async def prepare(self, req: ChatRequest, candidates: Candidates) -> ChatRequest:
         check_builtin_tools(req, [channel.cfg.kind for channel, _ in candidates])
+        self.namespaces = list(req.provider_options.get(NAME, {}).get(NAMESPACES, []))
         if self.previous:
             key_id = self.ctx.key.key_id if self.ctx.key else ""
             stored = await asyncio.to_thread(self.gw.responses.get, self.previous, key_id)
@@ -68,11 +70,12 @@ class ResponsesDoor:
         return channel is not None and channel.cfg.kind == NAME
 
     def encode_response(self, resp: ChatResponse, pisces: dict[str, Any]) -> dict[str, Any]:
-        return encode_response(resp, pisces, rid=self.rid, echo=self.echo, openai_origin=self.openai_origin)
+        return encode_response(resp, pisces, rid=self.rid, echo=self.echo, openai_origin=self.openai_origin,
+                               namespaces=self.namespaces)  # fmt: skip
 
     def stream_encoder(self, pisces: dict[str, Any], include_usage: bool = True, **_: Any) -> StreamEncoder:
         self.encoder = StreamEncoder(pisces, include_usage, rid=self.rid, echo=self.echo,
-                                     openai_origin=self.openai_origin)  # fmt: skip
+                                     openai_origin=self.openai_origin, namespaces=self.namespaces)  # fmt: skip
         return self.encoder
 
     async def keep(self, response: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from pisces.canonical import (
 )
 from pisces.errors import PiscesError
 from pisces.protocols.common import token_count
-from pisces.protocols.openai_responses_request import NAME, REDACTED, SIGNED
+from pisces.protocols.openai_responses_request import NAME, REDACTED, SIGNED, qualified, split_qualified
 
 # What a response says of its request when the request did not say it (OpenAI's defaults).
 DEFAULTS: dict[str, Any] = {
@@ -139,12 +139,18 @@ def message_item(item_id: str, texts: list[str], status: str = "completed") -> d
             "content": [output_text(t) for t in texts]}  # fmt: skip
 
 
-def call_item(item_id: str, call: ToolCallPart, status: str = "completed") -> dict[str, Any]:
-    return {"id": item_id, "type": "function_call", "status": status, "arguments": call.arguments,
-            "call_id": call.id, "name": call.name}  # fmt: skip
+def call_item(
+    item_id: str, call: ToolCallPart, status: str = "completed", namespaces: list[str] = []  # noqa: B006
+) -> dict[str, Any]:
+    ns, name = split_qualified(call.name, namespaces)
+    item = {"id": item_id, "type": "function_call", "status": status, "arguments": call.arguments,
+            "call_id": call.id, "name": name}  # fmt: skip
+    if ns:
+        item["namespace"] = ns
+    return item
 
 
-def output_items(content: list[Part], openai_origin: bool) -> list[dict[str, Any]]:
+def output_items(content: list[Part], openai_origin: bool, namespaces: list[str] = []) -> list[dict[str, Any]]:  # noqa: B006
     out: list[dict[str, Any]] = []
     for p in content:
         if isinstance(p, TextPart):
@@ -153,7 +159,7 @@ def output_items(content: list[Part], openai_origin: bool) -> list[dict[str, Any
             else:
                 out.append(message_item(new_id("msg"), [p.text]))
         elif isinstance(p, ToolCallPart):
-            out.append(call_item(new_id("fc"), p))
+            out.append(call_item(new_id("fc"), p, namespaces=namespaces))
         elif isinstance(p, ThinkingPart):
             out.append(reasoning_item(new_id("rs"), p.text, encrypted_of(p, openai_origin)))
     return out
@@ -195,10 +201,11 @@ def encode_response(
     rid: str | None = None,
     echo: dict[str, Any] | None = None,
     openai_origin: bool = False,
+    namespaces: list[str] = [],  # noqa: B006
 ) -> dict[str, Any]:
     status, incomplete = status_of(resp.finish_reason)
     return envelope(rid or new_id("resp"), echo or echo_of(None), resp.model, resp.created or int(time.time()),
-                    status, output_items(resp.content, openai_origin), resp.usage, pisces,
+                    status, output_items(resp.content, openai_origin, namespaces), resp.usage, pisces,
                     incomplete=incomplete)  # fmt: skip
 
 
@@ -220,8 +227,9 @@ def parts_of(output: Any) -> list[Part]:
                 if isinstance(c, dict) and c.get("type") in ("output_text", "refusal"):
                     parts.append(TextPart(text=str(c.get("text") or c.get("refusal") or "")))
         elif kind == "function_call":
+            ns = item.get("namespace") if isinstance(item.get("namespace"), str) else None
             parts.append(ToolCallPart(id=str(item.get("call_id") or item.get("id") or f"call_{i}"),
-                                      name=str(item.get("name") or ""),
+                                      name=qualified(ns, str(item.get("name") or "")),
                                       arguments=str(item.get("arguments") or "{}")))  # fmt: skip
         elif kind == "reasoning":
             parts.append(reasoning_part(item, f"output[{i}]"))

@@ -48,6 +48,8 @@ NAME = "openai-responses"
 # provider_options[NAME] keys the gateway itself reads (never sent upstream as they are)
 BUILTIN_TOOLS = "_builtin_tools"
 BUILTIN_CHOICE = "_builtin_tool_choice"
+NAMESPACES = "_namespaces"  # the request's tool namespaces: a call's name says which it is in
+NAMESPACE_SEP = "__"
 
 # what the gateway writes into encrypted_content for reasoning that is not OpenAI's own
 SIGNED = "pisces-signed:"
@@ -196,7 +198,8 @@ def decode_input(raw: Any) -> tuple[list[TextPart], list[Message]]:
         elif kind == "function_call":
             if not isinstance(item.get("call_id"), str) or not isinstance(item.get("name"), str):
                 raise _missing(f"{where}.call_id" if not isinstance(item.get("call_id"), str) else f"{where}.name")
-            call = ToolCallPart(id=item["call_id"], name=item["name"],
+            ns = item.get("namespace") if isinstance(item.get("namespace"), str) else None
+            call = ToolCallPart(id=item["call_id"], name=qualified(ns, item["name"]),
                                 arguments=_arguments(item.get("arguments", "{}"), f"{where}.arguments"))  # fmt: skip
             turn("assistant", [call])
         elif kind == "function_call_output":
@@ -230,14 +233,38 @@ def decode_input(raw: Any) -> tuple[list[TextPart], list[Message]]:
 # tools, tool choice, text format, reasoning
 
 
+def qualified(namespace: str | None, name: str) -> str:
+    """A namespaced function's canonical tool name (every provider allows ``[A-Za-z0-9_-]``, not dots)."""
+    return f"{namespace}{NAMESPACE_SEP}{name}" if namespace else name
+
+
+def split_qualified(name: str, namespaces: list[str]) -> tuple[str | None, str]:
+    """A canonical tool name as (namespace, name) when it is one of the request's namespaced functions."""
+    for ns in namespaces:
+        if name.startswith(ns + NAMESPACE_SEP):
+            return ns, name[len(ns) + len(NAMESPACE_SEP) :]
+    return None, name
+
+
 def _tools(raw: Any) -> tuple[list[Tool], list[dict[str, Any]]]:
+    """Function tools, and namespaces of them flattened (``crm`` + ``find`` is ``crm__find``), as
+    canonical tools; anything else is a built-in tool, only OpenAI's to run."""
     if raw is None:
         return [], []
     if not isinstance(raw, list):
         raise _invalid("tools", "an array", raw)
-    tools, builtin = [], []
+    flat: list[tuple[str, dict[str, Any]]] = []
     for i, t in enumerate(raw):
-        where = f"tools[{i}]"
+        if isinstance(t, dict) and t.get("type") == "namespace" and isinstance(t.get("name"), str):
+            inner = t.get("tools") if isinstance(t.get("tools"), list) else []
+            nested = [x for x in inner if isinstance(x, dict) and x.get("type") == "function"]
+            if len(nested) == len(inner):
+                flat += [(f"tools[{i}].tools[{j}]", {**x, "name": qualified(t["name"], str(x.get("name")))})
+                         for j, x in enumerate(nested)]  # fmt: skip
+                continue
+        flat.append((f"tools[{i}]", t))
+    tools, builtin = [], []
+    for where, t in flat:
         if not isinstance(t, dict):
             raise _invalid(where, "an object", t)
         if t.get("type") != "function":
@@ -351,6 +378,10 @@ def decode_request(body: Any) -> ChatRequest:
         extra["reasoning"] = reasoning_rest
     if builtin:
         extra[BUILTIN_TOOLS] = builtin
+    namespaces = [t["name"] for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "namespace"
+                  and isinstance(t.get("name"), str)]  # fmt: skip
+    if namespaces:
+        extra[NAMESPACES] = namespaces
     if builtin_choice:
         extra[BUILTIN_CHOICE] = builtin_choice
     return ChatRequest(

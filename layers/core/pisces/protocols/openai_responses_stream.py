@@ -62,8 +62,10 @@ class StreamEncoder:
         rid: str | None = None,
         echo: dict[str, Any] | None = None,
         openai_origin: bool = False,
+        namespaces: list[str] | None = None,
     ) -> None:
         self.pisces = pisces
+        self.namespaces = namespaces or []
         self.rid = rid or new_id("resp")
         self.echo = echo or echo_of(None)
         self.openai_origin = openai_origin
@@ -117,7 +119,7 @@ class StreamEncoder:
             return self._thinking(ev)
         if isinstance(ev, ToolCallStart):
             call = ToolCallPart(id=ev.id, name=ev.name, arguments="")
-            return self._add(ev.index, call_item(new_id("fc"), call, status="in_progress"))
+            return self._add(ev.index, call_item(new_id("fc"), call, "in_progress", self.namespaces))
         if isinstance(ev, ToolArgsDelta):
             if ev.index not in self.open:
                 return b""
