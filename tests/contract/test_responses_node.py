@@ -43,8 +43,9 @@ const got = await client.responses.retrieve(plain.id);
 await client.responses.delete(plain.id);
 let gone = null;
 try { await client.responses.retrieve(plain.id); } catch (e) { gone = e.status; }
-console.log(JSON.stringify({ plain: plain.output_text, pisces: plain.pisces, types, text, done_text: done.output[0].content[0].text,
-  usage: done.usage, fc, next: next.output_text, got: got.output_text, gone }));
+console.log(JSON.stringify({ plain: plain.output_text, pisces: plain.pisces, types, text,
+  done_text: done.output[0].content[0].text, usage: done.usage, fc, next: next.output_text,
+  got: got.output_text, gone }));
 """)
     assert out["plain"] == "Hello from node" and out["pisces"]["protocol"] == "openai-responses"
     assert out["types"][0] == "response.created" and out["types"][-1] == "response.completed"
