@@ -130,7 +130,8 @@ def test_a_failure_mid_stream_is_response_failed(client):
     types = [e.type for e in events]
     assert types[-2:] == ["error", "response.failed"]
     assert "The model failed mid-response." in events[-2].message
-    assert events[-1].response.status == "failed" and events[-1].response.error.code == "upstream_error"
+    assert events[-1].response.status == "failed" and events[-1].response.error.code == "server_error"
+    assert events[-2].code == "upstream_error"
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -20,7 +20,8 @@ from support.servers import wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
-GATEWAY_EVENTS = ["chat_completions", "chat_completions_stream", "responses", "models", "model", "spec", "docs", "healthz"]
+GATEWAY_EVENTS = ["chat_completions", "chat_completions_stream", "models", "model", "spec", "docs", "healthz",
+                  "responses"]
 
 
 def _env(**extra: str) -> dict[str, str]:

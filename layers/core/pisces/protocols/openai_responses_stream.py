@@ -191,7 +191,9 @@ class StreamEncoder:
         self.ended = True
         out = b"".join(self._done(i) for i in list(self.open))
         out += self._ev("error", code=ev.code, message=ev.message, param=None)
-        self.final = self._response("failed", error={"code": ev.code, "message": ev.message})
+        # response.error.code is one of OpenAI's own codes (the SDKs check them); the error event says ours
+        code = "rate_limit_exceeded" if ev.code == "rate_limit_exceeded" else "server_error"
+        self.final = self._response("failed", error={"code": code, "message": ev.message})
         return out + self._ev("response.failed", response=self.final)
 
     def heartbeat(self) -> bytes:
