@@ -174,3 +174,12 @@ def test_no_route_for_unknown_response_ids(gateway):
     assert r.headers["x-request-id"] == r.json()["pisces"]["request_id"]
     assert httpx.delete(f"{gateway.v1}/responses/resp_nope", headers=h).status_code == 404
     assert httpx.get(f"{gateway.v1}/responses/resp_nope").status_code == 401
+
+
+def test_the_spec_lists_the_responses_routes(gateway):
+    routes = {(r["method"], r["path"]): r for r in httpx.get(f"{gateway.url}/api/public/spec").json()["routes"]}
+    assert routes[("POST", "/v1/responses")]["protocol"] == "openai-responses"
+    assert routes[("POST", "/v1/responses")]["streaming"] is True
+    for method, path in [("GET", "/v1/responses/{response_id}"), ("DELETE", "/v1/responses/{response_id}"),
+                         ("POST", "/v1/responses/{response_id}/cancel")]:  # fmt: skip
+        assert routes[(method, path)]["auth"] is True

@@ -76,10 +76,13 @@ def table_name(logical: str) -> str:
 
 
 def create_tables(client: Any, names: dict[str, str] | None = None) -> dict[str, str]:
-    """Create every table (idempotently) with ``client`` (a boto3 DynamoDB client); returns the names."""
+    """Create every table (idempotently) with ``client`` (a boto3 DynamoDB client); returns the names.
+    Given ``names``, only the tables it names."""
     names = names or {logical: table_name(logical) for logical in TABLES}
     existing = set(client.list_tables().get("TableNames", []))
     for logical, spec in TABLES.items():
+        if logical not in names:
+            continue
         name = names[logical]
         if name in existing:
             continue
