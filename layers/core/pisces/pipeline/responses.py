@@ -23,8 +23,8 @@ from pisces.canonical import ChatRequest, ChatResponse, Message
 from pisces.errors import PiscesError
 from pisces.pipeline.logs import logger
 from pisces.protocols.openai_responses_output import echo_of, encode_response, new_id, parts_of
-from pisces.protocols.openai_responses_request import NAME, NAMESPACES, check_builtin_tools
 from pisces.protocols.openai_responses_stream import StreamEncoder
+from pisces.protocols.openai_responses_tools import NAME, NAMESPACES, check_builtin_tools
 
 if TYPE_CHECKING:
     from pisces.pipeline.context import RequestContext

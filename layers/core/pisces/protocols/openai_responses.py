@@ -15,8 +15,9 @@ from pisces.errors import PiscesError
 from pisces.protocols import openai_chat
 from pisces.protocols.common import error_message
 from pisces.protocols.openai_responses_output import decode_response, encode_response
-from pisces.protocols.openai_responses_request import NAME, check_builtin_tools, decode_request
+from pisces.protocols.openai_responses_request import NAME, decode_request
 from pisces.protocols.openai_responses_stream import StreamDecoder, StreamEncoder
+from pisces.protocols.openai_responses_tools import check_builtin_tools
 from pisces.protocols.openai_responses_upstream import encode_request
 
 if TYPE_CHECKING:

@@ -23,7 +23,8 @@ from pisces.canonical import (
 )
 from pisces.errors import PiscesError
 from pisces.protocols.common import token_count
-from pisces.protocols.openai_responses_request import NAME, REDACTED, SIGNED, qualified, split_qualified
+from pisces.protocols.openai_responses_request import NAME, REDACTED, SIGNED
+from pisces.protocols.openai_responses_tools import qualified, split_qualified
 
 # What a response says of its request when the request did not say it (OpenAI's defaults).
 DEFAULTS: dict[str, Any] = {

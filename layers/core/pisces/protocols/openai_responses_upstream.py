@@ -22,7 +22,7 @@ from pisces.canonical import (
     ToolResultPart,
     text_of,
 )
-from pisces.protocols.openai_responses_request import BUILTIN_CHOICE, BUILTIN_TOOLS, NAME
+from pisces.protocols.openai_responses_tools import BUILTIN_CHOICE, BUILTIN_TOOLS, NAME
 
 
 def _user_part(p: Part) -> dict[str, Any] | None:
