@@ -195,3 +195,16 @@ def test_errors_in_openai_shape(client):
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=client.base_url, api_key="pisces-wrong", max_retries=0).responses.create(
             model="mock-echo", input="hi")  # fmt: skip
+
+
+def test_structured_output_parse(client):
+    """``client.responses.parse(text_format=Model)``: the SDK sends text.format json_schema and parses the answer."""
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        city: str
+        days: int
+
+    resp = client.responses.parse(model="mock-echo", input='{"city": "Paris", "days": 3}', text_format=City)
+    assert resp.output_parsed == City(city="Paris", days=3)
+    assert resp.text.format.type == "json_schema" and resp.text.format.strict is True
