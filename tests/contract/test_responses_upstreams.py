@@ -183,3 +183,33 @@ def test_the_spec_lists_the_responses_routes(gateway):
     for method, path in [("GET", "/v1/responses/{response_id}"), ("DELETE", "/v1/responses/{response_id}"),
                          ("POST", "/v1/responses/{response_id}/cancel")]:  # fmt: skip
         assert routes[(method, path)]["auth"] is True
+
+
+@pytest.mark.parametrize("model", ["gpt-fake", "claude-fake", "gemini-fake", "gpt-resp"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_function_call_round_trip_over_every_upstream_kind(client, gateway, model, stream):
+    kwargs = {"model": model, "input": "weather in Paris?", "tools": [WEATHER]}
+    if stream:
+        with client.responses.stream(**kwargs) as s:
+            first = s.get_final_response()
+    else:
+        first = client.responses.create(**kwargs)
+    call = next(o for o in first.output if o.type == "function_call")
+    assert call.name == "get_weather" and json.loads(call.arguments)["city"] and call.call_id
+    # the call's output goes back as the upstream's own tool result
+    client.responses.create(model=model, previous_response_id=first.id, tool_choice="none", tools=[WEATHER],
+                            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+    if model.startswith("claude"):
+        last = gateway.anthropic.last()["body"]["messages"][-1]["content"][0]
+        assert (last["type"], last["tool_use_id"]) == ("tool_result", call.call_id)
+    elif model.startswith("gemini"):
+        part = gateway.gemini.last()["body"]["contents"][-1]["parts"][0]
+        assert part["functionResponse"]["name"] == "get_weather"
+    elif model == "gpt-fake":
+        last = gateway.upstream.last()["body"]["messages"][-1]
+        assert (last["role"], last["tool_call_id"], last["content"]) == ("tool", call.call_id, "sunny")
+    else:
+        sent = _last_body(gateway, "/v1/responses")["input"]
+        assert sent[-1] == {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}
+        # the stored conversation kept OpenAI's encrypted reasoning, which goes back to it
+        assert [i["encrypted_content"] for i in sent if i.get("type") == "reasoning"] == [ENCRYPTED]
