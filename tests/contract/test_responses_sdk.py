@@ -208,3 +208,14 @@ def test_structured_output_parse(client):
     resp = client.responses.parse(model="mock-echo", input='{"city": "Paris", "days": 3}', text_format=City)
     assert resp.output_parsed == City(city="Paris", days=3)
     assert resp.text.format.type == "json_schema" and resp.text.format.strict is True
+
+
+def test_previous_response_id_carries_system_items_not_instructions(client, gateway):
+    first = client.responses.create(model="gpt-resp", instructions="old instructions",
+                                    input=[{"role": "developer", "content": "dev rule"},
+                                           {"role": "user", "content": "one"}])  # fmt: skip
+    client.responses.create(model="gpt-resp", instructions="new instructions", previous_response_id=first.id,
+                            input="two")  # fmt: skip
+    sent = [r for r in gateway.upstream.requests if r.get("path") == "/v1/responses"][-1]["body"]
+    assert sent["instructions"] == "new instructions\n\ndev rule"
+    assert [i.get("role") or i["type"] for i in sent["input"]] == ["user", "reasoning", "assistant", "user"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from pisces.canonical import ChatRequest, ChatResponse, Message
+from pisces.canonical import ChatRequest, ChatResponse, Message, TextPart
 from pisces.errors import PiscesError
 from pisces.pipeline.logs import logger
 from pisces.protocols.openai_responses_output import echo_of, encode_response, new_id, parts_of
@@ -45,6 +45,9 @@ class ResponsesDoor:
         prev = body.get("previous_response_id") if isinstance(body, dict) else None
         self.previous = prev if isinstance(prev, str) and prev else None
         self.messages: list[Message] = []
+        self.system: list[TextPart] = []  # system and developer input items (instructions are not carried over)
+        inst = body.get("instructions") if isinstance(body, dict) else None
+        self.instructions = 1 if isinstance(inst, str) and inst else 0  # decode puts them first in req.system
         self.namespaces: list[str] = []
         self.encoder: StreamEncoder | None = None
 
@@ -56,11 +59,17 @@ class ResponsesDoor:
             stored = await asyncio.to_thread(self.gw.responses.get, self.previous, key_id)
             if stored is None:
                 raise not_found(self.previous, "previous_response_id")
-            history = [Message.model_validate(m) for m in stored.conversation]
-            req = req.model_copy(update={"messages": history + req.messages})
+            conv = stored.conversation
+            history = [Message.model_validate(m) for m in conv["messages"]]
+            before = [TextPart.model_validate(p) for p in conv["system"]]
+            # the new instructions replace the old ones; system and developer input items carry over
+            req = req.model_copy(update={"messages": history + req.messages,
+                                         "system": req.system[: self.instructions] + before
+                                         + req.system[self.instructions :]})  # fmt: skip
         if not req.messages:
             raise PiscesError("invalid_request", "Missing required parameter: 'input'.", param="input")
         self.messages = req.messages
+        self.system = req.system[self.instructions :]
         return req
 
     @property
@@ -83,7 +92,8 @@ class ResponsesDoor:
         if not self.store or response.get("status") == "failed" or self.ctx.key is None:
             return
         answer = Message(role="assistant", content=parts_of(response.get("output")))
-        conversation = [m.model_dump(mode="json", exclude_none=True) for m in [*self.messages, answer]]
+        conversation = {"system": [p.model_dump(mode="json", exclude_none=True) for p in self.system],
+                        "messages": [m.model_dump(mode="json", exclude_none=True) for m in [*self.messages, answer]]}
         try:
             kept = await asyncio.to_thread(self.gw.responses.put, self.rid, self.ctx.key.key_id, response,
                                            conversation)  # fmt: skip

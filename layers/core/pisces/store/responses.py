@@ -24,7 +24,7 @@ class StoredResponse:
     id: str
     key_id: str
     response: dict[str, Any]
-    conversation: list[dict[str, Any]]
+    conversation: Any  # JSON: what the door keeps of the conversation (pisces.pipeline.responses)
     expires_at: int
 
 
@@ -42,7 +42,7 @@ class ResponseStore:
         self.table = table
         self.retention_seconds = retention_days * 86400
 
-    def put(self, rid: str, key_id: str, response: dict[str, Any], conversation: list[dict[str, Any]]) -> bool:
+    def put(self, rid: str, key_id: str, response: dict[str, Any], conversation: Any) -> bool:
         """Store one response; False when it is too large to be stored."""
         body, conv = _pack(response), _pack(conversation)
         if len(body) + len(conv) > MAX_ITEM_BYTES:
