@@ -236,6 +236,8 @@ def _complete(raw: bytes, media_type: str) -> bool:
         events = SSEParser().feed(raw)
         if not events or not raw.endswith((b"\n\n", b"\r\n\r\n")):
             return False
+        if (events[-1].event or "").startswith("response."):  # OpenAI Responses: its terminal events by name
+            return events[-1].event in ("response.completed", "response.incomplete", "response.failed")
         last = events[-1].data
         return last == "[DONE]" or '"message_stop"' in last or '"finishReason"' in last or '"error"' in last
     try:
@@ -293,6 +295,7 @@ OPENAI_ASK = {"model": "gpt-fake", "messages": [{"role": "user", "content": "one
 CLAUDE_ASK = {"model": "claude-fake", "max_tokens": 50, "messages": [{"role": "user", "content": "one two three"}]}
 GEMINI_ASK = {"contents": [{"role": "user", "parts": [{"text": "one two three"}]}]}
 IMAGE_ASK = {"model": "GPT-Image-1", "prompt": "A cute kitten", "n": 2, "size": "1024x1024"}
+RESPONSES_ASK = {"model": "gpt-resp", "input": "one two three", "instructions": "brief"}
 
 
 def test_the_first_invocation_is_the_cold_start(world):
@@ -315,6 +318,8 @@ DOORS = {
     "gemini-sse": ("/v1beta/models/gemini-fake:streamGenerateContent?alt=sse", GEMINI_ASK, "goog"),
     "gemini-array": ("/v1beta/models/gemini-fake:streamGenerateContent", GEMINI_ASK, "goog"),
     "images": ("/v1/images/generations", IMAGE_ASK, "auth"),
+    "responses": ("/v1/responses", RESPONSES_ASK, "auth"),
+    "responses-stream": ("/v1/responses", {**RESPONSES_ASK, "stream": True}, "auth"),
 }  # fmt: skip
 
 
@@ -325,8 +330,10 @@ def _key_header(style: str, key: str) -> dict[str, str]:
 
 def _final_cost(door: str, raw: bytes) -> int:
     """The cost the response itself states, on its last event that can carry it."""
-    if door in ("openai", "anthropic", "gemini", "images"):
+    if door in ("openai", "anthropic", "gemini", "images", "responses"):
         return json.loads(raw)["pisces"]["cost"]
+    if door == "responses-stream":  # response.completed carries the whole response, its pisces object in it
+        return sse_data(raw)[-1]["response"]["pisces"]["cost"]
     if door == "gemini-array":
         return json.loads(raw)[-1]["pisces"]["cost"]
     events = sse_data(raw)
@@ -402,7 +409,22 @@ def test_a_client_that_hangs_up_mid_stream_is_settled_in_its_request(world):
         assert world.gateway.request_line(rid)["lambda_request_id"] == lambda_id
 
 
-@pytest.mark.parametrize("door", ["openai-stream", "anthropic", "gemini-array"])
+@pytest.mark.parametrize("door", ["responses", "responses-stream"])
+def test_a_stored_response_is_durable_before_its_last_byte(world, door):
+    """The Responses door stores its response (for previous_response_id) before the last byte too."""
+    path, body, style = DOORS[door]
+    key = world.key()
+    headers, _ = lambda_headers(_key_header(style, key))
+    r, raw = read_all(world, path, body, headers)
+    with world.gateway.frozen():
+        assert r.status_code == 200
+        rid = sse_data(raw)[-1]["response"]["id"] if door.endswith("stream") else json.loads(raw)["id"]
+        item = world.dynamo.get_item(TableName=table_name("responses"), Key={"id": {"S": rid}}).get("Item")
+        assert item is not None, "the response is stored before its last byte"
+        assert item["key_id"]["S"] == world.keys.get_by_hash(hash_key(key)).key_id
+
+
+@pytest.mark.parametrize("door", ["openai-stream", "anthropic", "gemini-array", "responses-stream"])
 def test_an_idempotent_response_is_complete_before_its_last_byte(world, door):
     """Frozen right after the first response: a second gateway process replays it byte for byte."""
     path, body, style = DOORS[door]

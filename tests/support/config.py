@@ -75,6 +75,10 @@ OPENAI_EMBED_MODELS = {"text-embedding-fake": "text-embedding-fake", "embed-fail
 GEMINI_EMBED_MODELS = {"gemini-embedding-fake": "embedding-fake", "gemini-embed-fail-503": "fail-503"}
 EMBED_PRICES = {"mock-embed": 1, "text-embedding-fake": 0.5, "gemini-embedding-fake": 0.25}  # USD per 1M input
 
+# client-facing names of the fake OpenAI upstream's Responses API models (an openai-responses channel)
+RESPONSES_MODELS = {"gpt-resp": "gpt-resp", "gpt-resp-fail-400": "fail-400", "gpt-resp-fail-500": "fail-500",
+                    "gpt-resp-fail-mid": "fail-mid"}  # fmt: skip
+
 # The fakes' "slow" models wait 30 s, the channels' read timeout is 1 s (a 30x margin); "gated"
 # models wait for the test's release on channels that would wait 60 s (their 10 s cap is the fake's).
 PATIENT_SECONDS = 60.0
@@ -213,6 +217,14 @@ def gateway_config_raw(
                     else []
                 ),
                 {
+                    "name": "fake-responses",  # OpenAI's Responses API (support.fake_openai_responses)
+                    "kind": "openai-responses",
+                    "base_url": f"{upstream_url}/v1",
+                    "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                    "models": RESPONSES_MODELS,
+                    "read_timeout": 1.0,
+                },
+                {
                     "name": "disabled",
                     "kind": "openai",
                     "base_url": f"{upstream_url}/v1",
@@ -231,6 +243,7 @@ def gateway_config_raw(
                 **{m: {"kind": "embedding", "price": {"input": p}} for m, p in EMBED_PRICES.items()},
                 **{m: {"kind": "embedding"} for m in [*OPENAI_EMBED_MODELS, *GEMINI_EMBED_MODELS, "claude-embed"]
                    if m not in EMBED_PRICES},
+                "gpt-resp": {"price": {"input": 1.25, "output": 10, "cached_input": 0.125}},
             },
             "limits": {"max_body_bytes": 65536, "key_cache_seconds": 0.5, "heartbeat_seconds": 0.3, **limits},
         }

@@ -17,6 +17,8 @@ POST /v1/embeddings answers OpenAI's list of embeddings: per input a determinist
 encoding_format base64, little-endian float32 base64; usage prompt_tokens is ``fake_embed_tokens``
 (two per word, one per token id: not the gateway's own count, so a test can tell them apart);
 fail-NNN answers that error.
+
+``POST /v1/responses`` speaks OpenAI's Responses API (:mod:`support.fake_openai_responses`).
 Every request (body and the headers that matter) is recorded in ``FakeOpenAI.requests``.
 Its Images API (/v1/images/generations, /v1/images/edits): support.fake_openai_images.
 """
@@ -81,6 +83,12 @@ class FakeOpenAI(FakeUpstream):
         super().__init__("/v1/chat/completions", self.chat)
         self.images = FakeImages(self)
         self.app.post("/v1/embeddings")(self.embeddings)
+        self.app.post("/v1/responses")(self.responses)  # OpenAI's Responses API: support.fake_openai_responses
+
+    async def responses(self, request: Request) -> Response:
+        from support.fake_openai_responses import responses
+
+        return await responses(self, request)
 
     async def chat(self, request: Request) -> Response:
         body = await request.json()

@@ -221,6 +221,7 @@ def test_functions_get_least_privilege_on_tables(template):
         ("DynamoDBCrudPolicy", resources["keys"]),  # admission and settlement write the key's counters
         ("DynamoDBCrudPolicy", resources["usage"]),
         ("DynamoDBCrudPolicy", resources["idempotency"]),
+        ("DynamoDBCrudPolicy", resources["responses"]),  # stored Responses
     }
     assert grants(ADMIN) == {
         ("DynamoDBCrudPolicy", resources["keys"]),

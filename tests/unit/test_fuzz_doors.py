@@ -1,4 +1,5 @@
-"""A seeded fuzz of the three chat doors, in-process: no body a client can send is a 5xx.
+"""A seeded fuzz of the chat doors (OpenAI chat and Responses, Anthropic, Gemini), in-process: no body a
+client can send is a 5xx.
 
 Each door gets FUZZ_BODIES bodies made from a few valid requests by random mutation: wrong types in
 any field, deleted and unknown fields, deep nesting, huge and non-finite numbers, lone surrogates,
@@ -118,7 +119,38 @@ def gemini_base(model: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-BASES = {"openai": openai_base, "anthropic": anthropic_base, "gemini": gemini_base}
+def responses_base(model: str) -> dict[str, Any]:
+    schema = {"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}
+    return {
+        "model": model,
+        "instructions": "Be brief.",
+        "input": [
+            {"role": "developer", "content": "No lists."},
+            {"role": "user", "content": [{"type": "input_text", "text": "Hello there"},
+                                         {"type": "input_image", "image_url": "data:image/png;base64,iVBO"}]},
+            {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "hm"}],
+             "encrypted_content": "gAAAA"},
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\": \"Paris\"}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Sunny."}]},
+            {"role": "user", "content": "and tomorrow?"},
+        ],
+        "tools": [{"type": "function", "name": "get_weather", "parameters": schema, "strict": False},
+                  {"type": "namespace", "name": "crm", "tools": [{"type": "function", "name": "find"}]}],
+        "tool_choice": "auto",
+        "parallel_tool_calls": True,
+        "max_output_tokens": 12,
+        "temperature": 0.5,
+        "text": {"format": {"type": "json_schema", "name": "w", "schema": schema}},
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "store": False,
+        "stream": False,
+        "metadata": {"k": "v"},
+    }  # fmt: skip
+
+
+BASES = {"openai": openai_base, "anthropic": anthropic_base, "gemini": gemini_base,
+         "openai-responses": responses_base}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ mutations
@@ -281,7 +313,7 @@ def shape_ok(door: str, status: int, body: Any) -> bool:
     err = body.get("error")
     if not isinstance(err, dict):
         return False
-    if door == "openai":
+    if door in ("openai", "openai-responses"):
         return set(err) == {"message", "type", "param", "code"} and isinstance(err["message"], str)
     if door == "anthropic":
         return body.get("type") == "error" and isinstance(err.get("type"), str) and isinstance(err.get("message"), str)
@@ -322,6 +354,9 @@ async def send(life: Lifecycle, door: str, key: str, model: str, body: bytes, i:
     if door == "openai":
         headers["authorization"] = f"Bearer {key}"
         path = "/v1/chat/completions"
+    elif door == "openai-responses":
+        headers["authorization"] = f"Bearer {key}"
+        path = "/v1/responses"
     elif door == "anthropic":
         headers |= {"x-api-key": key, "anthropic-version": "2023-06-01"}
         path = "/v1/messages"
@@ -357,7 +392,7 @@ async def test_fuzz_doors(fuzz_gateway):
     statuses: dict[int, int] = {}
     timings = {}
     try:
-        for door in ("openai", "anthropic", "gemini"):
+        for door in BASES:
             rng = random.Random(f"{FUZZ_SEED}:{door}:wire")
             started = time.perf_counter()
             for i, (model, body) in enumerate(fuzz_bodies(door, FUZZ_SEED, FUZZ_BODIES)):
@@ -380,5 +415,5 @@ async def test_fuzz_doors(fuzz_gateway):
     assert not failures, f"{len(failures)} failures, first: " + "\n".join(failures[:10])
     assert not handler.unhandled, handler.unhandled[:3]
     assert not handler.unwritable, handler.unwritable[:3]
-    assert handler.requests == 3 * FUZZ_BODIES, "one log line per request"
-    assert statuses.get(200, 0) > 0.003 * 3 * FUZZ_BODIES, "some bodies must reach the mock (and be answered)"
+    assert handler.requests == len(BASES) * FUZZ_BODIES, "one log line per request"
+    assert statuses.get(200, 0) > 0.003 * len(BASES) * FUZZ_BODIES, "some bodies must reach the mock (and be answered)"

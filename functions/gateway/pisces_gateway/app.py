@@ -118,6 +118,30 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
         return await chat.embeddings(request)
 
     @app.post(
+        "/v1/responses",
+        description="OpenAI Responses: input items, function tools, text.format, reasoning, store and "
+        "previous_response_id, streaming (SSE with stream: true)",
+        openapi_extra=_meta("openai-responses", streaming=True),
+    )
+    async def responses(request: Request) -> Response:
+        return await chat.handle(request, "openai-responses")
+
+    @app.get("/v1/responses/{response_id}", description="A stored response of this key (OpenAI Responses)",
+             openapi_extra=_meta("openai-responses"))  # fmt: skip
+    async def get_response(request: Request, response_id: str) -> Response:
+        return await chat.stored_response(request, "retrieve", response_id)
+
+    @app.delete("/v1/responses/{response_id}", description="Delete a stored response of this key",
+                openapi_extra=_meta("openai-responses"))  # fmt: skip
+    async def delete_response(request: Request, response_id: str) -> Response:
+        return await chat.stored_response(request, "delete", response_id)
+
+    @app.post("/v1/responses/{response_id}/cancel", description="Cancel a background response (Pisces runs "
+              "none: a stored response answers 400)", openapi_extra=_meta("openai-responses"))  # fmt: skip
+    async def cancel_response(request: Request, response_id: str) -> Response:
+        return await chat.stored_response(request, "cancel", response_id)
+
+    @app.post(
         "/v1/messages",
         description="Anthropic Messages: content blocks, tools, thinking, streaming (SSE with stream: true)",
         openapi_extra=_meta("anthropic", streaming=True),

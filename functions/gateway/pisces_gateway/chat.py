@@ -88,3 +88,7 @@ async def images(request: Request, operation: str) -> Response:
 
 async def embeddings(request: Request) -> Response:
     return respond(request, await lifecycle(request).embed(incoming(request), "openai"))
+
+
+async def stored_response(request: Request, action: str, response_id: str) -> Response:
+    return respond(request, await lifecycle(request).stored_response(incoming(request), action, response_id))

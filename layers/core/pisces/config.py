@@ -4,7 +4,7 @@ Example::
 
     channels:
       - name: openai
-        kind: openai                       # openai | anthropic | gemini | mock (bedrock: later)
+        kind: openai                       # openai | openai-responses | anthropic | gemini | mock
         base_url: https://api.openai.com/v1
         api_key_env: OPENAI_API_KEY        # or api_key_secret_arn: arn:aws:secretsmanager:...
         models: [gpt-4o-mini]              # or a mapping {client name: upstream name}
@@ -106,7 +106,7 @@ class ModelConfig(_Strict):
 
 class ChannelConfig(_Strict):
     name: str
-    kind: Literal["openai", "anthropic", "gemini", "mock"]
+    kind: Literal["openai", "anthropic", "gemini", "mock", "openai-responses"]
     base_url: str | None = None
     api_key_env: str | None = None
     api_key_secret_arn: str | None = None
@@ -159,6 +159,7 @@ class Limits(_Strict):
     # Generated images: how long their presigned URLs work, and the largest input image (edits).
     image_url_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
     max_image_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    responses_retention_days: int = Field(default=30, ge=1)  # stored Responses (OpenAI keeps them 30 days)
 
 
 class Config(_Strict):

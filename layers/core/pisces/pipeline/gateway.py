@@ -17,6 +17,7 @@ from pisces.store import dynamo
 from pisces.store.images import ImageStore
 from pisces.store.keys import KeyStore
 from pisces.store.ledger import Ledger
+from pisces.store.responses import ResponseStore
 from pisces.store.schema import table_name
 from pisces.store.usage import UsageStore
 from pisces.upstreams import build_channel
@@ -32,6 +33,7 @@ class Gateway:
         db = self.keys.client
         self.usage = UsageStore(db, table_name("usage"))
         self.billing = Billing(config, Ledger(db, self.keys.table, self.usage.table))
+        self.responses = ResponseStore(db, table_name("responses"), config.limits.responses_retention_days)
         self.idempotency = Idempotency(table_name("idempotency"), db, config.limits.idempotency_hours)
         self.http = http or new_http_client()
         self.auth = Authenticator(self.keys, config.limits.key_cache_seconds)

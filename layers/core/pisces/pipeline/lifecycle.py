@@ -168,11 +168,14 @@ class Lifecycle:
         key = await self.authenticate(ctx, incoming)
         body = await read_json(incoming.headers, incoming.body, gw.config.limits.max_body_bytes)
         req: ChatRequest = codec.decode_request(body, *url_args)
+        door = codec.new_door(gw, ctx, body) if hasattr(codec, "new_door") else None  # a door's own steps
         kept = {n: incoming.headers[n] for n in getattr(codec, "FORWARDED_HEADERS", ()) if n in incoming.headers}
         if kept:
             req.provider_options.setdefault(codec.NAME, {})[FORWARDED] = kept
         ctx.stream = req.stream
         candidates = gw.router.resolve(ctx, req.model, key)
+        if door is not None:
+            req = await door.prepare(req, candidates)
         check_max_tokens(gw.config, ctx.model or req.model, req)
 
         async def call() -> Any:
@@ -190,14 +193,24 @@ class Lifecycle:
         if req.stream:
             first, events = answer
             ctx.first_byte = time.perf_counter()
-            encoder = codec.StreamEncoder(ctx.pisces(), include_usage=req.stream_usage, **encoder_options)
-            body_iter = relay(gw, ctx, encoder, req, bill, claim, first, events, stream_media)
+            make_encoder = door.stream_encoder if door is not None else codec.StreamEncoder
+            encoder = make_encoder(ctx.pisces(), include_usage=req.stream_usage, **encoder_options)
+            body_iter = relay(gw, ctx, encoder, req, bill, claim, first, events, stream_media,
+                              door.stream_done if door is not None else None)  # fmt: skip
             return Reply(200, stream_media, body_iter, ctx, {**SSE_HEADERS, **ctx.headers})
         resp: ChatResponse = answer
         ctx.usage, ctx.finish, ctx.answered = resp.usage, resp.finish_reason, True
         ctx.generated_tokens = estimate_output(resp.content)  # what is charged if the upstream says no usage
-        return await self._settled(ctx, claim, lambda: settle(bill, 200),
-                                   lambda: json_bytes(codec.encode_response(resp, ctx.pisces())))  # fmt: skip
+        encode = door.encode_response if door is not None else codec.encode_response
+        out: dict[str, Any] = {}
+
+        async def settle_and_keep() -> None:
+            await settle(bill, 200)  # sets ctx.cost, which the answer carries
+            out["answer"] = encode(resp, ctx.pisces())
+            if door is not None:
+                await door.keep(out["answer"])  # stored before its id can reach the client
+
+        return await self._settled(ctx, claim, settle_and_keep, lambda: json_bytes(out["answer"]))
 
     # ------------------------------------------------------------------ the road every metered operation shares
 
@@ -362,21 +375,22 @@ class Lifecycle:
 
         return await self.run(incoming, protocol, work)
 
-    async def usage(self, incoming: Incoming) -> Reply:
-        """The key's own balance and spend by day and model (``?from=&to=``, UTC days, both inclusive)."""
-        import asyncio
-
-        from pisces.store.usage import UsageRangeError, usage_report
+    async def stored_response(self, incoming: Incoming, action: str, rid: str) -> Reply:
+        """``GET`` (``retrieve``), ``DELETE`` (``delete``) or ``POST .../cancel`` (``cancel``) on a stored
+        response of this key (:mod:`pisces.pipeline.responses`); nothing is charged."""
+        from pisces.pipeline import responses
 
         async def work(ctx: RequestContext) -> Reply:
-            gw = self.gw
-            key = await self.authenticate(ctx, incoming)
-            fresh = await asyncio.to_thread(gw.keys.get_by_hash, key.key_hash)  # the balance now, not as cached
-            q = incoming.query
-            try:
-                report = await asyncio.to_thread(usage_report, gw.usage, fresh or key, q.get("from"), q.get("to"))
-            except UsageRangeError as e:
-                raise PiscesError("invalid_request", str(e), param=e.param) from None
-            return self.reply(ctx, {**report, "pisces": ctx.pisces()})
+            await self.authenticate(ctx, incoming)
+            return self.reply(ctx, await getattr(responses, action)(self.gw, ctx, rid))
+
+        return await self.run(incoming, "openai-responses", work)
+
+    async def usage(self, incoming: Incoming) -> Reply:
+        """The key's own balance and spend: :func:`pisces.pipeline.account.usage`."""
+        from pisces.pipeline import account
+
+        async def work(ctx: RequestContext) -> Reply:
+            return await account.usage(self, ctx, incoming)
 
         return await self.run(incoming, "openai", work)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -64,6 +64,7 @@ async def relay(
     first: StreamEvent,
     events: AsyncGenerator[StreamEvent, None],
     media_type: str,
+    settled: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
     beat = getattr(encoder, "heartbeat", None)
     sent: list[bytes] = []  # kept only for an Idempotency-Key's replay
@@ -96,7 +97,7 @@ async def relay(
     except (asyncio.CancelledError, GeneratorExit):
         ctx.error = ctx.error or "client_cut"  # the client hung up: settle what was generated, then stop
         with anyio.CancelScope(shield=True):
-            await _conclude(gw, ctx, req, bill, claim, events, waiting, None, media_type)
+            await _conclude(gw, ctx, req, bill, claim, events, waiting, None, media_type, settled)
         raise
     except Exception as exc:  # a fault mid-stream: tell the client in its protocol, then end
         if isinstance(exc, PiscesError):
@@ -107,7 +108,7 @@ async def relay(
         ctx.error = err.code
         tail = encoder.encode(err) + encoder.close()
     with anyio.CancelScope(shield=True):
-        await _conclude(gw, ctx, req, bill, claim, events, waiting, [*sent, tail], media_type)
+        await _conclude(gw, ctx, req, bill, claim, events, waiting, [*sent, tail], media_type, settled)
     yield tail
 
 
@@ -121,8 +122,10 @@ async def _conclude(
     waiting: asyncio.Future[StreamEvent | None] | None,
     sent: list[bytes] | None,
     media_type: str,
+    settled: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Close the upstream, settle, complete or release the Idempotency-Key, write the log line."""
+    """Close the upstream, settle, run the door's ``settled`` hook (the Responses door stores its
+    response), complete or release the Idempotency-Key, write the log line."""
     if waiting is not None:
         waiting.cancel()
         await asyncio.gather(waiting, return_exceptions=True)
@@ -132,6 +135,8 @@ async def _conclude(
     if ctx.error is None and ctx.finish is None:
         ctx.error = "stream_cut"
     await gw.billing.settle(ctx, req, bill, 200)
+    if settled is not None and ctx.error is None:
+        await settled()
     if claim and ctx.error is None and sent is not None:
         await gw.idempotency.complete(claim, Stored(200, media_type, sent))
     elif claim:

@@ -21,6 +21,9 @@ A codec may list ``FORWARDED_HEADERS``: client request headers kept (in ``provid
 upstream of the same protocol. A ``StreamEncoder`` may also have ``heartbeat() -> bytes``
 (Anthropic's ``ping``): the door sends it while the upstream is silent.
 
+A codec whose door does more than chat (Responses: ``previous_response_id``, stored responses) has
+``new_door(gw, ctx, body)``: the lifecycle calls that object's hooks at its own steps.
+
 Adding a protocol is one new module and one line in :data:`CODECS`.
 """
 
@@ -28,12 +31,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from pisces.protocols import anthropic_messages, gemini, openai_chat
+from pisces.protocols import anthropic_messages, gemini, openai_chat, openai_responses
 
 CODECS: dict[str, ModuleType] = {
     openai_chat.NAME: openai_chat,
     anthropic_messages.NAME: anthropic_messages,
     gemini.NAME: gemini,
+    openai_responses.NAME: openai_responses,
 }
 
 # Embeddings, by the door's protocol: ``decode_embed_request(body, *url_args) -> EmbedRequest``,

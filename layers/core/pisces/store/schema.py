@@ -52,6 +52,13 @@ TABLES: dict[str, dict[str, Any]] = {
         "BillingMode": "PAY_PER_REQUEST",
         "ttl_attribute": "expiration",
     },
+    # stored Responses (POST /v1/responses with store): previous_response_id, GET/DELETE /v1/responses/{id}
+    "responses": {
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+        "BillingMode": "PAY_PER_REQUEST",
+        "ttl_attribute": "expires_at",
+    },
 }
 
 # Environment variable holding each table's name, and the name used locally when it is unset.
@@ -59,6 +66,7 @@ TABLE_ENV = {
     "keys": ("PISCES_KEYS_TABLE", "pisces-keys"),
     "usage": ("PISCES_USAGE_TABLE", "pisces-usage"),
     "idempotency": ("PISCES_IDEMPOTENCY_TABLE", "pisces-idempotency"),
+    "responses": ("PISCES_RESPONSES_TABLE", "pisces-responses"),
 }
 
 
@@ -68,10 +76,13 @@ def table_name(logical: str) -> str:
 
 
 def create_tables(client: Any, names: dict[str, str] | None = None) -> dict[str, str]:
-    """Create every table (idempotently) with ``client`` (a boto3 DynamoDB client); returns the names."""
+    """Create every table (idempotently) with ``client`` (a boto3 DynamoDB client); returns the names.
+    Given ``names``, only the tables it names."""
     names = names or {logical: table_name(logical) for logical in TABLES}
     existing = set(client.list_tables().get("TableNames", []))
     for logical, spec in TABLES.items():
+        if logical not in names:
+            continue
         name = names[logical]
         if name in existing:
             continue

@@ -10,12 +10,14 @@ from pisces.upstreams.base import Channel
 from pisces.upstreams.gemini import GeminiChannel
 from pisces.upstreams.mock import MockChannel
 from pisces.upstreams.openai import OpenAIChannel
+from pisces.upstreams.openai_responses import OpenAIResponsesChannel
 
 KINDS: dict[str, type[Channel]] = {
     "mock": MockChannel,
     "openai": OpenAIChannel,
     "anthropic": AnthropicChannel,
     "gemini": GeminiChannel,
+    "openai-responses": OpenAIResponsesChannel,
 }
 
 
