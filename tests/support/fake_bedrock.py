@@ -122,8 +122,8 @@ def stream_frames(blocks: list[dict[str, Any]], stop: str) -> list[bytes]:
         elif "reasoningContent" in b:
             rt = b["reasoningContent"]["reasoningText"]
             for j in range(0, len(rt["text"]), 12):
-                out.append(event("contentBlockDelta", {"contentBlockIndex": i,
-                                                       "delta": {"reasoningContent": {"text": rt["text"][j : j + 12]}}}))
+                piece = {"reasoningContent": {"text": rt["text"][j : j + 12]}}
+                out.append(event("contentBlockDelta", {"contentBlockIndex": i, "delta": piece}))
             out.append(event("contentBlockDelta", {"contentBlockIndex": i,
                                                    "delta": {"reasoningContent": {"signature": rt["signature"]}}}))
         else:
