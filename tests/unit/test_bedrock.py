@@ -167,3 +167,33 @@ async def test_a_stream_left_early_ends_its_reader_thread(local_dynamo):
                 break
             await asyncio.sleep(0.01)
         assert not alive
+
+
+@pytest.mark.parametrize(("region", "geo"), [("us-east-1", "us"), ("eu-west-3", "eu"), ("ap-northeast-1", "apac"),
+                                             ("us-gov-west-1", "us-gov"), ("ca-central-1", "ca")])  # fmt: skip
+def test_geo_in_a_model_id_is_the_regions_geography(region, geo):
+    ch = BedrockChannel(ChannelConfig(name="b", kind="bedrock", region=region, models=["x"]), None)  # type: ignore[arg-type]
+    assert ch.model_id("{geo}.amazon.nova-pro-v1:0") == f"{geo}.amazon.nova-pro-v1:0"
+    assert ch.model_id("global.anthropic.claude-x") == "global.anthropic.claude-x"
+
+
+def test_shipped_configuration_serves_bedrock_in_aws(monkeypatch):
+    from pathlib import Path
+
+    from pisces.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "pisces.yaml")
+    monkeypatch.delenv("PISCES_BEDROCK", raising=False)
+    monkeypatch.delenv("PISCES_MOCK", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY_SECRET_ARN", raising=False)
+    local = cfg.available_models()
+    assert "mock-echo" in local and "nova-pro" not in local
+    monkeypatch.setenv("PISCES_BEDROCK", "on")
+    monkeypatch.setenv("PISCES_MOCK", "off")
+    deployed = cfg.available_models()
+    assert "mock-echo" not in deployed
+    for model in ("claude-sonnet-4-5", "claude-haiku-4-5", "nova-pro", "llama-4-maverick", "deepseek-r1"):
+        assert model in deployed
+        assert cfg.price(model).input > 0 and cfg.price(model).output > 0  # every Bedrock model is priced
+    assert [c.name for c in cfg.serving("claude-sonnet-4-5")] == ["bedrock-claude"]  # no Anthropic key here

@@ -4,7 +4,8 @@ function's own IAM role (SigV4 through botocore; no key to keep).
 ``region`` picks the Bedrock endpoint (default: the function's own region, ``AWS_REGION``); a
 channel's ``models`` map client names to Bedrock model ids, foundation models
 (``amazon.nova-pro-v1:0``) or cross-region inference profiles (``us.anthropic.claude-...``,
-``global.anthropic.claude-...``). ``base_url`` replaces the endpoint (a VPC endpoint, or a test's
+``global.anthropic.claude-...``; ``{geo}`` in an id is the region's geography: ``{geo}.amazon.nova-pro-v1:0``
+is ``eu.amazon.nova-pro-v1:0`` in eu-west-1). ``base_url`` replaces the endpoint (a VPC endpoint, or a test's
 fake). The wire format is :mod:`pisces.upstreams.bedrock_converse`.
 
 botocore is blocking: a call runs in this module's own thread pool (never the loop's default one,
@@ -51,6 +52,15 @@ REFUSED_CREDENTIALS = {"UnrecognizedClientException", "InvalidSignatureException
 
 def default_region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def geography(region: str) -> str:
+    """The inference-profile prefix of a region's geography: us-east-1 -> us, eu-west-3 -> eu,
+    ap-northeast-1 -> apac, us-gov-west-1 -> us-gov (what ``{geo}`` in a model id becomes)."""
+    if region.startswith("us-gov-"):
+        return "us-gov"
+    head = region.split("-", 1)[0]
+    return {"ap": "apac"}.get(head, head)
 
 
 def _client(region: str, endpoint: str | None, connect: float, read: float) -> Any:
@@ -132,6 +142,9 @@ class BedrockChannel(Channel):
     def region(self) -> str:
         return self.cfg.region or default_region()
 
+    def model_id(self, model: str) -> str:
+        return model.replace("{geo}", geography(self.region))
+
     def client(self) -> Any:
         return _client(self.region, self.cfg.base_url or None, self.cfg.connect_timeout, self.cfg.read_timeout)
 
@@ -148,11 +161,13 @@ class BedrockChannel(Channel):
         raise AssertionError("unreachable")
 
     async def complete(self, req: ChatRequest, model: str) -> ChatResponse:
+        model = self.model_id(model)
         kwargs = encode_request(req.model_copy(update={"stream": False}), model)
         resp = await self._call("converse", kwargs)
         return decode_response(resp, model, _request_id(resp), int(time.time()))
 
     async def stream(self, req: ChatRequest, model: str) -> AsyncGenerator[StreamEvent, None]:
+        model = self.model_id(model)
         kwargs = encode_request(req.model_copy(update={"stream": True}), model)
         resp = await self._call("converse_stream", kwargs)
         events = resp["stream"]
