@@ -203,17 +203,24 @@ LIMIT_ENV = {"PISCES_KEY_CACHE_SECONDS": "key_cache_seconds"}
 def load_config(path: str | Path | None = None) -> Config:
     p = Path(path) if path is not None else default_path()
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        text = p.read_text()
     except OSError as e:
         raise ConfigError(f"cannot read the configuration {p}: {e.strerror}") from e
+    return parse_text(text, source=str(p))
+
+
+def parse_text(text: str, source: str = "<config>") -> Config:
+    """The configuration in ``text`` (pisces.yaml's YAML, from a file or an SSM parameter)."""
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p} is not valid YAML: {e}") from e
+        raise ConfigError(f"{source} is not valid YAML: {e}") from e
     if isinstance(raw, dict):
         for env, name in LIMIT_ENV.items():
             if os.environ.get(env):
                 limits = raw["limits"] = dict(raw.get("limits") or {})
                 limits[name] = os.environ[env]
-    return parse_config(raw, source=str(p))
+    return parse_config(raw, source=source)
 
 
 def parse_config(raw: Any, source: str = "<config>") -> Config:
