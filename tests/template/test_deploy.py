@@ -6,6 +6,7 @@ calls the gateway really makes, capacity and access-log parameters, and `make bu
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -271,3 +272,89 @@ def test_make_build_compiles_and_ships_each_package_once():
         shipped = _packages(build / function)
         assert not shipped & _packages(layer), f"{function} ships again what the layer has: {shipped}"
         assert not shipped, f"{function} ships packages of its own: {shipped}"
+
+
+# ------------------------------------------------------------------ make deploy / logs / sync
+
+
+def _make(tmp_path: Path, *targets: str) -> list[str]:
+    """The sam commands `make` runs for ``targets`` in a copy of the repo's Makefile and samconfig.toml
+    (sam replaced by echo, SAM CLI taken as installed)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION", "MAKEFLAGS")}
+    out = subprocess.run(["make", "-s", *targets, "SAM=echo sam", "PY313="], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60, check=True).stdout  # fmt: skip
+    return [line for line in out.splitlines() if line.startswith("sam ")]
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Path:
+    for name in ("Makefile", "samconfig.toml"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    (tmp_path / ".venv-sam").mkdir()
+    (tmp_path / ".venv-sam" / ".installed").touch()
+    return tmp_path
+
+
+def test_first_deploy_is_guided_then_from_samconfig(repo_copy):
+    assert "region" not in (ROOT / "samconfig.toml").read_text().split("[default.deploy.parameters]")[1], (
+        "no region in samconfig.toml: the first deploy asks, offering the AWS profile's")
+    assert _make(repo_copy, "deploy") == ["sam build", "sam deploy --guided"]
+    # what `sam deploy --guided` saves
+    config = repo_copy / "samconfig.toml"
+    config.write_text(config.read_text() + 'region = "eu-west-3"\n')
+    assert _make(repo_copy, "deploy") == ["sam build", "sam deploy"]
+    assert _make(repo_copy, "deploy", "GUIDED=1") == ["sam build", "sam deploy --guided"]
+    assert _make(repo_copy, "logs") == ["sam logs --stack-name pisces --region eu-west-3 --name GatewayFunction --tail"]
+    assert _make(repo_copy, "sync") == ["sam sync --stack-name pisces --region eu-west-3 --watch"]
+
+
+def test_without_samconfig_region_logs_use_the_profiles(repo_copy):
+    assert _make(repo_copy, "logs", "STACK=mine") == ["sam logs --stack-name mine --name GatewayFunction --tail"]
+
+
+# ------------------------------------------------------------------ the README's deploy section
+
+
+def _deploy_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text[text.index("## Deploying") : text.index("\n## ", text.index("## Deploying") + 1)]
+
+
+def _commands(section: str) -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+    return [line.split("  #")[0].strip() for b in blocks for line in b.splitlines() if line.strip()]
+
+
+def test_readme_deploy_commands_are_the_repos(template, repo_copy):
+    commands = _commands(_deploy_section())
+    assert commands
+    makefile_targets = set(re.findall(r"^([a-z][a-z0-9-]*):", (ROOT / "Makefile").read_text(), flags=re.M))
+    for cmd in commands:
+        words = cmd.split()
+        assert words[0] != "sam", f"{cmd!r}: sam lives in .venv-sam (`.venv-sam/bin/sam`)"
+        if words[0] == "make":
+            assert words[1] in makefile_targets, f"{cmd!r}: no such make target"
+            assert _make(repo_copy, words[1]), f"{cmd!r} runs no sam command"
+        elif words[0] == ".venv-sam/bin/sam":
+            assert words[1] in ("deploy", "build", "local", "logs", "sync", "validate"), cmd
+            if "--parameter-overrides" in words:
+                for pair in words[words.index("--parameter-overrides") + 1 :]:
+                    name, _, value = pair.partition("=")
+                    spec = template["Parameters"][name]  # KeyError: the README names a parameter the template lacks
+                    if "AllowedValues" in spec:
+                        assert value in spec["AllowedValues"], cmd
+                    if "AllowedPattern" in spec:
+                        assert re.fullmatch(spec["AllowedPattern"], value), cmd
+        else:
+            assert words[0] == "aws", f"{cmd!r}: a command the repo does not provide"
+    samconfig = (ROOT / "samconfig.toml").read_text()
+    assert "resolve_s3 = true" in samconfig and "CAPABILITY_IAM" in samconfig  # what a plain `sam deploy` needs
+
+
+def test_readme_parameters_are_the_templates(template):
+    table = [line for line in _deploy_section().splitlines() if line.startswith("| `")]
+    named = {n for line in table for n in re.findall(r"`([A-Z][A-Za-z]+)`", line.split("|")[1])}
+    assert named and named <= set(template["Parameters"]), sorted(named - set(template["Parameters"]))
+    assert set(template["Parameters"]) - named <= {"LambdaAdapterLayerVersion", "LambdaAdapterLayerArn",
+                                                   "ConfigCacheSeconds"}  # fmt: skip
+    assert "buffer" in _deploy_section().lower()  # sam local start-api buffers streams: the README says so
