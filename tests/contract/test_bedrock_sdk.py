@@ -18,7 +18,7 @@ from google.genai import errors, types
 
 from pisces.config import parse_config
 from support.config import TEST_BALANCE
-from support.fake_bedrock import THOUGHT, THOUGHT_SIGNATURE, TOOL_INPUT, FakeBedrock
+from support.fake_bedrock import GATE_SECONDS, THOUGHT, THOUGHT_SIGNATURE, TOOL_INPUT, FakeBedrock
 from support.servers import ServerThread, serving
 
 CLAUDE = "us.anthropic.claude-sonnet-fake-v1:0"  # a cross-region inference profile id
@@ -34,10 +34,10 @@ WEATHER = {"type": "function", "function": {"name": "get_weather", "description"
 def bedrock_config(url: str) -> dict:
     return {
         "channels": [
-            {"name": "bedrock-west", "kind": "bedrock", "base_url": url, "region": "us-west-2", "read_timeout": 10,
+            {"name": "bedrock-west", "kind": "bedrock", "base_url": url, "region": "us-west-2", "read_timeout": 120,
              "models": {"claude-bedrock": CLAUDE, "nova-bedrock": "amazon.nova-fake-v1:0",
                         "bedrock-denied": "fake.denied", "bedrock-invalid": "fake.invalid",
-                        "bedrock-stream-fails": "fake.stream-fails"}},
+                        "bedrock-stream-fails": "fake.stream-fails", "bedrock-gated": "fake.gated"}},
             {"name": "bedrock-throttled", "kind": "bedrock", "base_url": url, "region": "us-east-1",
              "models": {"claude-fallback": "fake.throttled", "claude-stream-fallback": "fake.stream-throttled"}},
             {"name": "bedrock-backup", "kind": "bedrock", "base_url": url, "region": "eu-west-1", "priority": 1,
@@ -278,3 +278,47 @@ def test_gemini_access_denied(gem):
     with pytest.raises(errors.ServerError) as e:
         gem.models.generate_content(model="bedrock-denied", contents="hi")
     assert e.value.code == 502 and "model access" in str(e.value).lower()
+
+
+# --- many streams at once ---------------------------------------------------------------------------
+
+# more than the loop's default thread pool on this machine (min(32, cores + 4) = 6); the channel waits
+# 120 s between bytes, so only the fake's gate holds a stream
+CONCURRENT = 12
+
+
+async def test_concurrent_streams_each_flow_while_the_others_wait(bedrock):
+    """Twelve Bedrock streams open at once, each held by the fake after its first delta: every one
+    of them reaches its client before any is released (a reader blocking the loop, or a pool too
+    small for them, would hold some back), then all finish."""
+    import asyncio
+
+    import httpx
+
+    client = openai.AsyncOpenAI(base_url=f"{bedrock.url}/v1", api_key=bedrock.key, max_retries=0)
+    first, all_started = 0, asyncio.Event()
+
+    async def one(i: int) -> str:
+        nonlocal first
+        text, seen = "", False
+        stream = await client.chat.completions.create(
+            model="bedrock-gated", messages=[{"role": "user", "content": f"stream {i} of many"}], stream=True)
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                text += chunk.choices[0].delta.content
+                if not seen:
+                    seen, first = True, first + 1
+                    if first == CONCURRENT:
+                        all_started.set()
+        return text
+
+    tasks = [asyncio.create_task(one(i)) for i in range(CONCURRENT)]
+    try:
+        # causal: all start in milliseconds; the bound (a third of the fake's own cap) only fails a broken gateway
+        await asyncio.wait_for(all_started.wait(), GATE_SECONDS / 3)
+        assert not any(t.done() for t in tasks)  # none finished: the fake still holds them all
+    finally:
+        async with httpx.AsyncClient() as h:
+            await h.post(f"{bedrock.fake.url}/release")
+    texts = await asyncio.gather(*tasks)
+    assert texts == [f"Hello from Bedrock: stream {i} of many" for i in range(CONCURRENT)]

@@ -14,6 +14,8 @@ Model ids choose its behaviour:
   ``fake.invalid``         400 ValidationException
   ``fake.stream-throttled`` ConverseStream: HTTP 200, then a throttlingException as its first frame
   ``fake.stream-fails``    ConverseStream: messageStart, one text delta, then a modelStreamErrorException
+  ``fake.gated``           ConverseStream: messageStart and a first text delta, then waits until
+                           ``POST /release`` (or GATE_SECONDS) before the rest
   anything else: "Hello from Bedrock: <last user text>"; with ``toolConfig`` (and no tool result in the
   last turn) a toolUse of the first tool with :data:`TOOL_INPUT`; after a tool result, "Tool said: <its
   text>"; with ``additionalModelRequestFields.thinking`` a signed reasoningContent block first.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import contextlib
 import json
 import struct
 from collections.abc import AsyncIterator
@@ -45,6 +48,7 @@ ERRORS = {
     "fake.invalid": (400, "ValidationException", "The provided model identifier is invalid."),
 }  # fmt: skip
 EVENTSTREAM = "application/vnd.amazon.eventstream"
+GATE_SECONDS = 60.0  # longer than a test waits for gated streams: a gateway that needs the cap fails
 
 
 # ------------------------------------------------------------------------------------ event-stream frames
@@ -144,6 +148,12 @@ class FakeBedrock:
         self.app = FastAPI()
         self.app.post("/model/{model_id:path}/converse")(self.converse)
         self.app.post("/model/{model_id:path}/converse-stream")(self.converse_stream)
+        self.app.post("/release")(self.release)
+        self.gate = asyncio.Event()
+
+    async def release(self) -> dict[str, bool]:
+        self.gate.set()
+        return {"released": True}
 
     def last(self) -> dict[str, Any]:
         return self.requests[-1]
@@ -184,9 +194,13 @@ class FakeBedrock:
                       exception("modelStreamErrorException", "The model stream failed.")]  # fmt: skip
         else:
             frames = stream_frames(*answer(body))
+        gated_after = 2 if model_id == "fake.gated" else None
 
         async def send() -> AsyncIterator[bytes]:
-            for f in frames:
+            for n, f in enumerate(frames):
+                if n == gated_after:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.gate.wait(), GATE_SECONDS)
                 # split frames across writes, as a network does: the parser must buffer
                 for j in range(0, len(f), 53):
                     yield f[j : j + 53]
