@@ -37,7 +37,8 @@ def bedrock_config(url: str) -> dict:
             {"name": "bedrock-west", "kind": "bedrock", "base_url": url, "region": "us-west-2", "read_timeout": 120,
              "models": {"claude-bedrock": CLAUDE, "nova-bedrock": "amazon.nova-fake-v1:0",
                         "bedrock-denied": "fake.denied", "bedrock-invalid": "fake.invalid",
-                        "bedrock-stream-fails": "fake.stream-fails", "bedrock-gated": "fake.gated"}},
+                        "bedrock-stream-fails": "fake.stream-fails", "bedrock-gated": "fake.gated",
+                        "bedrock-throttled": "fake.throttled"}},
             {"name": "bedrock-throttled", "kind": "bedrock", "base_url": url, "region": "us-east-1",
              "models": {"claude-fallback": "fake.throttled", "claude-stream-fallback": "fake.stream-throttled"}},
             {"name": "bedrock-backup", "kind": "bedrock", "base_url": url, "region": "eu-west-1", "priority": 1,
@@ -184,6 +185,14 @@ def test_throttling_falls_back_to_the_next_channel(oai, bedrock, stream):
     assert [t["model"] for t in tried] == [
         "fake.stream-throttled" if stream else "fake.throttled", GLOBAL_CLAUDE]
     assert [signed_region(t) for t in tried] == ["us-east-1", "eu-west-1"]
+
+
+def test_throttled_everywhere_is_the_clients_429(oai, claude):
+    with pytest.raises(openai.RateLimitError) as e:
+        oai.chat.completions.create(model="bedrock-throttled", messages=[{"role": "user", "content": "hi"}])
+    assert "Too many requests" in e.value.body["message"]
+    with pytest.raises(anthropic.RateLimitError):
+        claude.messages.create(model="bedrock-throttled", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
 
 
 def test_access_denied_is_a_502_that_says_enable_model_access(oai):
