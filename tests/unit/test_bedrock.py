@@ -197,3 +197,14 @@ def test_shipped_configuration_serves_bedrock_in_aws(monkeypatch):
         assert model in deployed
         assert cfg.price(model).input > 0 and cfg.price(model).output > 0  # every Bedrock model is priced
     assert [c.name for c in cfg.serving("claude-sonnet-4-5")] == ["bedrock-claude"]  # no Anthropic key here
+
+
+def test_locally_the_region_is_the_aws_profiles(monkeypatch, tmp_path):
+    config = tmp_path / "config"
+    config.write_text("[profile work]\nregion = eu-north-1\n")
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_PROFILE", "work")
+    ch = BedrockChannel(ChannelConfig(name="b", kind="bedrock", models=["x"]), None)  # type: ignore[arg-type]
+    assert ch.region == "eu-north-1"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import threading
 import time
@@ -51,7 +52,13 @@ REFUSED_CREDENTIALS = {"UnrecognizedClientException", "InvalidSignatureException
 
 
 def default_region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    """The function's region in Lambda (AWS_REGION); locally the environment's, else the AWS profile's."""
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        import botocore.session
+
+        region = botocore.session.get_session().get_config_variable("region")
+    return region or "us-east-1"
 
 
 def geography(region: str) -> str:
@@ -138,7 +145,7 @@ def _connect_failure(exc: BaseException) -> bool:
 
 
 class BedrockChannel(Channel):
-    @property
+    @functools.cached_property
     def region(self) -> str:
         return self.cfg.region or default_region()
 
