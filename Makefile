@@ -1,4 +1,4 @@
-# The verbs: dev, test, lint, build, bench, deploy. Each installs what it needs.
+# The verbs: dev, test, lint, build, bench, deploy (logs, sync). Each installs what it needs.
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
@@ -6,9 +6,16 @@ SAMVENV := .venv-sam
 BIN := $(VENV)/bin
 UV := $(shell command -v uv 2>/dev/null)
 PORT ?= 3000
-export AWS_DEFAULT_REGION ?= us-east-1
+SAM := $(SAMVENV)/bin/sam
+# The deployed stack: its name and region as `sam deploy --guided` saved them in samconfig.toml (the
+# region then comes from your AWS profile, not from this file; STACK= / REGION= override).
+STACK ?= $(or $(shell sed -n 's/^stack_name *= *"\(.*\)"/\1/p' samconfig.toml 2>/dev/null | tail -1),pisces)
+REGION ?= $(shell sed -n 's/^region *= *"\(.*\)"/\1/p' samconfig.toml 2>/dev/null | tail -1)
+REGION_ARG := $(if $(REGION),--region $(REGION))
+# sam validate needs some region, and a template check none in particular
+LINT_REGION := $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
-.PHONY: dev test lint build bench deploy validate install install-sam install-chromium install-node clean
+.PHONY: dev test lint build bench deploy logs sync validate install install-sam install-chromium install-node clean
 
 # uv when the machine has it (fast), else pip installs uv first.
 $(BIN)/.installed: pyproject.toml
@@ -46,6 +53,8 @@ install-node: $(NODE_DIR)/node_modules/.installed
 dev: install
 	@PORT=$(PORT) $(BIN)/python -m pisces_gateway.dev
 
+# the tests' own AWS calls go to moto: any region will do (deploys take yours, from your AWS profile)
+test: export AWS_DEFAULT_REGION := $(LINT_REGION)
 test: install install-sam install-chromium install-node
 	@$(BIN)/ruff check .
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -53,22 +62,35 @@ test: install install-sam install-chromium install-node
 lint: install install-sam
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check . || true
-	@$(SAMVENV)/bin/sam validate --lint
+	@AWS_DEFAULT_REGION=$(LINT_REGION) $(SAM) validate --lint
 	@$(SAMVENV)/bin/cfn-lint template.yaml
 
 validate: install-sam
-	@$(SAMVENV)/bin/sam validate --lint
+	@AWS_DEFAULT_REGION=$(LINT_REGION) $(SAM) validate --lint
 
 # sam build needs python3.13 (Lambda's runtime) on PATH: pyenv's, when there is one.
 PY313 := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin))
+WITH_PY313 := PATH="$(if $(PY313),$(PY313):)$$PATH"
 build: install-sam
-	@PATH="$(if $(PY313),$(PY313):)$$PATH" $(SAMVENV)/bin/sam build
+	@$(WITH_PY313) $(SAM) build
 
 bench: install
 	@$(BIN)/python bench/latency.py
 
+# The first deploy is guided (stack name, region, the parameters: upstream keys, EnableMock...) and saves
+# the answers in samconfig.toml; later ones deploy from there. GUIDED=1 asks again.
 deploy: build
-	@$(SAMVENV)/bin/sam deploy
+	@if [ -n "$(GUIDED)" ] || ! grep -q '^region *=' samconfig.toml; then \
+	  $(SAM) deploy --guided; else $(SAM) deploy; fi
+
+# The gateway's logs (one JSON line per request), followed. FUNCTION=AdminFunction for the admin's.
+FUNCTION ?= GatewayFunction
+logs: install-sam
+	@$(SAM) logs --stack-name $(STACK) $(REGION_ARG) --name $(FUNCTION) --tail
+
+# Code changes straight to the deployed stack as you save (sam sync --watch: no change set; for a dev stack).
+sync: install-sam
+	@$(WITH_PY313) $(SAM) sync --stack-name $(STACK) $(REGION_ARG) --watch
 
 clean:
 	rm -rf $(VENV) $(SAMVENV) $(NODE_DIR)/node_modules .aws-sam .pytest_cache .ruff_cache

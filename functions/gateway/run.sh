@@ -1,7 +1,7 @@
 #!/bin/bash
 # Started by the Lambda Web Adapter (AWS_LAMBDA_EXEC_WRAPPER=/opt/bootstrap) in the task root: the app
 # serves HTTP on PORT, the adapter turns API Gateway events into requests and streams the responses.
-# The function's own packages (fastapi, uvicorn) are in the task root, the layer's in /opt/python.
+# The function's code is in the task root; every package it imports (fastapi, uvicorn...) in the layer, /opt/python.
 export PYTHONPATH="${LAMBDA_TASK_ROOT:-/var/task}:/opt/python${PYTHONPATH:+:$PYTHONPATH}${LAMBDA_RUNTIME_DIR:+:$LAMBDA_RUNTIME_DIR}"
 # Input limits for a client served directly (docs/operations.md, "Input limits"): an idle keep-alive
 # connection is closed after PISCES_KEEP_ALIVE_SECONDS, a request head (line and headers) may buffer at

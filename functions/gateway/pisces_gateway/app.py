@@ -16,7 +16,8 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pisces.config import Config, load_config
+from pisces.config import Config
+from pisces.config_source import ConfigSource
 from pisces.errors import PiscesError
 from pisces.pipeline.gateway import Gateway
 from pisces.spec import RouteInfo, build_spec
@@ -79,7 +80,10 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
         await app.state.gateway.aclose()
 
     app = FastAPI(title="Pisces", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.state.gateway = Gateway(config or load_config(), key_store)
+    source = None if config is not None else ConfigSource()
+    app.state.gateway = Gateway(config or source.load(), key_store)  # type: ignore[union-attr]
+    if source is not None and source.parameter:
+        app.state.gateway.source = source  # pisces.yaml from SSM: looked at again as its cache expires
     app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(PiscesError)

@@ -4,7 +4,7 @@ Example::
 
     channels:
       - name: openai
-        kind: openai                       # openai | openai-responses | anthropic | gemini | mock
+        kind: openai                       # openai | openai-responses | anthropic | gemini | bedrock | mock
         base_url: https://api.openai.com/v1
         api_key_env: OPENAI_API_KEY        # or api_key_secret_arn: arn:aws:secretsmanager:...
         models: [gpt-4o-mini]              # or a mapping {client name: upstream name}
@@ -19,7 +19,12 @@ Example::
         price: {input: 0.02}
 
 A channel whose credential is unset (its env var empty) is disabled: its models are neither listed
-nor routed to. A model a channel serves needs no entry under ``models`` unless it has aliases or a
+nor routed to. ``api_key_env: X`` also accepts a Secrets Manager ARN in ``X_SECRET_ARN`` (what the
+deployed stack's key parameters set). A ``bedrock`` channel needs no key (the function's IAM role
+signs its calls): it is on where ``PISCES_BEDROCK`` says ``on`` (the deployed stack, by default) or
+where its ``base_url`` names an endpoint, and off otherwise. A ``mock`` channel is on unless
+``PISCES_MOCK`` says ``off`` (the deployed stack, unless its EnableMock parameter turns it on).
+ A model a channel serves needs no entry under ``models`` unless it has aliases or a
 price.
 """
 
@@ -106,8 +111,9 @@ class ModelConfig(_Strict):
 
 class ChannelConfig(_Strict):
     name: str
-    kind: Literal["openai", "anthropic", "gemini", "mock", "openai-responses"]
+    kind: Literal["openai", "anthropic", "gemini", "bedrock", "mock", "openai-responses"]
     base_url: str | None = None
+    region: str | None = None  # bedrock: the AWS region (default: the function's, AWS_REGION)
     api_key_env: str | None = None
     api_key_secret_arn: str | None = None
     models: dict[str, str] = Field(default_factory=dict)  # client-facing name -> upstream name
@@ -127,7 +133,7 @@ class ChannelConfig(_Strict):
 
     @model_validator(mode="after")
     def _needs_url(self) -> ChannelConfig:
-        if self.kind != "mock" and not self.base_url:
+        if self.kind not in ("mock", "bedrock") and not self.base_url:
             raise ValueError(f"channel {self.name!r} of kind {self.kind!r} needs a base_url")
         return self
 
@@ -135,15 +141,31 @@ class ChannelConfig(_Strict):
         """The upstream API key from the environment (None when given by a secret ARN or unset)."""
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
+    def secret_arn(self) -> str | None:
+        """The Secrets Manager ARN of the key: the channel's own, else the one in ``<api_key_env>_SECRET_ARN``."""
+        if self.api_key_secret_arn:
+            return self.api_key_secret_arn
+        return (os.environ.get(f"{self.api_key_env}_SECRET_ARN") or None) if self.api_key_env else None
+
     @property
     def enabled(self) -> bool:
         if self.kind == "mock":
-            return True
-        if self.api_key_secret_arn:
+            return not switched_off("PISCES_MOCK")
+        if self.kind == "bedrock":
+            return bool(self.base_url) or switched_on("PISCES_BEDROCK")
+        if self.secret_arn():
             return True
         if self.api_key_env:
             return bool(os.environ.get(self.api_key_env))
         return True  # keyless upstreams (a local vLLM or Ollama)
+
+
+def switched_on(env: str) -> bool:
+    return os.environ.get(env, "").strip().lower() in ("on", "true", "1", "yes")
+
+
+def switched_off(env: str) -> bool:
+    return os.environ.get(env, "").strip().lower() in ("off", "false", "0", "no")
 
 
 class Limits(_Strict):
@@ -236,17 +258,24 @@ LIMIT_ENV = {"PISCES_KEY_CACHE_SECONDS": "key_cache_seconds"}
 def load_config(path: str | Path | None = None) -> Config:
     p = Path(path) if path is not None else default_path()
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        text = p.read_text()
     except OSError as e:
         raise ConfigError(f"cannot read the configuration {p}: {e.strerror}") from e
+    return parse_text(text, source=str(p))
+
+
+def parse_text(text: str, source: str = "<config>") -> Config:
+    """The configuration in ``text`` (pisces.yaml's YAML, from a file or an SSM parameter)."""
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p} is not valid YAML: {e}") from e
+        raise ConfigError(f"{source} is not valid YAML: {e}") from e
     if isinstance(raw, dict):
         for env, name in LIMIT_ENV.items():
             if os.environ.get(env):
                 limits = raw["limits"] = dict(raw.get("limits") or {})
                 limits[name] = os.environ[env]
-    return parse_config(raw, source=str(p))
+    return parse_config(raw, source=source)
 
 
 def parse_config(raw: Any, source: str = "<config>") -> Config:

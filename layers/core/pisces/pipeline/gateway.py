@@ -8,6 +8,7 @@ from __future__ import annotations
 import httpx
 
 from pisces.config import Config
+from pisces.config_source import ConfigSource
 from pisces.pipeline.auth import Authenticator
 from pisces.pipeline.billing import Billing
 from pisces.pipeline.idempotency import Idempotency
@@ -41,6 +42,19 @@ class Gateway:
         self.router = Router(config, self.channels)
         self.images = ImageStore()  # generated images (S3), handed out as presigned URLs
         self.lifecycle = Lifecycle(self)
+        self.source: ConfigSource | None = None  # set when the configuration came from an SSM parameter
+
+    async def refresh_config(self) -> None:
+        """Before a request: a configuration parameter that changed (pisces.config_source) replaces the
+        configuration, its channels and router, between requests (a request under way keeps its own)."""
+        if self.source is None:
+            return
+        config = await self.source.fresh()
+        if config is not None:
+            channels = {c.name: build_channel(c, self.http) for c in config.channels}
+            self.config, self.channels = config, channels
+            self.router = Router(config, channels)
+            self.billing = Billing(config, self.billing.ledger)
 
     def model_owner(self, model: str) -> str:
         serving = self.config.serving(model)

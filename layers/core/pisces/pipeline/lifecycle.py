@@ -117,6 +117,7 @@ class Lifecycle:
         is logged before it is returned (a stream logs itself before its terminal event)."""
         ctx = self.context(incoming, protocol)
         try:
+            await self.gw.refresh_config()  # free while the configuration's cache is fresh
             reply = await work(ctx)
         except PiscesError as e:
             reply = self.error(ctx, e)

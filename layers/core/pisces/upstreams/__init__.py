@@ -7,6 +7,7 @@ import httpx
 from pisces.config import ChannelConfig
 from pisces.upstreams.anthropic import AnthropicChannel
 from pisces.upstreams.base import Channel
+from pisces.upstreams.bedrock import BedrockChannel
 from pisces.upstreams.gemini import GeminiChannel
 from pisces.upstreams.mock import MockChannel
 from pisces.upstreams.openai import OpenAIChannel
@@ -18,6 +19,7 @@ KINDS: dict[str, type[Channel]] = {
     "anthropic": AnthropicChannel,
     "gemini": GeminiChannel,
     "openai-responses": OpenAIResponsesChannel,
+    "bedrock": BedrockChannel,
 }
 
 
