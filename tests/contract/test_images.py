@@ -257,3 +257,17 @@ def test_the_spec_lists_the_image_routes(gateway):
     spec = httpx.get(gateway.url + "/api/public/spec", timeout=30).json()
     routes = {(r["method"], r["path"]) for r in spec["routes"]}
     assert {("POST", "/v1/images/generations"), ("POST", "/v1/images/edits")} <= routes
+
+
+def test_an_image_over_max_image_bytes_is_400_before_any_money_moves(client, gateway, monkeypatch):
+    """limits.max_image_bytes (4 MiB by default, under the body limit in a deployed stack): an input image
+    above it is a 400 naming the param and the limit; one below it is answered."""
+    limits = gateway.app.state.gateway.config.limits
+    monkeypatch.setattr(limits, "max_image_bytes", 150)
+    big = png(1024, 1024)  # a valid PNG of about 200 bytes
+    assert len(big) > 150
+    err = _status_error(lambda: client.images.edit(model="mock-image", prompt="x", image=("big.png", big)))
+    assert err.status_code == 400 and err.body["param"] == "image" and "at most 150 bytes" in err.body["message"]
+    ok = client.images.edit(model="mock-image", prompt="x", image=("small.png", png(16, 16)),
+                            response_format="b64_json")  # fmt: skip
+    assert ok.data and ok.data[0].b64_json
