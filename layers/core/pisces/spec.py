@@ -41,12 +41,15 @@ def user_paths(r: RouteInfo) -> list[str]:
     return [path]
 
 
+def _route_order(r: RouteInfo) -> tuple[str, str, str]:
+    return (r.protocol, r.path, r.method)
+
+
 def build_spec(routes: list[RouteInfo], models: list[str], config: Config | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "gateway": GATEWAY_NAME,
         "version": __version__,
-        "routes": [{**asdict(r), "paths": user_paths(r)}
-                   for r in sorted(routes, key=lambda r: (r.protocol, r.path, r.method))],  # fmt: skip
+        "routes": [{**asdict(r), "paths": user_paths(r)} for r in sorted(routes, key=_route_order)],
         "errors": error_table(),
         "auth": AUTH_STYLES,
         "models": models,

@@ -26,8 +26,8 @@ CHAT_OPERATIONS = ["chat", "streaming", "tools", "responses"]
 HEADERS: list[dict[str, str]] = [
     {"name": "Authorization", "in": "request", "meaning": "Bearer pisces-...: the key (or x-api-key, x-goog-api-key, "
      "?key=; any style on any route)"},
-    {"name": "Idempotency-Key", "in": "request", "meaning": "1 to 255 printable ASCII characters: a retry with the same "
-     "key and body gets the stored answer, charged once; another body is a 422, one still running a 409"},
+    {"name": "Idempotency-Key", "in": "request", "meaning": "1 to 255 printable ASCII characters: a retry with the "
+     "same key and body gets the stored answer, charged once; another body is a 422, one still running a 409"},
     {"name": "X-Request-Id", "in": "both", "meaning": "on every response; a client-sent value of up to 128 "
      "[A-Za-z0-9._:-] is echoed, else the gateway makes one (it is pisces.request_id too)"},
     {"name": "anthropic-version", "in": "request", "meaning": "accepted on the Anthropic door; on GET /v1/models it "
