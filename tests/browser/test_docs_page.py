@@ -63,8 +63,8 @@ def test_tabs_by_mouse_and_keyboard(gateway, load_docs):
     proto = page.locator(".tabs-proto [role=tab]")
     assert proto.all_inner_texts() == ["OpenAI", "Anthropic", "Gemini"]
     shown = visible_examples(page)
-    assert [(e["protocol"], e["op"], e["lang"]) for e in shown] == [("openai", "chat", "python"),
-                                                                     ("conventions", "conventions", "python")]  # fmt: skip
+    first = [("openai", "chat", "python"), ("conventions", "conventions", "python")]
+    assert [(e["protocol"], e["op"], e["lang"]) for e in shown] == first
     page.get_by_role("tab", name="Anthropic").click()
     assert page.get_by_role("tab", name="Anthropic").get_attribute("aria-selected") == "true"
     assert visible_examples(page)[0]["protocol"] == "anthropic"
