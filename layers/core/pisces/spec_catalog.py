@@ -51,9 +51,10 @@ def _usd(micros: int | None) -> str | None:
     return s[:-1] if s.endswith(".") else s
 
 
-def _price(p: Price) -> dict[str, str]:
-    out = {"input": _usd(p.input), "output": _usd(p.output), "cached_input": _usd(p.cached_input),
-           "cache_write": _usd(p.cache_write)}  # fmt: skip
+def _price(p: Price, embedding: bool = False) -> dict[str, str]:
+    """USD per million tokens (an embedding model has input only)."""
+    out = {"input": _usd(p.input), "output": None if embedding else _usd(p.output),
+           "cached_input": _usd(p.cached_input), "cache_write": _usd(p.cache_write)}  # fmt: skip
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -83,7 +84,7 @@ def catalog(config: Config) -> list[dict[str, Any]]:
             "operations": ops,
             "protocols": protocols,
             "offline": bool(channels) and all(c.kind == "mock" for c in channels),
-            "price": _price(mc.price),
+            "price": _price(mc.price, embedding=mc.kind == "embedding"),
             "unit": "USD per million tokens",
         }
         if mc.kind == "chat" and mc.images is None:
