@@ -164,3 +164,27 @@ def test_response_sample_has_the_shape_of_a_real_answer(gateway, load_docs):
     assert set(sample["choices"][0]["message"]) <= set(real["choices"][0]["message"])
     assert sample["choices"][0]["message"]["content"] == real["choices"][0]["message"]["content"]
     assert set(sample["usage"]) <= set(real["usage"])
+
+
+def test_under_a_stage_prefix_the_examples_keep_it(gateway, browser):
+    """Deployed behind API Gateway the page is at /prod/: the examples' base URL keeps the stage."""
+    ctx = browser.new_context()
+    html = httpx.get(f"{gateway.url}/").text
+    spec = httpx.get(f"{gateway.url}/api/public/spec").text
+    asked: list[str] = []
+
+    def stage(route: Any) -> None:
+        asked.append(route.request.url)
+        if route.request.url.endswith("/prod/api/public/spec"):
+            route.fulfill(status=200, content_type="application/json", body=spec)
+        else:
+            route.fulfill(status=200, content_type="text/html", body=html)
+
+    ctx.route(f"{gateway.url}/prod/**", stage)
+    page = ctx.new_page()
+    page.goto(f"{gateway.url}/prod/")
+    page.wait_for_function("document.querySelectorAll('#models tbody tr').length > 0")
+    code = page.locator("pre.example").first.text_content()
+    assert f'base_url="{gateway.url}/prod/v1"' in code
+    assert asked == [f"{gateway.url}/prod/", f"{gateway.url}/prod/api/public/spec"]
+    ctx.close()
