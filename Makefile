@@ -40,6 +40,15 @@ install-chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium could not be installed: the browser test will fail"; fi
 
+# Debian's Go for the docs page's Go examples (tests/browser/test_docs_examples.py runs them with the
+# standard library only; without go they are checked for their URL and headers, not run).
+.PHONY: install-go
+install-go:
+	@if ! command -v go >/dev/null && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null) \
+	  || echo "go could not be installed: the docs page's Go examples will be checked, not run"; fi
+test: install-go
+
 # The Node clients and CLIs the tests drive (openai-node, the Vercel AI SDK, openai-agents, Claude Code,
 # Gemini CLI, Codex CLI), pinned by tests/node/package-lock.json; from the npm registry only.
 NODE_DIR := tests/node

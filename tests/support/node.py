@@ -34,10 +34,13 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_node(script: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run an ES module ``script`` (source text) with tests/node's packages importable."""
+def run_node(
+    script: str, env: dict[str, str], timeout: float = 120, cwd: Path = NODE_DIR
+) -> subprocess.CompletedProcess[str]:
+    """Run an ES module ``script`` (source text) with tests/node's packages importable (another ``cwd``
+    needs its own ``node_modules`` link to :data:`NODE_MODULES`: ES modules resolve from there)."""
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("node is not on PATH")
-    return subprocess.run([node, "--input-type=module", "-e", script], cwd=NODE_DIR, env=env, text=True,
+    return subprocess.run([node, "--input-type=module", "-e", script], cwd=cwd, env=env, text=True,
                           capture_output=True, timeout=timeout)  # fmt: skip

@@ -214,7 +214,7 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
     )
     async def spec(request: Request) -> Response:
         gw: Gateway = request.app.state.gateway
-        body = build_spec(route_table(request.app), gw.config.available_models())
+        body = build_spec(route_table(request.app), gw.config.available_models(), gw.config)
         return json_response({**body, "pisces": context_of(request, "pisces").pisces()})
 
     @app.get("/", description="The docs page (renders /api/public/spec)", openapi_extra=_meta("pisces", auth=False))
