@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pisces.canonical import ChatRequest, EmbedRequest, Part, TextPart, ThinkingPart, ToolCallPart, Usage
+from pisces.canonical import ChatRequest, Part, TextPart, ThinkingPart, ToolCallPart, Usage
+from pisces.canonical_embeddings import EmbedRequest
 from pisces.config import Config, Price
 from pisces.errors import PiscesError
 from pisces.pipeline.context import RequestContext
