@@ -65,9 +65,14 @@ def _cfn_yaml(text: str) -> dict[str, Any]:
     return yaml.load(text, Loader=Loader)
 
 
+# The stack as deployed for these tests: the mock's channels on (EnableMock=on), as the harness's
+# configuration serves mock models beside the fake upstreams; every other parameter its default.
+PARAMETERS = {"EnableMock": "on"}
+
+
 def template_environment() -> dict[str, str]:
     """The gateway function's environment as template.yaml gives it (Globals and its own), with
-    each !Ref resolved: a table to its local name, a parameter to its default."""
+    each !Ref resolved: a table to its local name, a parameter to PARAMETERS' value or its default."""
     t = _cfn_yaml((ROOT / "template.yaml").read_text())
     tables = {ref["Ref"]: table_name(logical) for logical, (var, _) in TABLE_ENV.items()
               if isinstance(ref := t["Globals"]["Function"]["Environment"]["Variables"][var], dict)}  # fmt: skip
@@ -77,7 +82,8 @@ def template_environment() -> dict[str, str]:
               **t["Resources"]["GatewayFunction"]["Properties"]["Environment"]["Variables"]}  # fmt: skip
     for name, value in merged.items():
         if isinstance(value, dict) and "Ref" in value:
-            value = tables.get(value["Ref"]) or buckets.get(value["Ref"]) or t["Parameters"][value["Ref"]]["Default"]
+            ref = value["Ref"]
+            value = tables.get(ref) or buckets.get(ref) or PARAMETERS.get(ref) or t["Parameters"][ref]["Default"]
         env[name] = str(value)
     return env
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pisces.canonical import EmbedRequest, EmbedResponse, Usage
+from pisces.canonical import Usage
+from pisces.canonical_embeddings import EmbedRequest, EmbedResponse
 from pisces.config import parse_config
 from pisces.errors import PiscesError
 from pisces.pipeline.billing import cost_of, estimate_input, max_cost

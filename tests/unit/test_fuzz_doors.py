@@ -29,7 +29,7 @@ FUZZ_SEED = 20240611
 FUZZ_BODIES = 10_000  # per door
 MOCK_SHARE = 0.02  # of bodies that name the mock (each one admitted reaches DynamoDB: ~40 ms under moto)
 
-UNKNOWN_MODELS = ["no-such-model", "", " ", "MOCK-ECHO", "mock-echo ", "models/mock-echo", "../etc", "é-模型",
+UNKNOWN_MODELS = ["no-such-model", "", " ", "MOCK-ECH0", "mock-echo ", "models/mock-echo", "../etc", "é-模型",
                   "x" * 300]  # fmt: skip
 
 

@@ -386,30 +386,3 @@ def merge_usage(old: Usage | None, new: Usage) -> Usage:
     if old is None:
         return new
     return Usage(**{k: max(getattr(old, k), getattr(new, k)) for k in Usage.model_fields})
-
-
-# ---------------------------------------------------------------------------------------------
-# Embeddings: a request of several inputs, a vector for each
-
-EmbedInput = str | list[int]  # a text, or a text already tokenised (OpenAI's token arrays)
-
-
-class EmbedRequest(_Model):
-    """Inputs to embed, each a text or a token array, with the vectors' wanted length (OpenAI's
-    ``dimensions``, Gemini's ``outputDimensionality``). Gemini's ``taskType`` and ``title`` go in
-    ``provider_options["gemini"]`` (one entry per input), read only by a Gemini upstream."""
-
-    model: str
-    inputs: list[EmbedInput]
-    dimensions: int | None = None
-    user: str | None = None
-    provider_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
-
-
-class EmbedResponse(_Model):
-    """One vector per input, in the inputs' order; ``usage.input_tokens`` as the upstream reported
-    it (0 when it reports none: then the gateway charges its own count)."""
-
-    model: str
-    vectors: list[list[float]]
-    usage: Usage = Field(default_factory=Usage)

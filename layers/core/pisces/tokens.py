@@ -34,7 +34,6 @@ import re
 
 from pisces.canonical import (
     ChatRequest,
-    EmbedRequest,
     FilePart,
     ImagePart,
     OpaquePart,
@@ -43,6 +42,7 @@ from pisces.canonical import (
     ToolCallPart,
     ToolResultPart,
 )
+from pisces.canonical_embeddings import EmbedRequest
 from pisces.media import (
     HEAD_BYTES,
     b64_decode,

@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pisces.canonical import ChatRequest, EmbedRequest, Part, TextPart, ThinkingPart, ToolCallPart, Usage
+from pisces.canonical import ChatRequest, Part, TextPart, ThinkingPart, ToolCallPart, Usage
+from pisces.canonical_embeddings import EmbedRequest
 from pisces.config import Config, Price
 from pisces.errors import PiscesError
 from pisces.pipeline.context import RequestContext
@@ -189,34 +190,10 @@ class Billing:
                 })  # fmt: skip
                 source = "estimate"
         model = ctx.model or req.model
-        now = datetime.now(UTC)
-        started = now - timedelta(milliseconds=ctx.elapsed_ms())
-        return UsageRecord(
-            request_id=ctx.usage_id,
-            key_id=bill.key.key_id,
-            client_request_id=ctx.client_request_id,
-            protocol=ctx.protocol,
-            client_model=ctx.client_model or req.model,
-            model=model,
-            upstream_model=ctx.upstream_model,
-            channel=ctx.channel,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cached_tokens=usage.cached_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            cost=min(cost_of(self.config.price(model), usage), MAX_HOLD),
-            hold=bill.hold,
-            status=status,
-            outcome=ctx.error or "ok",
-            usage_source=source,  # type: ignore[arg-type]
-            stream=ctx.stream,
-            latency_ms=ctx.elapsed_ms(),
-            ttft_ms=ctx.elapsed_ms(ctx.first_byte) if ctx.first_byte else None,
-            created_at=_iso(started),
-            settled_at=_iso(now),
-            expires_at=int(now.timestamp()) + self.config.limits.usage_retention_days * 86400,
-        )
+        return usage_record(self.config, ctx, bill, req.model, usage, cost_of(self.config.price(model), usage),
+                            status, source, cached_tokens=usage.cached_tokens,
+                            cache_write_tokens=usage.cache_write_tokens, reasoning_tokens=usage.reasoning_tokens,
+                            stream=ctx.stream)  # fmt: skip
 
     async def settle(
         self, ctx: RequestContext, req: ChatRequest | EmbedRequest, bill: Bill, status: int
@@ -244,6 +221,39 @@ class Billing:
                 return None
             return rec if done else None
         raise AssertionError("unreachable")
+
+
+def usage_record(
+    config: Config, ctx: RequestContext, bill: Bill, client_model: str, usage: Usage, cost: int, status: int,
+    source: str, **extra: object,
+) -> UsageRecord:  # fmt: skip
+    """The usage record of a settled request, of any operation: what it was, what it cost (capped at
+    :data:`MAX_HOLD`), where the figures came from, when; ``extra`` the operation's own fields."""
+    now = datetime.now(UTC)
+    started = now - timedelta(milliseconds=ctx.elapsed_ms())
+    return UsageRecord(
+        request_id=ctx.usage_id,
+        key_id=bill.key.key_id,
+        client_request_id=ctx.client_request_id,
+        protocol=ctx.protocol,
+        client_model=ctx.client_model or client_model,
+        model=ctx.model or client_model,
+        upstream_model=ctx.upstream_model,
+        channel=ctx.channel,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost=min(cost, MAX_HOLD),
+        hold=bill.hold,
+        status=status,
+        outcome=ctx.error or "ok",
+        usage_source=source,  # type: ignore[arg-type]
+        latency_ms=ctx.elapsed_ms(),
+        ttft_ms=ctx.elapsed_ms(ctx.first_byte) if ctx.first_byte else None,
+        created_at=_iso(started),
+        settled_at=_iso(now),
+        expires_at=int(now.timestamp()) + config.limits.usage_retention_days * 86400,
+        **extra,  # type: ignore[arg-type]
+    )
 
 
 def _iso(t: datetime) -> str:

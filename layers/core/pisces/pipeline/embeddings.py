@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pisces.canonical import EmbedRequest, EmbedResponse, Usage
+from pisces.canonical import Usage
+from pisces.canonical_embeddings import EmbedRequest, EmbedResponse
 from pisces.pipeline.billing import Bill, estimate_input
 from pisces.pipeline.body import read_json
 from pisces.pipeline.context import RequestContext

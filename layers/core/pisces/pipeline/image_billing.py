@@ -11,12 +11,11 @@ prompt with a margin, each input image at its tile bound and ``n`` x ``max_outpu
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
 
 from pisces.canonical import Usage
 from pisces.canonical_images import ImageFile, ImageRequest, ImageResponse, ImageUsage
 from pisces.config import Config, ImageConfig
-from pisces.pipeline.billing import INPUT_HOLD_FACTOR, MAX_HOLD, PER_MILLION, Bill, _iso
+from pisces.pipeline.billing import INPUT_HOLD_FACTOR, MAX_HOLD, PER_MILLION, Bill, usage_record
 from pisces.pipeline.context import RequestContext
 from pisces.store.usage import UsageRecord
 from pisces.tokens import estimate_text
@@ -87,27 +86,5 @@ def image_record(
     model = ctx.model or req.model
     cost, usage, source = charged(config, model, req, resp if status == 200 else None)
     ctx.usage = Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
-    now = datetime.now(UTC)
-    started = now - timedelta(milliseconds=ctx.elapsed_ms())
-    return UsageRecord(
-        request_id=ctx.usage_id,
-        key_id=bill.key.key_id,
-        client_request_id=ctx.client_request_id,
-        protocol=ctx.protocol,
-        client_model=ctx.client_model or req.model,
-        model=model,
-        upstream_model=ctx.upstream_model,
-        channel=ctx.channel,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        images=len(resp.images) if resp is not None and status == 200 else 0,
-        cost=min(cost, MAX_HOLD),
-        hold=bill.hold,
-        status=status,
-        outcome=ctx.error or "ok",
-        usage_source=source,  # type: ignore[arg-type]
-        latency_ms=ctx.elapsed_ms(),
-        created_at=_iso(started),
-        settled_at=_iso(now),
-        expires_at=int(now.timestamp()) + config.limits.usage_retention_days * 86400,
-    )
+    made = len(resp.images) if resp is not None and status == 200 else 0
+    return usage_record(config, ctx, bill, req.model, usage, cost, status, source, images=made)

@@ -12,7 +12,8 @@ import random
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
-from pisces.canonical import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, StreamEvent
+from pisces.canonical import ChatRequest, ChatResponse, StreamEvent
+from pisces.canonical_embeddings import EmbedRequest, EmbedResponse
 from pisces.canonical_images import ImageRequest, ImageResponse
 from pisces.config import ChannelConfig, Config
 from pisces.errors import PiscesError

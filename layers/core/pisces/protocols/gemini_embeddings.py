@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pisces.canonical import EmbedRequest, EmbedResponse, Usage
+from pisces.canonical import Usage
+from pisces.canonical_embeddings import EmbedRequest, EmbedResponse
 from pisces.errors import PiscesError
 from pisces.protocols.common import token_count
 

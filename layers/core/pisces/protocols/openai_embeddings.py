@@ -14,7 +14,8 @@ import base64
 import struct
 from typing import Any
 
-from pisces.canonical import EmbedInput, EmbedRequest, EmbedResponse, Usage
+from pisces.canonical import Usage
+from pisces.canonical_embeddings import EmbedInput, EmbedRequest, EmbedResponse
 from pisces.errors import PiscesError
 from pisces.protocols.common import token_count
 

@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 
 import httpx
 
-from pisces.canonical import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ErrorEvent, StreamEvent
+from pisces.canonical import ChatRequest, ChatResponse, ErrorEvent, StreamEvent
+from pisces.canonical_embeddings import EmbedRequest, EmbedResponse
 from pisces.canonical_images import ImageRequest, ImageResponse
 from pisces.config import ChannelConfig
 from pisces.errors import PiscesError

@@ -44,9 +44,6 @@ from pisces.canonical import (
     ChatRequest,
     ChatResponse,
     ContentEnd,
-    EmbedInput,
-    EmbedRequest,
-    EmbedResponse,
     Finish,
     FinishReason,
     Part,
@@ -61,6 +58,7 @@ from pisces.canonical import (
     Usage,
     UsageEvent,
 )
+from pisces.canonical_embeddings import EmbedInput, EmbedRequest, EmbedResponse
 from pisces.canonical_images import ImageRequest, ImageResponse
 from pisces.tokens import TOKEN_PATTERN, estimate_embedding, estimate_request, estimate_text
 from pisces.upstreams.base import Channel, UpstreamError
