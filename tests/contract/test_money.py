@@ -361,7 +361,7 @@ def test_concurrent_first_uses_of_one_idempotency_key_run_once(gateway, usage):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_end(gateway, stream):
+def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_end(gateway, stream, monkeypatch):
     """With the key cached: admission's one UpdateItem, then the upstream, then settlement's one
     transaction, all before the client has the whole response. Only this request's calls are counted
     (the session's gateway may still be settling another test's request): DynamoDB calls that name
@@ -370,6 +370,8 @@ def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_e
     key = gateway.new_key(balance=1_000_000)
     mine, text = hash_key(key), f"round trip {uuid.uuid4().hex}"
     client = sdk(gateway, key)
+    # the session's key cache lives 0.5 s, which a loaded machine can spend between two requests
+    monkeypatch.setattr(gw.auth.cache, "ttl", 600.0)
     client.chat.completions.create(**ask("gpt-fake"))  # the key is now cached
     seen: list[str] = []
 

@@ -22,7 +22,7 @@ from support.config import TEST_BALANCE, gateway_config
 FUZZ_SEED = 20261202
 FUZZ_BODIES = 3_000  # per door
 MOCK_SHARE = 0.1
-MODELS = ["no-such-model", "", "mock-echo", "MOCK-EMBED", "models/mock-embed", "é-模型", "x" * 300]
+MODELS = ["no-such-model", "", "mock-echo", "MOCK-EMB3D", "models/mock-embed", "é-模型", "x" * 300]
 
 
 def openai_base(model: str) -> dict[str, Any]:
