@@ -21,7 +21,7 @@ ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not session: a live sync Playwright holds an event loop in the main thread
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
@@ -31,7 +31,7 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not session: a live sync Playwright holds an event loop in the main thread
 def load_docs(browser: Any) -> Callable[..., tuple[Any, Any]]:
     """``load_docs(url, **context_options)``: a new context and page on the docs page at ``url``, once
     it has rendered the live spec."""
