@@ -72,9 +72,15 @@ def serve_dynamo(port: int) -> None:
 
 
 def serve_gateway(port: int, upstream: str, mode: str = "full") -> None:
-    import logging
-
     import uvicorn
+
+    uvicorn.run(gateway_app(upstream, mode), host="127.0.0.1", port=port, log_level="warning")
+
+
+def gateway_app(upstream: str, mode: str = "full") -> object:
+    """The gateway app on a channel to ``upstream`` and a key in the DynamoDB of the environment;
+    ``mode`` "skeleton": the money steps as no-ops."""
+    import logging
 
     from pisces.config import parse_config
     from pisces.localaws import FAKE_CREDENTIALS
@@ -106,7 +112,7 @@ def serve_gateway(port: int, upstream: str, mode: str = "full") -> None:
     app = create_app(cfg, store)
     if mode == "skeleton":
         _no_money(app)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    return app
 
 
 def _pct(xs: list[float], p: float) -> float:
