@@ -31,7 +31,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
-TASK_ROOT = ROOT / "functions" / "gateway"
 FORBIDDEN = ("fastapi", "boto3", "s3transfer", "PIL")
 CODE = "import uvicorn.main, pisces_gateway.app"
 
@@ -62,6 +61,7 @@ def import_profile(runs: int) -> dict[str, Any]:
 def _lifecycle_module() -> Any:
     spec = importlib.util.spec_from_file_location("lifecycle_harness", ROOT / "tests" / "lambda" / "test_lifecycle.py")
     mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules["lifecycle_harness"] = mod  # its dataclasses look themselves up there
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
     return mod
 
@@ -84,7 +84,8 @@ async def _first_200(port: int, req: bytes, proc: subprocess.Popen, t0: float, s
     raise RuntimeError("no 200")
 
 
-def cold_starts(runs: int) -> dict[str, Any]:
+def cold_starts(runs: int, trees: dict[str, Path]) -> dict[str, Any]:
+    """Each tree's run.sh in turn, ``runs`` times (after one unmeasured start each), interleaved."""
     from latency import KEY, _wait_tables
 
     from pisces.localaws import FAKE_CREDENTIALS, free_port
@@ -100,7 +101,7 @@ def cold_starts(runs: int) -> dict[str, Any]:
     peers = [sys.executable, str(ROOT / "bench" / "peers.py")]
     procs = [subprocess.Popen([*peers, "--serve-upstream", str(up_port)], env=env),
              subprocess.Popen([*peers, "--serve-dynamo", str(db_port)], env=env)]  # fmt: skip
-    out: dict[str, list[float]] = {"healthz_ms": [], "first_chat_ms": []}
+    out: dict[str, dict[str, list[float]]] = {t: {"healthz_ms": [], "first_chat_ms": []} for t in trees}
     try:
         wait_http(endpoint, procs[1], 60)
         _wait_tables(endpoint)
@@ -118,17 +119,20 @@ def cold_starts(runs: int) -> dict[str, Any]:
         base.pop("AWS_LAMBDA_EXEC_WRAPPER", None)
         base |= FAKE_CREDENTIALS | {
             "PATH": f"{Path(sys.executable).parent}:{base.get('PATH', '')}",
-            "LAMBDA_TASK_ROOT": str(TASK_ROOT), "AWS_LAMBDA_FUNCTION_NAME": "pisces-gateway-cold",
+            "AWS_LAMBDA_FUNCTION_NAME": "pisces-gateway-cold",
             "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_DYNAMODB": endpoint, "AWS_ENDPOINT_URL_S3": endpoint,
             "PISCES_CONFIG": str(config), "PISCES_TEST_UPSTREAM_KEY": "sk-fake-upstream-secret-0123456789",
         }  # fmt: skip
         body = {"model": "gpt-fake", "messages": [{"role": "user", "content": "hi"}]}
-        for i in range(runs + 1):
+        for i, tree in ((i, t) for i in range(runs + 1) for t in trees):
+            task_root = trees[tree] / "functions" / "gateway"
+            tree_env = {**base, "LAMBDA_TASK_ROOT": str(task_root),
+                        "PYTHONPATH": f"{trees[tree] / 'layers' / 'core'}:{base.get('PYTHONPATH', '')}"}  # fmt: skip
             port = free_port()
             health = request_bytes(port, "/healthz", {}, None, "GET")
             chat = request_bytes(port, "/v1/chat/completions", {"authorization": f"Bearer {KEY}"}, body)
             t0 = time.perf_counter()
-            proc = subprocess.Popen(["bash", "run.sh"], cwd=TASK_ROOT, env={**base, "PORT": str(port)},
+            proc = subprocess.Popen(["bash", "run.sh"], cwd=task_root, env={**tree_env, "PORT": str(port)},
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
             try:
                 h = asyncio.run(_first_200(port, health, proc, t0))
@@ -137,13 +141,26 @@ def cold_starts(runs: int) -> dict[str, Any]:
                 proc.terminate()
                 proc.wait(timeout=10)
             if i:  # the first run writes the .pyc files
-                out["healthz_ms"].append(round(h, 1))
-                out["first_chat_ms"].append(round(c, 1))
+                out[tree]["healthz_ms"].append(round(h, 1))
+                out[tree]["first_chat_ms"].append(round(c, 1))
     finally:
         for p in procs:
             p.terminate()
             p.wait(timeout=10)
-    return {k: {"median": round(statistics.median(v), 1), "min": min(v), "runs": v} for k, v in out.items()}
+    return {t: {k: {"median": round(statistics.median(v), 1), "min": min(v), "runs": v} for k, v in o.items()}
+            for t, o in out.items()}  # fmt: skip
+
+
+def compile_pyc(*trees: Path) -> None:
+    """``.pyc`` for every module the gateway may import, as Lambda's layer ships them (layers/core/Makefile):
+    an interpreter with PYTHONDONTWRITEBYTECODE would otherwise compile every module at every start."""
+    import site
+    import sysconfig
+
+    dirs = {sysconfig.get_paths()["purelib"], *site.getsitepackages()}
+    dirs |= {str(t / d) for t in trees for d in ("layers/core/pisces", "functions/gateway/pisces_gateway")}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *sorted(dirs)], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
 
 
 def main() -> None:
@@ -151,14 +168,17 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--budget-ms", type=float, default=600.0, help="import budget (self time of every module)")
     ap.add_argument("--imports-only", action="store_true")
+    ap.add_argument("--before", help="another tree (git archive of a commit): its cold starts interleaved with these")
     args = ap.parse_args()
+    trees = {"this": ROOT, **({"before": Path(args.before).resolve()} if args.before else {})}
+    compile_pyc(*trees.values())
     report: dict[str, Any] = {"load_before": os.getloadavg()}
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", "pass"], check=True)
     report["bare_python_ms"] = round((time.perf_counter() - t) * 1000, 1)
     report["imports"] = imports = import_profile(args.runs)
     if not args.imports_only:
-        report["cold_start"] = cold_starts(args.runs)
+        report["cold_start"] = cold_starts(args.runs, trees)
     report["load_after"] = os.getloadavg()
     print(json.dumps(report, indent=2))
     problems = [f"imports {imports['forbidden_imported']} at start"] if imports["forbidden_imported"] else []
