@@ -95,7 +95,8 @@ def gateway_app(upstream: str, mode: str = "full") -> object:
     for k, v in FAKE_CREDENTIALS.items():
         os.environ.setdefault(k, v)
     store = KeyStore(dynamo.client(), table_name("keys"))  # moto in its own process: AWS_ENDPOINT_URL_DYNAMODB
-    store.create(name="bench", plaintext=f"{KEY}-{mode}", balance=10**15, rpm=0, tpm=0)
+    plaintext = os.environ.get("BENCH_KEY") or f"{KEY}-{mode}"  # one key per gateway process
+    store.create(name="bench", plaintext=plaintext, balance=10**15, rpm=0, tpm=0)
     cfg = parse_config(
         {
             "channels": [

@@ -280,17 +280,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.variant:
             port = free_port()
             specs.insert(1, ("pisces-off-variant", [*me, "--serve-gateway", str(port), upstream, "skeleton"],
-                             {**env, "BENCH_UVICORN": args.variant},
-                             {"authorization": f"Bearer {KEY}-skeleton", "port": str(port)}, 60))  # fmt: skip
+                             {**env, "BENCH_UVICORN": args.variant, "BENCH_KEY": f"{KEY}-variant"},
+                             {"authorization": f"Bearer {KEY}-variant", "port": str(port)}, 60))  # fmt: skip
             want.add("pisces-off-variant")
             report["variant"] = json.loads(args.variant)
         if args.before:  # the same bench on another tree's code: its own PYTHONPATH first
             tree = Path(args.before).resolve()
             benv = {**env, "PYTHONPATH": f"{tree / 'layers/core'}:{tree / 'functions/gateway'}:{env['PYTHONPATH']}",
-                    "BENCH_RUN_SH": str(tree / "functions/gateway/run.sh")}  # fmt: skip
+                    "BENCH_RUN_SH": str(tree / "functions/gateway/run.sh"), "BENCH_KEY": f"{KEY}-before"}  # fmt: skip
             port = free_port()
             specs.insert(0, ("pisces-off-before", [*me, "--serve-gateway", str(port), upstream, "skeleton"], benv,
-                             {"authorization": f"Bearer {KEY}-skeleton", "port": str(port)}, 60))  # fmt: skip
+                             {"authorization": f"Bearer {KEY}-before", "port": str(port)}, 60))  # fmt: skip
             want.add("pisces-off-before")
         if "litellm" in bins:
             port = free_port()
