@@ -53,7 +53,13 @@ def _by_name(fn: Endpoint) -> Callable[[Request], Awaitable[Response]]:
 
 class GatewayApp(Starlette):
     def _route(self, methods: list[str], path: str, description: str = "", openapi_extra: dict[str, Any] | None = None,
-               name: str | None = None) -> Callable[[Endpoint], Endpoint]:  # fmt: skip
+               name: str | None = None, **docs_only: Any) -> Callable[[Endpoint], Endpoint]:  # fmt: skip
+        # FastAPI's arguments that only shape its OpenAPI document are accepted and have no effect here
+        # (the endpoints return their own Response); any other would change behaviour: refused.
+        unknown = set(docs_only) - {"response_class", "include_in_schema", "summary", "tags"}
+        if unknown:
+            raise TypeError(f"GatewayApp routes do not take {sorted(unknown)} (no FastAPI request models here)")
+
         def add(fn: Endpoint) -> Endpoint:
             self.router.routes.append(DoorRoute(path, fn, methods, name, description, openapi_extra))
             return fn
