@@ -15,7 +15,7 @@ REGION_ARG := $(if $(REGION),--region $(REGION))
 # sam validate needs some region, and a template check none in particular
 LINT_REGION := $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
-.PHONY: dev test lint build bench deploy logs sync validate install install-sam install-chromium install-node clean
+.PHONY: dev test lint build bench bench-peers bench-cold deploy logs sync validate install install-sam install-chromium install-node clean
 
 # uv when the machine has it (fast), else pip installs uv first.
 $(BIN)/.installed: pyproject.toml
@@ -85,6 +85,14 @@ build: install-sam
 
 bench: install
 	@$(BIN)/python bench/latency.py
+
+# Pisces side by side with LiteLLM proxy and Portkey's gateway (each installed under bench/out/ on first use)
+bench-peers: install
+	@$(BIN)/python bench/peers.py
+
+# The gateway's cold start (run.sh to its first 200) and its import budget
+bench-cold: install
+	@$(BIN)/python bench/coldstart.py
 
 # The first deploy is guided (stack name, region, the parameters: upstream keys, EnableMock...) and saves
 # the answers in samconfig.toml; later ones deploy from there. GUIDED=1 asks again.

@@ -72,9 +72,15 @@ def serve_dynamo(port: int) -> None:
 
 
 def serve_gateway(port: int, upstream: str, mode: str = "full") -> None:
-    import logging
-
     import uvicorn
+
+    uvicorn.run(gateway_app(upstream, mode), host="127.0.0.1", port=port, log_level="warning")
+
+
+def gateway_app(upstream: str, mode: str = "full") -> object:
+    """The gateway app on a channel to ``upstream`` and a key in the DynamoDB of the environment;
+    ``mode`` "skeleton": the money steps as no-ops."""
+    import logging
 
     from pisces.config import parse_config
     from pisces.localaws import FAKE_CREDENTIALS
@@ -89,7 +95,8 @@ def serve_gateway(port: int, upstream: str, mode: str = "full") -> None:
     for k, v in FAKE_CREDENTIALS.items():
         os.environ.setdefault(k, v)
     store = KeyStore(dynamo.client(), table_name("keys"))  # moto in its own process: AWS_ENDPOINT_URL_DYNAMODB
-    store.create(name="bench", plaintext=f"{KEY}-{mode}", balance=10**15, rpm=0, tpm=0)
+    plaintext = os.environ.get("BENCH_KEY") or f"{KEY}-{mode}"  # one key per gateway process
+    store.create(name="bench", plaintext=plaintext, balance=10**15, rpm=0, tpm=0)
     cfg = parse_config(
         {
             "channels": [
@@ -106,7 +113,7 @@ def serve_gateway(port: int, upstream: str, mode: str = "full") -> None:
     app = create_app(cfg, store)
     if mode == "skeleton":
         _no_money(app)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    return app
 
 
 def _pct(xs: list[float], p: float) -> float:

@@ -258,12 +258,12 @@ def _apigw_path(path: str) -> str:
 
 
 def _app_routes(app: Any) -> set[tuple[str, str]]:
-    from fastapi.routing import APIRoute
+    from starlette.routing import Route  # FastAPI's APIRoute (the admin's) is one too
 
     return {
         (method, _apigw_path(route.path))
         for route in app.routes
-        if isinstance(route, APIRoute)
+        if isinstance(route, Route)
         for method in route.methods - {"OPTIONS"}  # HEAD too: API Gateway answers only the declared methods
     }
 

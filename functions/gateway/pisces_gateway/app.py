@@ -1,4 +1,4 @@
-"""The gateway function: a FastAPI app served by uvicorn (behind the Lambda Web Adapter in AWS).
+"""The gateway function: a Starlette app served by uvicorn (behind the Lambda Web Adapter in AWS).
 
 Routes carry ``openapi_extra={"x-pisces": {...}}`` (protocol, streaming); ``/api/public/spec`` is
 built from the route table itself.
@@ -10,11 +10,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, Response
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
 
 from pisces.config import Config
 from pisces.config_source import ConfigSource
@@ -24,6 +22,7 @@ from pisces.spec import RouteInfo, build_spec
 from pisces.store.keys import KeyStore
 from pisces_gateway import chat
 from pisces_gateway.middleware import RequestIdMiddleware, context_of, error_response, json_response
+from pisces_gateway.routes import DoorRoute, GatewayApp
 from pisces_gateway.static import DOCS_HTML
 
 
@@ -31,10 +30,10 @@ def _meta(protocol: str, streaming: bool = False, auth: bool = True) -> dict[str
     return {"x-pisces": {"protocol": protocol, "streaming": streaming, "auth": auth}}
 
 
-def route_table(app: FastAPI) -> list[RouteInfo]:
+def route_table(app: GatewayApp) -> list[RouteInfo]:
     out = []
     for r in app.routes:
-        if not isinstance(r, APIRoute) or not r.openapi_extra or "x-pisces" not in r.openapi_extra:
+        if not isinstance(r, DoorRoute) or not r.openapi_extra or "x-pisces" not in r.openapi_extra:
             continue
         meta = r.openapi_extra["x-pisces"]
         for method in sorted(r.methods - {"HEAD", "OPTIONS"}):
@@ -44,7 +43,7 @@ def route_table(app: FastAPI) -> list[RouteInfo]:
     return out
 
 
-def _gemini_routes(app: FastAPI, version: str) -> None:
+def _gemini_routes(app: GatewayApp, version: str) -> None:
     """Gemini's doors under one API version (google-genai uses v1 by default, the Gemini CLI v1beta)."""
 
     @app.post(
@@ -71,15 +70,15 @@ def _gemini_routes(app: FastAPI, version: str) -> None:
         return await chat.get_model(request, model, "gemini")
 
 
-def create_app(config: Config | None = None, key_store: KeyStore | None = None) -> FastAPI:
+def create_app(config: Config | None = None, key_store: KeyStore | None = None) -> GatewayApp:
     """The gateway app. Without arguments: ``PISCES_CONFIG`` (or ./pisces.yaml) and the DynamoDB keys table."""
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: GatewayApp) -> AsyncIterator[None]:
         yield
         await app.state.gateway.aclose()
 
-    app = FastAPI(title="Pisces", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = GatewayApp(lifespan=lifespan)
     source = None if config is not None else ConfigSource()
     app.state.gateway = Gateway(config or source.load(), key_store)  # type: ignore[union-attr]
     if source is not None and source.parameter:
@@ -97,12 +96,6 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
         else:
             err = PiscesError("not_found", f"Unknown request URL: {request.method} {request.url.path}.")
         return error_response(request, err)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        first = exc.errors()[0] if exc.errors() else {}
-        param = ".".join(str(x) for x in first.get("loc", ())[1:]) or None
-        return error_response(request, PiscesError("invalid_request", first.get("msg", "invalid request"), param=param))
 
     @app.post(
         "/v1/chat/completions",
@@ -241,11 +234,11 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
     return app
 
 
-def _head_like_get(app: FastAPI) -> None:
+def _head_like_get(app: GatewayApp) -> None:
     """HEAD on every GET route answers as GET does, without the body (the middleware drops it): Claude
-    Code and load balancers probe with ``HEAD /``. FastAPI, unlike Starlette, adds no HEAD by itself."""
+    Code and load balancers probe with ``HEAD /``. Starlette's routes add it themselves (FastAPI's did not)."""
     for r in app.routes:
-        if isinstance(r, APIRoute) and "GET" in r.methods:
+        if isinstance(r, DoorRoute) and r.methods and "GET" in r.methods:
             r.methods.add("HEAD")
 
 

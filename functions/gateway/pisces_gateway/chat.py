@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-from fastapi import Request
-from fastapi.responses import Response, StreamingResponse
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Send
 
 from pisces.pipeline.gateway import Gateway

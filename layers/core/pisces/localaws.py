@@ -47,6 +47,10 @@ def _moto_server(host: str, port: int) -> Any:
     from moto.server import ThreadedMotoServer
     from werkzeug.serving import make_server
 
+    from pisces.localmoto import install
+
+    install()  # transactions that cost the same however large the tables grow
+
     class Server(ThreadedMotoServer):
         error: BaseException | None = None
 

@@ -13,9 +13,6 @@ import os
 from functools import lru_cache
 from typing import Any
 
-import boto3
-from botocore.config import Config as BotoConfig
-
 from pisces.canonical_images import GeneratedImage, extension
 
 BUCKET_ENV = "PISCES_IMAGES_BUCKET"
@@ -30,7 +27,11 @@ def bucket_name() -> str:
 @lru_cache(maxsize=1)
 def s3_client() -> Any:
     """One client per process. Path-style addressing when an endpoint is set (moto on loopback has
-    no virtual hosts); SigV4, which presigned URLs on every region need."""
+    no virtual hosts); SigV4, which presigned URLs on every region need. boto3 is imported here, by
+    the first image request: half a second of a cold start that most containers never use."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3")
     style = "path" if endpoint else "auto"
     config = BotoConfig(signature_version="s3v4", s3={"addressing_style": style}, retries={"mode": "standard"})

@@ -1,0 +1,147 @@
+"""The benches' two ends on raw asyncio sockets, so neither weighs on what is measured between them.
+
+``serve_fast_upstream``: an OpenAI-compatible upstream that answers every POST at once with the
+same chat completion (or, for ``"stream": true``, the same five-chunk SSE stream with usage),
+HTTP/1.1 keep-alive, no framework. ``Conn``: a keep-alive HTTP/1.1 client connection that sends
+prebuilt request bytes and reads one response (Content-Length, chunked or close-delimited).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+COMPLETION = {
+    "id": "chatcmpl-bench",
+    "object": "chat.completion",
+    "created": 1700000000,
+    "model": "gpt-fake",
+    "system_fingerprint": "fp_fake",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Hello there, friend, how are you?", "refusal": None},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21},
+}
+
+
+def _sse() -> bytes:
+    out = []
+    words = ["Hello", " there,", " friend,", " how are", " you?"]
+    for i, w in enumerate(words):
+        delta: dict[str, Any] = {"content": w} if i else {"role": "assistant", "content": w}
+        chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
+                 "model": "gpt-fake", "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}  # fmt: skip
+        out.append(f"data: {json.dumps(chunk)}\n\n")
+    last = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-fake",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}  # fmt: skip
+    usage = {**last, "choices": [], "usage": COMPLETION["usage"]}
+    out += [f"data: {json.dumps(last)}\n\n", f"data: {json.dumps(usage)}\n\n", "data: [DONE]\n\n"]
+    return "".join(out).encode()
+
+
+def _response(body: bytes, media: str) -> bytes:
+    head = f"HTTP/1.1 200 OK\r\ncontent-type: {media}\r\ncontent-length: {len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
+NON_STREAM = _response(json.dumps(COMPLETION).encode(), "application/json")
+STREAM = _response(_sse(), "text/event-stream")
+MODELS = _response(json.dumps({"object": "list", "data": [{"id": "gpt-fake", "object": "model"}]}).encode(),
+                   "application/json")  # fmt: skip
+
+
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            body = await reader.readexactly(length) if length else b""
+            if head.startswith(b"GET"):
+                writer.write(MODELS)
+            else:
+                writer.write(STREAM if b'"stream":true' in body.replace(b" ", b"") else NON_STREAM)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+def serve_fast_upstream(port: int) -> None:
+    async def main() -> None:
+        server = await asyncio.start_server(_serve, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def request_bytes(port: int, path: str, headers: dict[str, str], body: Any, method: str = "POST") -> bytes:
+    data = json.dumps(body).encode() if body is not None else b""
+    lines = [f"{method} {path} HTTP/1.1", f"host: 127.0.0.1:{port}", "accept: */*"]
+    if body is not None:
+        lines += ["content-type: application/json", f"content-length: {len(data)}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
+
+
+class Conn:
+    """One keep-alive connection; ``call`` returns (status, body, seconds to the first body byte)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def call(self, req: bytes) -> tuple[int, bytes, float]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        t0 = time.perf_counter()
+        self.writer.write(req)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length, chunked, close = None, False, False
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding" and b"chunked" in value:
+                chunked = True
+            elif name == b"connection" and value == b"close":
+                close = True
+        first = 0.0
+        if chunked:
+            parts = []
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                first = first or time.perf_counter() - t0
+                data = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                parts.append(data[:-2])
+            body = b"".join(parts)
+        elif length is not None:
+            body = await self.reader.readexactly(length)
+        else:
+            body, close = await self.reader.read(), True
+        first = first or time.perf_counter() - t0
+        if close:
+            self.writer.close()
+            self.writer = None
+        return status, body, first
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

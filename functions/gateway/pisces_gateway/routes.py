@@ -1,0 +1,83 @@
+"""Starlette with FastAPI's spelling of routes: the gateway's app without FastAPI's import.
+
+The gateway uses none of FastAPI's request models, dependency injection or OpenAPI (every door reads
+its own body through the pipeline), and FastAPI's import is most of a cold start (pydantic's v1
+compatibility models, its routing and params). Starlette, FastAPI's own foundation, serves the same
+routes: ``GatewayApp.get/post/delete`` take FastAPI's ``description``, ``openapi_extra`` and
+``name`` and keep them on the route (``route_table`` reads them), and call the endpoint with the
+request and its path parameters by name, as FastAPI would.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+Endpoint = Callable[..., Awaitable[Response]]
+
+
+class DoorRoute(Route):
+    """A route with FastAPI's ``description`` and ``openapi_extra`` (the ``x-pisces`` metadata)."""
+
+    def __init__(self, path: str, endpoint: Endpoint, methods: list[str], name: str | None, description: str,
+                 openapi_extra: dict[str, Any] | None) -> None:  # fmt: skip
+        super().__init__(path, _by_name(endpoint), methods=methods, name=name or endpoint.__name__)
+        self.description = description
+        self.openapi_extra = openapi_extra
+
+
+def _by_name(fn: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    """``fn(request=..., <path param>=...)`` as a Starlette endpoint (its parameters looked at once)."""
+    names = tuple(inspect.signature(fn).parameters)
+    if names == ("request",):
+        return fn
+    if not names:
+
+        async def bare(request: Request) -> Response:
+            return await fn()
+
+        return bare
+
+    async def endpoint(request: Request) -> Response:
+        params = request.path_params
+        return await fn(**{n: request if n == "request" else params[n] for n in names})
+
+    return endpoint
+
+
+class GatewayApp(Starlette):
+    def _route(self, methods: list[str], path: str, description: str = "", openapi_extra: dict[str, Any] | None = None,
+               name: str | None = None, **docs_only: Any) -> Callable[[Endpoint], Endpoint]:  # fmt: skip
+        # FastAPI's arguments that only shape its OpenAPI document are accepted and have no effect here
+        # (the endpoints return their own Response); any other would change behaviour: refused.
+        unknown = set(docs_only) - {"response_class", "include_in_schema", "summary", "tags"}
+        if unknown:
+            raise TypeError(f"GatewayApp routes do not take {sorted(unknown)} (no FastAPI request models here)")
+
+        def add(fn: Endpoint) -> Endpoint:
+            self.router.routes.append(DoorRoute(path, fn, methods, name, description, openapi_extra))
+            return fn
+
+        return add
+
+    def get(self, path: str, **kw: Any) -> Callable[[Endpoint], Endpoint]:
+        return self._route(["GET"], path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Callable[[Endpoint], Endpoint]:
+        return self._route(["POST"], path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Callable[[Endpoint], Endpoint]:
+        return self._route(["DELETE"], path, **kw)
+
+    def exception_handler(self, exc: type[Exception] | int) -> Callable[[Any], Any]:
+        def add(fn: Any) -> Any:
+            self.add_exception_handler(exc, fn)
+            return fn
+
+        return add
