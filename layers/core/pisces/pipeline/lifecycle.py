@@ -388,7 +388,7 @@ class Lifecycle:
         return await self.run(incoming, "openai-responses", work)
 
     async def usage(self, incoming: Incoming, what: str = "usage") -> Reply:
-        """The key's own balance and spend (``usage``) or recent requests (``requests``): :mod:`pisces.pipeline.account`."""
+        """The key's balance and spend (``usage``) or its recent requests (``requests``): :mod:`.account`."""
         from pisces.pipeline import account
 
         async def work(ctx: RequestContext) -> Reply:
