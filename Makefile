@@ -19,17 +19,23 @@ LINT_REGION := $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
 # uv when the machine has it (fast), else pip installs uv first.
 $(BIN)/.installed: pyproject.toml
-	@if [ -z "$(UV)" ] && ! command -v uv >/dev/null; then $(PY) -m pip install -q --disable-pip-version-check uv; fi
+	@if [ -z "$(UV)" ] && ! command -v uv >/dev/null; then \
+	  echo "pisces: installing uv (pip)..."; $(PY) -m pip install -q --disable-pip-version-check uv; fi
+	@echo "pisces: $(VENV): the Python packages of pyproject.toml (about a minute the first time)..."
 	@uv venv -q --allow-existing -p ">=3.11" $(VENV)
-	@VIRTUAL_ENV=$(VENV) uv pip install -q -e ".[dev]"
+	@VIRTUAL_ENV=$(VENV) uv pip install -e ".[dev]"
 	@touch $@
+	@echo "pisces: $(VENV) is ready"
 
 # aws-sam-cli pins boto3, pydantic and click: it lives in its own virtualenv.
 $(SAMVENV)/.installed:
-	@if ! command -v uv >/dev/null; then $(PY) -m pip install -q --disable-pip-version-check uv; fi
+	@if ! command -v uv >/dev/null; then \
+	  echo "pisces: installing uv (pip)..."; $(PY) -m pip install -q --disable-pip-version-check uv; fi
+	@echo "pisces: $(SAMVENV): aws-sam-cli and cfn-lint (a minute or two the first time)..."
 	@uv venv -q --allow-existing -p ">=3.11" $(SAMVENV)
-	@VIRTUAL_ENV=$(SAMVENV) uv pip install -q aws-sam-cli cfn-lint
+	@VIRTUAL_ENV=$(SAMVENV) uv pip install aws-sam-cli cfn-lint
 	@touch $@
+	@echo "pisces: $(SAMVENV) is ready"
 
 install: $(BIN)/.installed
 install-sam: $(SAMVENV)/.installed
@@ -37,6 +43,7 @@ install-sam: $(SAMVENV)/.installed
 # Debian's chromium for the docs-page browser test (Playwright cannot download its own here).
 install-chromium:
 	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then \
+	  echo "pisces: installing Debian's chromium (apt-get) for the browser tests..."; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium could not be installed: the browser test will fail"; fi
 
@@ -53,6 +60,7 @@ test: install-go
 # Gemini CLI, Codex CLI), pinned by tests/node/package-lock.json; from the npm registry only.
 NODE_DIR := tests/node
 $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	@echo "pisces: $(NODE_DIR): the Node clients and CLIs of package-lock.json (npm ci)..."
 	@cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
@@ -70,7 +78,7 @@ test: install install-sam install-chromium install-node
 
 lint: install install-sam
 	@$(BIN)/ruff check .
-	@$(BIN)/ruff format --check . || true
+	@$(BIN)/ruff format --check . || { echo "pisces: formatting is off: run $(BIN)/ruff format ."; exit 1; }
 	@AWS_DEFAULT_REGION=$(LINT_REGION) $(SAM) validate --lint
 	@$(SAMVENV)/bin/cfn-lint template.yaml
 

@@ -43,9 +43,9 @@ def post(gateway, body: dict, key: str | None = None, **headers: str) -> httpx.R
 
 def test_mock_one_string_base64_by_default(client, gateway):
     seen: list[httpx.Request] = []
-    http = httpx.Client(event_hooks={"request": [seen.append]})
-    sdk = openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0, http_client=http)
-    raw = sdk.embeddings.with_raw_response.create(model="mock-embed", input="The food was delicious")
+    with httpx.Client(event_hooks={"request": [seen.append]}) as http:  # closed: no unclosed socket left
+        sdk = openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0, http_client=http)
+        raw = sdk.embeddings.with_raw_response.create(model="mock-embed", input="The food was delicious")
     resp = raw.parse()
     assert json.loads(seen[-1].content)["encoding_format"] == "base64", "the SDK asks for base64 by default"
     assert resp.object == "list" and len(resp.data) == 1

@@ -38,3 +38,17 @@ def test_no_secret_in_logs(gateway, caplog):
     assert any(r.get("protocol") == "anthropic" and r.get("channel") == "fake-anthropic" for r in requests)
     for secret in (key, UPSTREAM_SECRET, "pisces-wrong-key-abcdefghijklmnop", "Bearer"):
         assert secret not in logs
+
+
+def test_pages_and_unknown_paths_log_as_pisces_not_a_client_protocol(gateway, caplog):
+    caplog.set_level(logging.INFO)
+    for path in ("/", "/console", "/favicon.ico", "/no-such-page"):
+        httpx.get(f"{gateway.url}{path}", headers={"X-Request-Id": f"page-line-{path.strip('/') or 'root'}"})
+    httpx.get(f"{gateway.v1}/no-such-route", headers={"X-Request-Id": "page-line-v1"})
+    formatter = logger.registered_formatter
+    lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name.startswith("pisces")]
+    by_id = {x["request_id"]: x for x in lines if x.get("message") == "request"}
+    for rid, status in (("root", 200), ("console", 200), ("favicon.ico", 200), ("no-such-page", 404)):
+        line = by_id[f"page-line-{rid}"]
+        assert line["protocol"] == "pisces" and line["status"] == status, line
+    assert by_id["page-line-v1"]["protocol"] == "openai"  # under /v1: the OpenAI door's 404

@@ -8,6 +8,8 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +32,8 @@ def _env(**extra: str) -> dict[str, str]:
               "PISCES_DYNAMO_PORT", "POWERTOOLS_METRICS_DISABLED"):  # fmt: skip
         env.pop(k, None)
     env.update(PISCES_DEV_KEY=DEMO, PISCES_ADMIN_TOKEN="dev-admin-token", PYTHONUNBUFFERED="1")
+    # make dev's .pisces-dev.env, written where no other test (nor a real make dev) looks
+    env["PISCES_DEV_ENV_FILE"] = str(Path(tempfile.gettempdir()) / f"pisces-dev-{uuid.uuid4().hex}.env")
     env.update(extra)
     return env
 
@@ -128,7 +132,7 @@ def test_make_dev_serves_when_8765_is_taken(tmp_path):
             endpoint = re.search(r"moto DynamoDB at http://127\.0\.0\.1:(\d+)", printed)
             assert endpoint and endpoint.group(1) != "8765", printed
             assert "port 8765 was in use" in printed and f"demo key   {DEMO}" in printed
-            assert f"AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:{endpoint.group(1)} pisces" in printed
+            assert f'AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:{endpoint.group(1)}"' in printed
             models = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {DEMO}"})
             assert models.status_code == 200, models.text  # the demo key lives in the swapped-in DynamoDB
     finally:
@@ -146,5 +150,5 @@ def test_make_dev_prints_no_emf_metrics(tmp_path):
         p.terminate()
         p.wait(timeout=TIMEOUT)  # unbuffered output: everything the requests printed is in the log now
     printed = log.read_text()
-    assert '"path":"/v1/chat/completions"' in printed.replace(" ", "")  # the request log line is there
+    assert "  200  /v1/chat/completions  mock-echo via mock  " in printed  # the request's log line is there
     assert '"_aws"' not in printed and "CloudWatchMetrics" not in printed

@@ -98,6 +98,7 @@ def test_make_dev_serves_the_demo_key(tmp_path):
                PISCES_DEV_KEY=demo, PISCES_ADMIN_TOKEN="dev-admin-token")  # fmt: skip
     for k in ("AWS_ENDPOINT_URL_DYNAMODB", "PISCES_CONFIG", "OPENAI_API_KEY", "DEEPSEEK_API_KEY"):
         env.pop(k, None)
+    env["PISCES_DEV_ENV_FILE"] = str(tmp_path / ".pisces-dev.env")  # not the checkout's (a real make dev's)
     log = (tmp_path / "dev.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "pisces_gateway.dev"], cwd=ROOT, env=env, stdout=log, stderr=log)
     try:

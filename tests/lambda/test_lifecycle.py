@@ -137,7 +137,8 @@ def start_gateway(tmp: Path, dynamo_endpoint: str, config: Path, name: str) -> G
         "PISCES_TEST_UPSTREAM_KEY": UPSTREAM_SECRET,
     }
     log = tmp / f"gateway-{name}-{port}.log"
-    proc = subprocess.Popen(["bash", "run.sh"], cwd=TASK_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    with log.open("w") as out:  # the child has its own copy of the descriptor: ours is closed at once
+        proc = subprocess.Popen(["bash", "run.sh"], cwd=TASK_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc, WAIT)
     except BaseException:

@@ -197,6 +197,11 @@ def test_gateway_dynamodb_actions_are_the_ones_it_calls(template, gateway):
             c.chat.completions.create(model="fail-500", messages=ask, extra_headers={"Idempotency-Key": f"lp-f-{key}"})
         assert failed.value.status_code == 502
         assert httpx.get(f"{gateway.url}/v1/usage", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        own = {"Authorization": f"Bearer {key}"}
+        listed = httpx.get(f"{gateway.url}/v1/usage/requests", headers=own).json()["data"]
+        looked = httpx.get(f"{gateway.url}/v1/usage/requests", params={"request_id": listed[0]["request_id"]},
+                           headers=own).json()["data"]  # fmt: skip
+        assert looked == listed[:1]
         stored = c.responses.create(model="mock-echo", input="hi")
         assert c.responses.retrieve(stored.id).id == stored.id
         c.responses.delete(stored.id)

@@ -23,7 +23,7 @@ from pisces.store.keys import KeyStore
 from pisces_gateway import chat
 from pisces_gateway.middleware import RequestIdMiddleware, context_of, error_response, json_response
 from pisces_gateway.routes import DoorRoute, GatewayApp
-from pisces_gateway.static import DOCS_HTML
+from pisces_gateway.static import CONSOLE_HTML, DOCS_HTML, FAVICON
 
 
 def _meta(protocol: str, streaming: bool = False, auth: bool = True) -> dict[str, Any]:
@@ -199,6 +199,27 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
     )
     async def usage(request: Request) -> Response:
         return await chat.usage(request)
+
+    @app.get(
+        "/v1/usage/requests",
+        description="This key's own recent requests, newest first (?limit=1..100&after=<next_cursor>), or one "
+        "looked up by ?request_id= (the X-Request-Id of a response or an error)",
+        openapi_extra=_meta("openai"),
+    )
+    async def usage_requests(request: Request) -> Response:
+        return await chat.usage(request, "requests")
+
+    @app.get(
+        "/console",
+        description="The key holder's console: balance, budget, spend by day and model, rate limits, recent requests",
+        openapi_extra=_meta("pisces", auth=False),
+    )
+    async def console() -> HTMLResponse:
+        return HTMLResponse(CONSOLE_HTML)
+
+    @app.get("/favicon.ico", description="The icon", openapi_extra=_meta("pisces", auth=False))
+    async def favicon() -> Response:
+        return Response(FAVICON, media_type="image/x-icon", headers={"Cache-Control": "public, max-age=86400"})
 
     @app.get(
         "/api/public/spec",

@@ -78,8 +78,8 @@ async def count_tokens(request: Request, protocol: str, *args: Any) -> Response:
     return respond(request, await lifecycle(request).count_tokens(incoming(request), protocol, *args))
 
 
-async def usage(request: Request) -> Response:
-    return respond(request, await lifecycle(request).usage(incoming(request)))
+async def usage(request: Request, what: str = "usage") -> Response:
+    return respond(request, await lifecycle(request).usage(incoming(request), what))
 
 
 async def images(request: Request, operation: str) -> Response:

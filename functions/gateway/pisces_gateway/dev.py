@@ -1,7 +1,8 @@
 """`make dev`: the gateway on http://127.0.0.1:$PORT with an embedded moto DynamoDB and a demo key.
 
 Also serves the admin API on $ADMIN_PORT (default PORT+1) with the token $PISCES_ADMIN_TOKEN
-(printed), and tells how to point the `pisces` CLI at the same DynamoDB.
+(printed), and writes ``.pisces-dev.env`` (printed too): the exports another terminal needs for the
+`pisces` CLI (PATH, the DynamoDB endpoint) and the admin API (its URL, the token).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import os
 import secrets
 import socket
 import sys
+from pathlib import Path
 
 import uvicorn
 
-from pisces.config import ConfigError, load_config
+from pisces.config import Config, ConfigError, load_config
 from pisces.localaws import LocalDynamo, free_port
+from pisces.pipeline.routing import disabled_reason
 from pisces.store import dynamo
 from pisces.store.keys import KeyStore
 from pisces.store.schema import table_name
@@ -86,6 +89,7 @@ def pick_dynamo_port(taken: set[int]) -> tuple[int, str]:
 
 def main() -> int:
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no CloudWatch EMF line per request in a terminal
+    os.environ.setdefault("PISCES_LOG_FORMAT", "text")  # one short line per request, not JSON (AWS keeps JSON)
     host = os.environ.get("HOST") or "127.0.0.1"
     try:
         port = _port("PORT", "3000")
@@ -123,13 +127,24 @@ def main() -> int:
     gateway = create_app(config, store)
     admin = create_admin(store)
     base = f"http://{host}:{port}"
+    admin_url = f"http://{host}:{admin_port}"
+    token = os.environ["PISCES_ADMIN_TOKEN"]
+    exports = {
+        "PATH": f"{Path(sys.executable).absolute().parent}:$PATH",  # .venv/bin: the `pisces` CLI
+        "AWS_ENDPOINT_URL_DYNAMODB": local.endpoint,
+        "PISCES_URL": base,
+        "PISCES_ADMIN_URL": admin_url,
+        "PISCES_ADMIN_TOKEN": token,
+        "PISCES_KEY": demo_key,
+    }
+    env_file = write_env_file(exports)
     print(
         f"""
 Pisces is running (local: moto DynamoDB at {local.endpoint}, config {os.environ.get("PISCES_CONFIG", "pisces.yaml")})
 {dynamo_note}
-  gateway    {base}          docs page: {base}/
+  gateway    {base}          docs page: {base}/    console: {base}/console
   models     {", ".join(config.available_models())}
-  demo key   {demo_key}
+{disabled_lines(config)}  demo key   {demo_key}
 
   curl {base}/v1/chat/completions -H "Authorization: Bearer {demo_key}" \\
     -H "Content-Type: application/json" \\
@@ -137,8 +152,14 @@ Pisces is running (local: moto DynamoDB at {local.endpoint}, config {os.environ.
   curl {base}/v1/images/generations -H "Authorization: Bearer {demo_key}" \\
     -H "Content-Type: application/json" -d '{{"model": "mock-image", "prompt": "A cute kitten"}}'
 
-  admin API  http://{host}:{admin_port}/admin/keys   token: {os.environ["PISCES_ADMIN_TOKEN"]}
-  CLI        AWS_ENDPOINT_URL_DYNAMODB={local.endpoint} pisces keys list
+  admin API  {admin_url}/admin/keys   token: {token}
+  curl {admin_url}/admin/keys -H "Authorization: Bearer {token}"
+
+  In another terminal, for the `pisces` CLI and the README's examples (endpoints, token, PATH):
+    . {env_file}
+  or paste:
+    export {" ".join(f'{k}="{v}"' for k, v in exports.items())}
+  then: pisces keys list
 """,
         flush=True,
     )
@@ -155,8 +176,33 @@ Pisces is running (local: moto DynamoDB at {local.endpoint}, config {os.environ.
     except KeyboardInterrupt:
         pass
     finally:
+        env_file.unlink(missing_ok=True)
         local.stop()
     return 0
+
+
+def disabled_lines(config: Config) -> str:
+    """The banner's lines for the channels that are off, grouped by what turns them on."""
+    by_reason: dict[str, list[str]] = {}
+    for c in config.channels:
+        if not c.enabled:
+            by_reason.setdefault(disabled_reason(c), []).append(c.name)
+    return "".join(
+        f"  {'disabled' if i == 0 else '':<10} {', '.join(names)}: {reason}\n"
+        for i, (reason, names) in enumerate(by_reason.items())
+    )
+
+
+def write_env_file(exports: dict[str, str]) -> Path:
+    """``.pisces-dev.env`` (``PISCES_DEV_ENV_FILE`` overrides): the exports another terminal sources to
+    reach this server; only its owner may read it (the admin token); removed when `make dev` stops."""
+    path = Path(os.environ.get("PISCES_DEV_ENV_FILE") or ".pisces-dev.env").absolute()
+    lines = ["# make dev's endpoints, admin token and PATH: `. ./.pisces-dev.env` (removed when it stops)"]
+    lines += [f'export {k}="{v}"' for k, v in exports.items()]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
 
 
 if __name__ == "__main__":

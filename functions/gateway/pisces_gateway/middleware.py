@@ -24,6 +24,8 @@ def protocol_for_path(path: str) -> str:
         return "anthropic"
     if path.startswith("/v1beta/") or path == "/v1beta" or (path.startswith("/v1/models/") and ":" in path):
         return "gemini"
+    if not (path.startswith("/v1/") or path.startswith("/v1beta/") or path in ("/v1", "/v1beta")):
+        return "pisces"  # the pages, /healthz, /api/*, /favicon.ico, unknown paths: no client protocol's door
     return "openai"
 
 

@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
 from pisces.money import usd
 from pisces.store.keys import KeyRecord, KeyStore, parse_amount, parse_rate
@@ -320,8 +320,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pisces: {e}", file=sys.stderr)
         return 2
     except (ClientError, BotoCoreError) as e:
-        print(f"pisces: {e}", file=sys.stderr)
+        print(f"pisces: {e}{_hint(e, args)}", file=sys.stderr)
         return 1
+
+
+DEV_HINT = (
+    "`make dev`'s DynamoDB: run `. ./.pisces-dev.env` (make dev writes it; its banner prints the export "
+    "line) or set AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:8765 (the port the banner shows)"
+)
+
+
+def _hint(e: Exception, args: argparse.Namespace) -> str:
+    """What to do about an AWS error the user can fix: no credentials, no endpoint, no table."""
+    if isinstance(e, NoCredentialsError):
+        return (f"\n  For {DEV_HINT}.\n  For a deployed stack: AWS credentials (AWS_PROFILE, `aws configure`)"
+                " and --stack NAME.")  # fmt: skip
+    if isinstance(e, EndpointConnectionError) and args.endpoint_url:
+        return f"\n  Nothing answers at {args.endpoint_url}: is `make dev` running (and on that port)?"
+    if isinstance(e, ClientError) and e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+        where = f"at {args.endpoint_url}" if args.endpoint_url else "in your AWS account"
+        return f"\n  No such table {where}: pass --stack NAME (a deployed stack) or --table, or reach {DEV_HINT}."
+    return ""
 
 
 if __name__ == "__main__":

@@ -387,11 +387,11 @@ class Lifecycle:
 
         return await self.run(incoming, "openai-responses", work)
 
-    async def usage(self, incoming: Incoming) -> Reply:
-        """The key's own balance and spend: :func:`pisces.pipeline.account.usage`."""
+    async def usage(self, incoming: Incoming, what: str = "usage") -> Reply:
+        """The key's balance and spend (``usage``) or its recent requests (``requests``): :mod:`.account`."""
         from pisces.pipeline import account
 
         async def work(ctx: RequestContext) -> Reply:
-            return await account.usage(self, ctx, incoming)
+            return await getattr(account, what)(self, ctx, incoming)
 
         return await self.run(incoming, "openai", work)

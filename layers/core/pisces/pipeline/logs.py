@@ -12,13 +12,16 @@ CloudWatch's REPORT line names. The first such invocation of a process is its co
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from pisces.money import usd
 from pisces.pipeline.context import RequestContext
 
 logger = Logger(service="pisces")
@@ -91,7 +94,31 @@ def log_request(ctx: RequestContext, status: int, path: str) -> None:
             "output_tokens": usage.output_tokens,
             "cached_tokens": usage.cached_tokens,
         }
+    if os.environ.get("PISCES_LOG_FORMAT") == "text":  # make dev's terminal: one line a person reads
+        sys.stdout.write(text_line(fields) + "\n")
+        sys.stdout.flush()
+        return
     logger.info("request", extra=fields)
+
+
+def text_line(f: dict[str, Any]) -> str:
+    """One short line of a request's log fields: time, status, path, model and channel, latency and time to
+    the first token, tokens, cost, error, request id. ``PISCES_LOG_FORMAT=text`` (``make dev``) writes it
+    instead of the JSON line (the default, what CloudWatch Logs Insights queries)."""
+    parts = [time.strftime("%H:%M:%S"), str(f["status"]), f["path"] or "?"]
+    if f["model"]:
+        parts.append(f["model"] + (f" via {f['channel']}" if f["channel"] else ""))
+    parts.append(f"{f['latency_ms']:.0f} ms" + (f" (first token {f['ttft_ms']:.0f} ms)" if f["ttft_ms"] else ""))
+    if "input_tokens" in f:
+        parts.append(f"{f['input_tokens']} in / {f['output_tokens']} out")
+    if f["cost_micros"] is not None:
+        parts.append("$" + usd(f["cost_micros"]))
+    if f["error"]:
+        parts.append(f"error {f['error']}")
+    if f["idempotent_replay"]:
+        parts.append("replay")
+    parts.append(f["request_id"])
+    return "  ".join(parts)
 
 
 def emit_metrics(ctx: RequestContext, status: int) -> None:

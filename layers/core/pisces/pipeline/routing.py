@@ -44,6 +44,17 @@ def _check_operation(config: Config, model: str, canonical: str, operation: str)
                           "chat. Use POST /v1/embeddings (or Gemini's :embedContent).", param="model")  # fmt: skip
 
 
+def disabled_reason(c: ChannelConfig) -> str:
+    """How to turn a disabled channel on (names of settings only, never a value)."""
+    if c.kind == "mock":
+        return "PISCES_MOCK is off"
+    if c.kind == "bedrock":
+        return "set PISCES_BEDROCK=on (with AWS credentials) or deploy the stack"
+    if c.api_key_env:
+        return f"set {c.api_key_env}"
+    return "it has no credential"
+
+
 class Router:
     def __init__(self, config: Config, channels: dict[str, Channel], rng: random.Random | None = None) -> None:
         self.config = config
@@ -57,6 +68,10 @@ class Router:
         ctx.client_model, ctx.model = model, canonical
         serving = self.config.serving(canonical)
         if not serving:
+            off = [c for c in self.config.channels if canonical in c.models]
+            if off:  # configured, but every channel serving it is off: say which and how to turn one on
+                why = "; ".join(f"the channel `{c.name}` serving it is disabled: {disabled_reason(c)}" for c in off)
+                raise PiscesError("model_not_found", f"The model '{model}' is not available: {why}.", param="model")
             raise PiscesError(
                 "model_not_found",
                 f"The model '{model}' does not exist or you do not have access to it.",

@@ -123,6 +123,26 @@ class Ledger:
         self.keys_table = keys_table
         self.usage_table = usage_table
 
+    def counters(self, key_hash: str, now: float | None = None) -> dict[str, Any] | None:
+        """What the key item counts now (one consistent read): this month's spend and the current
+        window's requests and tokens (0 when the window has moved on). None for an unknown key."""
+        now = time.time() if now is None else now
+        item = self.client.get_item(
+            TableName=self.keys_table, Key={"key_hash": {"S": key_hash}}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        window, month = window_of(now), month_of(now)
+        current = _num(item, "win") == window
+        return {
+            "balance": _num(item, "balance"),
+            "month": f"{month[:4]}-{month[4:]}",
+            "spent": _num(item, f"spent_{month}"),
+            "window_requests": _num(item, "win_requests") if current else 0,
+            "window_tokens": _num(item, "win_tokens") if current else 0,
+            "window_resets_in": (window + 1) * WINDOW_SECONDS - int(now),
+        }
+
     # ------------------------------------------------------------------------------------------
     # admission
 

@@ -114,6 +114,54 @@ class UsageStore:
                 return out
             kwargs["ExclusiveStartKey"] = res["LastEvaluatedKey"]
 
+    def recent(self, key_id: str, limit: int, after: dict[str, Any] | None = None) -> tuple[list[UsageRecord], bool]:
+        """Up to ``limit`` of the key's records, newest first, after the ``after`` record (its
+        ``request_id`` and ``created_at``); and whether there are more."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "by_key",
+            "KeyConditionExpression": "key_id = :k",
+            "ExpressionAttributeValues": {":k": {"S": key_id}},
+            "ScanIndexForward": False,
+            "Limit": limit + 1,
+        }
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = {
+                "key_id": {"S": key_id},
+                "request_id": {"S": after["request_id"]},
+                "created_at": {"S": after["created_at"]},
+            }
+        out: list[UsageRecord] = []
+        while len(out) <= limit:
+            res = self.client.query(**kwargs)
+            out.extend(UsageRecord.from_item(i) for i in res.get("Items", []))
+            if "LastEvaluatedKey" not in res:
+                break
+            kwargs["ExclusiveStartKey"] = res["LastEvaluatedKey"]
+        return out[:limit], len(out) > limit
+
+    def find(self, key_id: str, request_id: str) -> list[UsageRecord]:
+        """The key's record of a request: by the gateway's own id, else by the client's X-Request-Id
+        (several requests may have sent the same one: all of them, newest first). Others' never."""
+        own = self.get(request_id)
+        if own is not None and own.key_id == key_id:
+            return [own]
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "by_key",
+            "KeyConditionExpression": "key_id = :k",
+            "FilterExpression": "client_request_id = :c",
+            "ExpressionAttributeValues": {":k": {"S": key_id}, ":c": {"S": request_id}},
+            "ScanIndexForward": False,
+        }
+        out: list[UsageRecord] = []
+        while True:
+            res = self.client.query(**kwargs)
+            out.extend(UsageRecord.from_item(i) for i in res.get("Items", []))
+            if "LastEvaluatedKey" not in res:
+                return out
+            kwargs["ExclusiveStartKey"] = res["LastEvaluatedKey"]
+
 
 def summarize(records: list[UsageRecord]) -> dict[str, Any]:
     """Spend by day and model, and the total: what ``/v1/usage`` and ``pisces usage`` show."""
