@@ -184,7 +184,7 @@ async def sequential(paths: list[Path_], rounds: int, warm: int) -> None:
         if i == warm:
             for p in paths:
                 p.cpu_seq = -p.cpu()
-        order = paths[i % len(paths):] + paths[: i % len(paths)]
+        order = paths[i % len(paths) :] + paths[: i % len(paths)]
         for p in order:
             t = time.perf_counter()
             status, body, _ = await conns[p.name].call(p.req)
@@ -219,7 +219,7 @@ async def burst(p: Path_, concurrency: int, each: int) -> float:
 
 async def loaded(paths: list[Path_], rounds: int, concurrency: int, each: int) -> None:
     for i in range(rounds):
-        for p in paths[i % len(paths):] + paths[: i % len(paths)]:
+        for p in paths[i % len(paths) :] + paths[: i % len(paths)]:
             p.rates.append(await burst(p, concurrency, each))
 
 

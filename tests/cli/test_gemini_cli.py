@@ -30,7 +30,7 @@ def test_json_answer(cli_gateway, tmp_path):
     proc = run_gemini(cli_gateway.url, key, tmp_path / "home", tmp_path / "work",
                       "-p", "hello from the pisces test", "--output-format", "json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout[proc.stdout.index("{"):])
+    result = json.loads(proc.stdout[proc.stdout.index("{") :])
     assert result["response"].endswith("hello from the pisces test")  # the mock echoes the user's turn
     assert result["stats"]["models"]["mock-echo"]["api"]["totalErrors"] == 0
     seen = cli_gateway.recorder.seen[before:]
@@ -68,7 +68,7 @@ def test_tool_round_trip_read_file(cli_gateway, tmp_path):
     prompt = "pisces:call read_file " + json.dumps({"file_path": str(work / "secret-note.txt")})
     proc = run_gemini(cli_gateway.url, key, tmp_path / "home", work, "-p", prompt, "--output-format", "json")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout[proc.stdout.index("{"):])
+    result = json.loads(proc.stdout[proc.stdout.index("{") :])
     assert "pisces-read-ok" in result["response"]
     assert result["stats"]["tools"]["byName"]["read_file"]["success"] == 1
     posts = [s for s in cli_gateway.recorder.seen[before:] if s.method == "POST"]
@@ -84,6 +84,6 @@ def test_tool_round_trip_shell_with_yolo(cli_gateway, tmp_path):
     proc = run_gemini(cli_gateway.url, key, tmp_path / "home", tmp_path / "work",
                       "-p", prompt, "--output-format", "json", "--yolo")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout[proc.stdout.index("{"):])
+    result = json.loads(proc.stdout[proc.stdout.index("{") :])
     assert "PISCES-SHELL-OK" in result["response"]  # the shell ran it: the mock only echoes
     assert result["stats"]["tools"]["byName"]["run_shell_command"]["success"] == 1

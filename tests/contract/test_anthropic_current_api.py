@@ -94,7 +94,7 @@ def test_every_block_for_an_openai_upstream_is_what_it_can_say(gateway):
     assert msgs[2]["content"] == "Cron\ntool-docs\nCronCreate schedules a prompt."
     assert msgs[4] == {"role": "system", "content": "From now on, answer in French."}
     wire = json.dumps(msgs)
-    for dropped in ("srvtoolu_01", "file_01", "EmwKAhgBEgy3va3pzix", "CronCreate\"", "container", "mcp"):
+    for dropped in ("srvtoolu_01", "file_01", "EmwKAhgBEgy3va3pzix", 'CronCreate"', "container", "mcp"):
         assert dropped not in wire, dropped
 
 
@@ -111,8 +111,13 @@ def test_every_block_for_a_gemini_upstream(gateway):
 
 def test_a_mid_conv_system_block_is_a_system_message_at_its_place(gateway):
     block = {"type": "mid_conv_system", "content": [{"type": "text", "text": "Be terse."}]}
-    body = {"model": "claude-fake", "max_tokens": 50, "messages": [
-        {"role": "user", "content": [{"type": "text", "text": "one"}, block, {"type": "text", "text": "two"}]}]}
+    body = {
+        "model": "claude-fake",
+        "max_tokens": 50,
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "one"}, block, {"type": "text", "text": "two"}]}
+        ],
+    }
     assert _post(gateway, body).status_code == 200
     assert gateway.anthropic.last()["body"]["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "one"}]},

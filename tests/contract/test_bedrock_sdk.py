@@ -182,8 +182,7 @@ def test_throttling_falls_back_to_the_next_channel(oai, bedrock, stream):
         assert r.model_extra["pisces"]["channel"] == "bedrock-backup"
     assert text == "Hello from Bedrock: hi"
     tried = bedrock.fake.requests[before:]
-    assert [t["model"] for t in tried] == [
-        "fake.stream-throttled" if stream else "fake.throttled", GLOBAL_CLAUDE]
+    assert [t["model"] for t in tried] == ["fake.stream-throttled" if stream else "fake.throttled", GLOBAL_CLAUDE]
     assert [signed_region(t) for t in tried] == ["us-east-1", "eu-west-1"]
 
 
@@ -228,7 +227,8 @@ def test_anthropic_reasoning_with_signature_both_ways(claude, bedrock):
     assert block.type == "thinking" and block.thinking == THOUGHT and block.signature == THOUGHT_SIGNATURE
     assert final.content[1].text == "Hello from Bedrock: hi"
     assert bedrock.fake.last()["body"]["additionalModelRequestFields"] == {
-        "thinking": {"type": "enabled", "budget_tokens": 2048}}
+        "thinking": {"type": "enabled", "budget_tokens": 2048}
+    }
     created = claude.messages.create(model="claude-bedrock", max_tokens=4096, thinking=thinking, messages=ask)
     assert created.content[0].type == "thinking" and created.content[0].signature == THOUGHT_SIGNATURE
     # the next turn sends the signed reasoning back, untouched
@@ -240,8 +240,9 @@ def test_anthropic_reasoning_with_signature_both_ways(claude, bedrock):
 
 
 def test_anthropic_stream_cut_by_a_model_error_is_an_error_event(claude):
-    stream = claude.messages.stream(model="bedrock-stream-fails", max_tokens=50, messages=[{"role": "user",
-                                                                                            "content": "hi"}])
+    stream = claude.messages.stream(
+        model="bedrock-stream-fails", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+    )
     with pytest.raises(anthropic.APIStatusError) as e, stream as s:
         list(s.text_stream)
     assert e.value.body["error"]["type"] == "api_error"
@@ -268,14 +269,18 @@ def test_gemini_function_call_round_trip(gem, bedrock):
     decl = types.FunctionDeclaration(name="get_weather", parameters_json_schema=WEATHER["function"]["parameters"])
     mode = types.FunctionCallingConfigMode.ANY
     any_ = types.ToolConfig(function_calling_config=types.FunctionCallingConfig(mode=mode))
-    config = types.GenerateContentConfig(tools=[types.Tool(function_declarations=[decl])], tool_config=any_,
-                                         automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True))
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[decl])],
+        tool_config=any_,
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+    )
     question = types.Content(role="user", parts=[types.Part(text="weather in Paris?")])
     first = gem.models.generate_content(model="claude-bedrock", contents=[question], config=config)
     call = first.function_calls[0]
     assert call.name == "get_weather" and call.args == TOOL_INPUT
-    answer = types.Content(role="user", parts=[types.Part.from_function_response(name="get_weather",
-                                                                                  response={"forecast": "sunny"})])
+    answer = types.Content(
+        role="user", parts=[types.Part.from_function_response(name="get_weather", response={"forecast": "sunny"})]
+    )
     final = gem.models.generate_content(model="claude-bedrock", contents=[question, first.candidates[0].content,
                                                                            answer], config=config)  # fmt: skip
     assert final.text.startswith("Tool said: ") and "sunny" in final.text
@@ -311,7 +316,8 @@ async def test_concurrent_streams_each_flow_while_the_others_wait(bedrock):
         nonlocal first
         text, seen = "", False
         stream = await client.chat.completions.create(
-            model="bedrock-gated", messages=[{"role": "user", "content": f"stream {i} of many"}], stream=True)
+            model="bedrock-gated", messages=[{"role": "user", "content": f"stream {i} of many"}], stream=True
+        )
         async for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
                 text += chunk.choices[0].delta.content

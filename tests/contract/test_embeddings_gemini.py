@@ -109,8 +109,11 @@ def test_embed_content_single_reaches_the_upstream_as_a_batch(gateway):
 
 def test_the_gemini_door_over_an_openai_upstream(gateway):
     client = make_client(gateway)
-    resp = client.models.embed_content(model="text-embedding-fake", contents=["via openai"],
-                                       config=types.EmbedContentConfig(output_dimensionality=4, task_type="CLUSTERING"))
+    resp = client.models.embed_content(
+        model="text-embedding-fake",
+        contents=["via openai"],
+        config=types.EmbedContentConfig(output_dimensionality=4, task_type="CLUSTERING"),
+    )
     assert resp.embeddings[0].values == fake_vector("via openai", 4)
     sent = gateway.upstream.last()["body"]
     assert sent == {"model": "text-embedding-fake", "input": ["via openai"], "encoding_format": "float",

@@ -119,8 +119,9 @@ def test_max_tokens_past_the_model_is_a_400_and_costs_nothing(gateway, usage, do
 def test_the_anthropic_sdk_gets_the_providers_max_tokens_error(gateway):
     c = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
     with pytest.raises(anthropic.BadRequestError) as e:
-        c.messages.create(model="claude-fake", max_tokens=2_000_000, messages=[{"role": "user", "content": "x"}],
-                          stream=True)  # the SDK itself refuses a non-streamed request this long
+        c.messages.create(
+            model="claude-fake", max_tokens=2_000_000, messages=[{"role": "user", "content": "x"}], stream=True
+        )  # the SDK itself refuses a non-streamed request this long
     assert "max_tokens" in e.value.message
 
 

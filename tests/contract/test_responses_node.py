@@ -21,7 +21,10 @@ def _head(gateway) -> str:
 
 
 def test_openai_node_responses(tmp_path, gateway):
-    out = _run(tmp_path, _head(gateway) + """
+    out = _run(
+        tmp_path,
+        _head(gateway)
+        + """
 import OpenAI from 'openai';
 const client = new OpenAI({ baseURL, apiKey, maxRetries: 0 });
 const plain = await client.responses.create({ model: 'mock-echo', input: 'Hello from node', instructions: 'brief' });
@@ -46,7 +49,8 @@ try { await client.responses.retrieve(plain.id); } catch (e) { gone = e.status; 
 console.log(JSON.stringify({ plain: plain.output_text, pisces: plain.pisces, types, text,
   done_text: done.output[0].content[0].text, usage: done.usage, fc, next: next.output_text,
   got: got.output_text, gone }));
-""")
+""",
+    )
     assert out["plain"] == "Hello from node" and out["pisces"]["protocol"] == "openai-responses"
     assert out["types"][0] == "response.created" and out["types"][-1] == "response.completed"
     assert out["text"] == out["done_text"] == "streamed from node now" and out["usage"]["output_tokens"] > 0
@@ -56,7 +60,10 @@ console.log(JSON.stringify({ plain: plain.output_text, pisces: plain.pisces, typ
 
 def test_vercel_ai_sdk_default_openai_provider(tmp_path, gateway):
     """``openai(model)`` (not ``openai.chat(model)``) is the AI SDK's Responses API provider."""
-    out = _run(tmp_path, _head(gateway) + """
+    out = _run(
+        tmp_path,
+        _head(gateway)
+        + """
 import { createOpenAI } from '@ai-sdk/openai';
 import { generateText, streamText, tool, stepCountIs } from 'ai';
 import { z } from 'zod';
@@ -75,7 +82,8 @@ const json = await generateText({ model: openai('mock-echo'), prompt: '{"city":"
 console.log(JSON.stringify({ plain: plain.text, usage: plain.usage, meta: plain.providerMetadata,
   streamed, final: withTool.text, steps: withTool.steps.length,
   calls: withTool.steps[0].toolCalls.map(c => [c.toolName, c.input]), json: json.text }));
-""")
+""",
+    )
     assert out["plain"] == "Hello from the AI SDK"
     assert out["usage"]["inputTokens"] > 0 and out["usage"]["outputTokens"] > 0
     assert out["meta"]["openai"]["responseId"].startswith("resp_")
@@ -85,7 +93,10 @@ console.log(JSON.stringify({ plain: plain.text, usage: plain.usage, meta: plain.
 
 
 def test_openai_agents_default_model(tmp_path, gateway):
-    out = _run(tmp_path, _head(gateway) + """
+    out = _run(
+        tmp_path,
+        _head(gateway)
+        + """
 import OpenAI from 'openai';
 import { Agent, run, tool, setDefaultOpenAIClient, setOpenAIAPI, setTracingDisabled } from '@openai/agents';
 import { z } from 'zod';
@@ -104,7 +115,8 @@ const toolAgent = new Agent({ name: 'Weather', instructions: 'Use the tool.', mo
 const withTool = await run(toolAgent, 'weather in Paris?');
 console.log(JSON.stringify({ plain: plain.finalOutput, text, final: withTool.finalOutput,
   items: withTool.newItems.map(i => i.type), responses: withTool.rawResponses.length }));
-""")
+""",
+    )
     assert out["plain"] == "Hello from an agent"
     assert out["text"] == "streamed agent words"
     assert out["final"] == "cloudy in mock"
@@ -113,12 +125,16 @@ console.log(JSON.stringify({ plain: plain.finalOutput, text, final: withTool.fin
 
 @pytest.mark.parametrize("model", ["gpt-resp", "claude-fake"])
 def test_ai_sdk_over_fake_upstreams(tmp_path, gateway, model):
-    out = _run(tmp_path, _head(gateway) + f"""
+    out = _run(
+        tmp_path,
+        _head(gateway)
+        + f"""
 import {{ createOpenAI }} from '@ai-sdk/openai';
 import {{ streamText }} from 'ai';
 const openai = createOpenAI({{ baseURL, apiKey }});
 const s = streamText({{ model: openai({json.dumps(model)}), prompt: 'over a fake' }});
 let text = ''; for await (const d of s.textStream) text += d;
 console.log(JSON.stringify({{ text, reasoning: await s.reasoningText, usage: await s.usage }}));
-""")
+""",
+    )
     assert out["text"].endswith("over a fake") and out["usage"]["outputTokens"] > 0

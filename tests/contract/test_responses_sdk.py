@@ -117,8 +117,11 @@ def test_function_calling_round_trip(client, stream):
     second = client.responses.create(
         model="mock-echo",
         tools=[WEATHER],
-        input=[*kwargs["input"], call.model_dump(exclude_none=True),
-               {"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21 C"}],
+        input=[
+            *kwargs["input"],
+            call.model_dump(exclude_none=True),
+            {"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21 C"},
+        ],
     )
     assert second.output_text == "sunny, 21 C"
 

@@ -164,7 +164,7 @@ def test_signed_thinking_from_anthropic_returns_to_it(client, gateway):
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": first.output_text}]},
         {"role": "user", "content": "again"}])  # fmt: skip
     sent = gateway.anthropic.last()["body"]["messages"][1]["content"]
-    assert sent[0]["type"] == "thinking" and sent[0]["signature"] == items[0].encrypted_content[len("pisces-signed:"):]
+    assert sent[0]["type"] == "thinking" and sent[0]["signature"] == items[0].encrypted_content[len("pisces-signed:") :]
 
 
 def test_no_route_for_unknown_response_ids(gateway):
@@ -197,8 +197,13 @@ def test_a_function_call_round_trip_over_every_upstream_kind(client, gateway, mo
     call = next(o for o in first.output if o.type == "function_call")
     assert call.name == "get_weather" and json.loads(call.arguments)["city"] and call.call_id
     # the call's output goes back as the upstream's own tool result
-    client.responses.create(model=model, previous_response_id=first.id, tool_choice="none", tools=[WEATHER],
-                            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+    client.responses.create(
+        model=model,
+        previous_response_id=first.id,
+        tool_choice="none",
+        tools=[WEATHER],
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],
+    )
     if model.startswith("claude"):
         last = gateway.anthropic.last()["body"]["messages"][-1]["content"][0]
         assert (last["type"], last["tool_use_id"]) == ("tool_result", call.call_id)

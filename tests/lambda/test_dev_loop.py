@@ -59,7 +59,7 @@ def _bash(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPr
 
 def _readme_block(after: str) -> str:
     """The first ```sh block of the README after the line containing ``after``."""
-    tail = README[README.index(after):]
+    tail = README[README.index(after) :]
     return re.search(r"```sh\n(.*?)```", tail, re.S).group(1)
 
 

@@ -20,8 +20,18 @@ from support.servers import wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
-GATEWAY_EVENTS = ["chat_completions", "chat_completions_stream", "models", "model", "spec", "docs", "healthz",
-                  "image_generations", "image_edits", "responses"]
+GATEWAY_EVENTS = [
+    "chat_completions",
+    "chat_completions_stream",
+    "models",
+    "model",
+    "spec",
+    "docs",
+    "healthz",
+    "image_generations",
+    "image_edits",
+    "responses",
+]
 
 
 def _env(**extra: str) -> dict[str, str]:

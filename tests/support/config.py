@@ -68,6 +68,7 @@ def image_channels(upstream_url: str, gemini_url: str | None) -> list[dict[str, 
                                "imagen-fake": "imagen-4.0-generate-001"}})  # fmt: skip
     return out
 
+
 # embedding models: the mock's, the fake OpenAI upstream's (/v1/embeddings), the fake Gemini upstream's
 # (:batchEmbedContents), and one marked as an embedding model on an Anthropic channel (which has none)
 OPENAI_EMBED_MODELS = {"text-embedding-fake": "text-embedding-fake", "embed-fail-500": "fail-500",
@@ -97,154 +98,155 @@ def gateway_config_raw(
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     fake_models = ["gpt-fake", "recorded", "fail-500", "fail-400", "fail-401", "fail-429", "slow", "cut",
                    "fail-quote", "quote-mid"]  # fmt: skip
-    return (
-        {
-            "channels": [
-                {"name": "mock", "kind": "mock", "models": ["mock-echo", "org/mock-slash"]},
-                {
-                    "name": "fake",
-                    "kind": "openai",
-                    "base_url": f"{upstream_url}/v1",
-                    "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
-                    "models": {m: m for m in fake_models},
-                    "read_timeout": 1.0,
-                },
-                {
-                    "name": "fake-patient",
-                    "kind": "openai",
-                    "base_url": f"{upstream_url}/v1",
-                    "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
-                    "models": {"gated": "gated"},
-                    "read_timeout": PATIENT_SECONDS,
-                },
-                {
-                    "name": "dead",
-                    "kind": "openai",
-                    "base_url": dead,
-                    "models": {"fallback-model": "gpt-fake"},
-                    "priority": 0,
-                    "retries": 0,
-                    "connect_timeout": 1.0,
-                },
-                {
-                    "name": "fake-backup",
-                    "kind": "openai",
-                    "base_url": f"{upstream_url}/v1",
-                    "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
-                    "models": {"fallback-model": "gpt-fake"},
-                    "priority": 1,
-                },
-                *(
-                    [
-                        {
-                            "name": "fake-anthropic",
-                            "kind": "anthropic",
-                            "base_url": f"{anthropic_url}/v1",
-                            "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
-                            "models": CLAUDE_MODELS,
-                            "read_timeout": 1.0,
-                        },
-                        {
-                            "name": "fake-anthropic-patient",
-                            "kind": "anthropic",
-                            "base_url": f"{anthropic_url}/v1",
-                            "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
-                            "models": CLAUDE_PATIENT,
-                            "read_timeout": PATIENT_SECONDS,
-                        },
-                    ]
-                    if anthropic_url
-                    else []
-                ),
-                *(
-                    [
-                        {
-                            "name": "fake-gemini",
-                            "kind": "gemini",
-                            "base_url": f"{gemini_url}/v1beta",
-                            "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
-                            "models": GEMINI_MODELS,
-                            "read_timeout": 1.0,
-                        },
-                        {
-                            "name": "fake-gemini-patient",
-                            "kind": "gemini",
-                            "base_url": f"{gemini_url}/v1beta",
-                            "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
-                            "models": GEMINI_PATIENT,
-                            "read_timeout": PATIENT_SECONDS,
-                        },
-                    ]
-                    if gemini_url
-                    else []
-                ),
-                *image_channels(upstream_url, gemini_url),
-                {"name": "mock-embeddings", "kind": "mock", "models": ["mock-embed"]},
-                {
-                    "name": "fake-embeddings",
-                    "kind": "openai",
-                    "base_url": f"{upstream_url}/v1",
-                    "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
-                    "models": OPENAI_EMBED_MODELS,
-                    "read_timeout": 1.0,
-                    "retries": 0,
-                },
-                *(
-                    [
-                        {
-                            "name": "fake-gemini-embeddings",
-                            "kind": "gemini",
-                            "base_url": f"{gemini_url}/v1beta",
-                            "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
-                            "models": GEMINI_EMBED_MODELS,
-                            "read_timeout": 1.0,
-                        }
-                    ]
-                    if gemini_url
-                    else []
-                ),
-                *(
-                    [
-                        {
-                            "name": "fake-anthropic-embeddings",
-                            "kind": "anthropic",
-                            "base_url": f"{anthropic_url}/v1",
-                            "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
-                            "models": {"claude-embed": "claude-fake"},
-                        }
-                    ]
-                    if anthropic_url
-                    else []
-                ),
-                {
-                    "name": "fake-responses",  # OpenAI's Responses API (support.fake_openai_responses)
-                    "kind": "openai-responses",
-                    "base_url": f"{upstream_url}/v1",
-                    "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
-                    "models": RESPONSES_MODELS,
-                    "read_timeout": 1.0,
-                },
-                {
-                    "name": "disabled",
-                    "kind": "openai",
-                    "base_url": f"{upstream_url}/v1",
-                    "api_key_env": "PISCES_TEST_UNSET_VARIABLE",
-                    "models": ["never-listed"],
-                },
-            ],
-            "models": {
-                "mock-echo": {"aliases": ["mock"], "price": {"input": 1, "output": 2}},
-                "gpt-fake": {"aliases": ["gpt-fake-latest"], "price": {"input": 2, "output": 8, "cached_input": 0.5}},
-                "gated": {"price": {"input": 1, "output": 2}},
-                "cut": {"price": {"input": 1, "output": 2}},
-                "claude-fake": {"price": {"input": 3, "output": 15, "cached_input": 0.3, "cache_write": 3.75}},
-                "gemini-fake": {"price": {"input": 0.3, "output": 2.5, "cached_input": 0.075}},
-                **IMAGE_MODELS,
-                **{m: {"kind": "embedding", "price": {"input": p}} for m, p in EMBED_PRICES.items()},
-                **{m: {"kind": "embedding"} for m in [*OPENAI_EMBED_MODELS, *GEMINI_EMBED_MODELS, "claude-embed"]
-                   if m not in EMBED_PRICES},
-                "gpt-resp": {"price": {"input": 1.25, "output": 10, "cached_input": 0.125}},
+    return {
+        "channels": [
+            {"name": "mock", "kind": "mock", "models": ["mock-echo", "org/mock-slash"]},
+            {
+                "name": "fake",
+                "kind": "openai",
+                "base_url": f"{upstream_url}/v1",
+                "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                "models": {m: m for m in fake_models},
+                "read_timeout": 1.0,
             },
-            "limits": {"max_body_bytes": 65536, "key_cache_seconds": 0.5, "heartbeat_seconds": 0.3, **limits},
-        }
-    )
+            {
+                "name": "fake-patient",
+                "kind": "openai",
+                "base_url": f"{upstream_url}/v1",
+                "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                "models": {"gated": "gated"},
+                "read_timeout": PATIENT_SECONDS,
+            },
+            {
+                "name": "dead",
+                "kind": "openai",
+                "base_url": dead,
+                "models": {"fallback-model": "gpt-fake"},
+                "priority": 0,
+                "retries": 0,
+                "connect_timeout": 1.0,
+            },
+            {
+                "name": "fake-backup",
+                "kind": "openai",
+                "base_url": f"{upstream_url}/v1",
+                "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                "models": {"fallback-model": "gpt-fake"},
+                "priority": 1,
+            },
+            *(
+                [
+                    {
+                        "name": "fake-anthropic",
+                        "kind": "anthropic",
+                        "base_url": f"{anthropic_url}/v1",
+                        "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                        "models": CLAUDE_MODELS,
+                        "read_timeout": 1.0,
+                    },
+                    {
+                        "name": "fake-anthropic-patient",
+                        "kind": "anthropic",
+                        "base_url": f"{anthropic_url}/v1",
+                        "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                        "models": CLAUDE_PATIENT,
+                        "read_timeout": PATIENT_SECONDS,
+                    },
+                ]
+                if anthropic_url
+                else []
+            ),
+            *(
+                [
+                    {
+                        "name": "fake-gemini",
+                        "kind": "gemini",
+                        "base_url": f"{gemini_url}/v1beta",
+                        "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                        "models": GEMINI_MODELS,
+                        "read_timeout": 1.0,
+                    },
+                    {
+                        "name": "fake-gemini-patient",
+                        "kind": "gemini",
+                        "base_url": f"{gemini_url}/v1beta",
+                        "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                        "models": GEMINI_PATIENT,
+                        "read_timeout": PATIENT_SECONDS,
+                    },
+                ]
+                if gemini_url
+                else []
+            ),
+            *image_channels(upstream_url, gemini_url),
+            {"name": "mock-embeddings", "kind": "mock", "models": ["mock-embed"]},
+            {
+                "name": "fake-embeddings",
+                "kind": "openai",
+                "base_url": f"{upstream_url}/v1",
+                "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                "models": OPENAI_EMBED_MODELS,
+                "read_timeout": 1.0,
+                "retries": 0,
+            },
+            *(
+                [
+                    {
+                        "name": "fake-gemini-embeddings",
+                        "kind": "gemini",
+                        "base_url": f"{gemini_url}/v1beta",
+                        "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                        "models": GEMINI_EMBED_MODELS,
+                        "read_timeout": 1.0,
+                    }
+                ]
+                if gemini_url
+                else []
+            ),
+            *(
+                [
+                    {
+                        "name": "fake-anthropic-embeddings",
+                        "kind": "anthropic",
+                        "base_url": f"{anthropic_url}/v1",
+                        "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                        "models": {"claude-embed": "claude-fake"},
+                    }
+                ]
+                if anthropic_url
+                else []
+            ),
+            {
+                "name": "fake-responses",  # OpenAI's Responses API (support.fake_openai_responses)
+                "kind": "openai-responses",
+                "base_url": f"{upstream_url}/v1",
+                "api_key_env": "PISCES_TEST_UPSTREAM_KEY",
+                "models": RESPONSES_MODELS,
+                "read_timeout": 1.0,
+            },
+            {
+                "name": "disabled",
+                "kind": "openai",
+                "base_url": f"{upstream_url}/v1",
+                "api_key_env": "PISCES_TEST_UNSET_VARIABLE",
+                "models": ["never-listed"],
+            },
+        ],
+        "models": {
+            "mock-echo": {"aliases": ["mock"], "price": {"input": 1, "output": 2}},
+            "gpt-fake": {"aliases": ["gpt-fake-latest"], "price": {"input": 2, "output": 8, "cached_input": 0.5}},
+            "gated": {"price": {"input": 1, "output": 2}},
+            "cut": {"price": {"input": 1, "output": 2}},
+            "claude-fake": {"price": {"input": 3, "output": 15, "cached_input": 0.3, "cache_write": 3.75}},
+            "gemini-fake": {"price": {"input": 0.3, "output": 2.5, "cached_input": 0.075}},
+            **IMAGE_MODELS,
+            **{m: {"kind": "embedding", "price": {"input": p}} for m, p in EMBED_PRICES.items()},
+            **{
+                m: {"kind": "embedding"}
+                for m in [*OPENAI_EMBED_MODELS, *GEMINI_EMBED_MODELS, "claude-embed"]
+                if m not in EMBED_PRICES
+            },
+            "gpt-resp": {"price": {"input": 1.25, "output": 10, "cached_input": 0.125}},
+        },
+        "limits": {"max_body_bytes": 65536, "key_cache_seconds": 0.5, "heartbeat_seconds": 0.3, **limits},
+    }

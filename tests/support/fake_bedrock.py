@@ -121,15 +121,22 @@ def stream_frames(blocks: list[dict[str, Any]], stop: str) -> list[bytes]:
                                                                          "name": tu["name"]}}}))  # fmt: skip
             args = json.dumps(tu["input"])
             for j in range(0, len(args), 9):
-                out.append(event("contentBlockDelta", {"contentBlockIndex": i,
-                                                       "delta": {"toolUse": {"input": args[j : j + 9]}}}))
+                out.append(
+                    event(
+                        "contentBlockDelta", {"contentBlockIndex": i, "delta": {"toolUse": {"input": args[j : j + 9]}}}
+                    )
+                )
         elif "reasoningContent" in b:
             rt = b["reasoningContent"]["reasoningText"]
             for j in range(0, len(rt["text"]), 12):
                 piece = {"reasoningContent": {"text": rt["text"][j : j + 12]}}
                 out.append(event("contentBlockDelta", {"contentBlockIndex": i, "delta": piece}))
-            out.append(event("contentBlockDelta", {"contentBlockIndex": i,
-                                                   "delta": {"reasoningContent": {"signature": rt["signature"]}}}))
+            out.append(
+                event(
+                    "contentBlockDelta",
+                    {"contentBlockIndex": i, "delta": {"reasoningContent": {"signature": rt["signature"]}}},
+                )
+            )
         else:
             words = b["text"].split(" ")
             for j in range(0, len(words), 2):

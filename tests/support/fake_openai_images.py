@@ -96,9 +96,12 @@ class FakeImages:
                 return _error(400, "Unknown parameter: 'response_format'.", "response_format")
             out["data"] = [{"b64_json": base64.b64encode(image).decode()} for _ in range(n)]
             image_in = inputs * USAGE_IMAGE_TOKENS_PER_INPUT
-            out["usage"] = {"input_tokens": USAGE_TEXT_TOKENS + image_in, "output_tokens": OUTPUT_TOKENS_PER_IMAGE * n,
-                            "total_tokens": USAGE_TEXT_TOKENS + image_in + OUTPUT_TOKENS_PER_IMAGE * n,
-                            "input_tokens_details": {"text_tokens": USAGE_TEXT_TOKENS, "image_tokens": image_in}}
+            out["usage"] = {
+                "input_tokens": USAGE_TEXT_TOKENS + image_in,
+                "output_tokens": OUTPUT_TOKENS_PER_IMAGE * n,
+                "total_tokens": USAGE_TEXT_TOKENS + image_in + OUTPUT_TOKENS_PER_IMAGE * n,
+                "input_tokens_details": {"text_tokens": USAGE_TEXT_TOKENS, "image_tokens": image_in},
+            }
             out.update({"size": f"{w}x{h}", "quality": body.get("quality") or "high", "output_format": "png"})
             return JSONResponse(out)
         linked = model == "playground-v3" or body.get("response_format") != "b64_json"

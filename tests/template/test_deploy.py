@@ -174,7 +174,7 @@ def test_gateway_dynamodb_actions_are_the_ones_it_calls(template, gateway):
         op = model.name
         if op == "TransactWriteItems":
             for item in params["TransactItems"]:
-                (kind, spec), = item.items()
+                ((kind, spec),) = item.items()
                 action = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem"}.get(kind, kind + "Item")
                 calls.add((logical[spec["TableName"]], f"dynamodb:{action}"))
             return
@@ -221,7 +221,8 @@ def test_gateway_dynamodb_actions_are_the_ones_it_calls(template, gateway):
 def test_capacity_and_throttling_are_parameters(template):
     props = _gateway(template)
     assert props["ReservedConcurrentExecutions"] == {
-        "Fn::If": ["HasReservedConcurrency", {"Ref": "GatewayReservedConcurrency"}, {"Ref": "AWS::NoValue"}]}
+        "Fn::If": ["HasReservedConcurrency", {"Ref": "GatewayReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
     [settings] = template["Resources"]["PiscesApi"]["Properties"]["MethodSettings"]
     assert settings["ThrottlingRateLimit"] == {"Ref": "ApiThrottlingRateLimit"}
     assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}
@@ -306,7 +307,8 @@ def repo_copy(tmp_path: Path) -> Path:
 
 def test_first_deploy_is_guided_then_from_samconfig(repo_copy):
     assert "region" not in (ROOT / "samconfig.toml").read_text().split("[default.deploy.parameters]")[1], (
-        "no region in samconfig.toml: the first deploy asks, offering the AWS profile's")
+        "no region in samconfig.toml: the first deploy asks, offering the AWS profile's"
+    )
     assert _make(repo_copy, "deploy") == ["sam build", "sam deploy --guided"]
     # what `sam deploy --guided` saves
     config = repo_copy / "samconfig.toml"

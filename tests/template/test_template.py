@@ -357,8 +357,12 @@ def test_images_bucket_is_private_encrypted_and_expires_in_a_day(template):
     props = bucket["Properties"]
     sse = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert sse["SSEAlgorithm"] in ("AES256", "aws:kms")
-    assert props["PublicAccessBlockConfiguration"] == {"BlockPublicAcls": True, "BlockPublicPolicy": True,
-                                                       "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
     assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}], "no ACLs"
     rules = [r for r in props["LifecycleConfiguration"]["Rules"] if r["Status"] == "Enabled"]
     assert any(r.get("ExpirationInDays") == 1 and "Prefix" not in r and "Filter" not in r for r in rules), (

@@ -41,8 +41,13 @@ def test_every_block_decodes_to_what_the_canonical_model_can_say():
     assert (doc.citations, doc.context, doc.cache_control) == ({"enabled": True}, "An old atlas", {"type": "ephemeral"})
     opaque = [p for p in first[1:6]]
     assert all(isinstance(p, OpaquePart) and p.protocol == "anthropic" for p in opaque)
-    assert [p.text for p in opaque] == ["Notes\nLyon is big.", "", "", "",
-                                        "Atlas: Paris\nhttps://atlas.example/paris\nParis is the capital of France."]
+    assert [p.text for p in opaque] == [
+        "Notes\nLyon is big.",
+        "",
+        "",
+        "",
+        "Atlas: Paris\nhttps://atlas.example/paris\nParis is the capital of France.",
+    ]
     assert first[6] == TextPart(text="What is the capital?")
     said = req.messages[1].content
     assert isinstance(said[0], ThinkingPart) and said[0].redacted
@@ -51,7 +56,9 @@ def test_every_block_decodes_to_what_the_canonical_model_can_say():
     result = req.messages[2].content[0]
     assert isinstance(result, ToolResultPart)
     assert [(type(c).__name__, c.text) for c in result.content] == [
-        ("OpaquePart", ""), ("OpaquePart", "Cron\ntool-docs\nCronCreate schedules a prompt.")]
+        ("OpaquePart", ""),
+        ("OpaquePart", "Cron\ntool-docs\nCronCreate schedules a prompt."),
+    ]
     assert req.messages[3].content == [TextPart(text="From now on, answer in French.")]
 
 
@@ -80,7 +87,10 @@ def test_system_roles_and_mid_conv_system_blocks():
     req = am.decode_request(_body(messages=[{"role": "user", "content": [block, {"type": "text", "text": "q"}]},
                                             {"role": "system", "content": "Plain string."}]))  # fmt: skip
     assert [(m.role, [p.text for p in m.content]) for m in req.messages] == [
-        ("system", ["Be terse."]), ("user", ["q"]), ("system", ["Plain string."])]
+        ("system", ["Be terse."]),
+        ("user", ["q"]),
+        ("system", ["Plain string."]),
+    ]
     # the block's cache breakpoint is its last text's (the same prefix is cached)
     assert am.encode_request(req, "c")["messages"][0] == {"role": "system", "content": [
         {"type": "text", "text": "Be terse.", "cache_control": {"type": "ephemeral"}}]}  # fmt: skip
@@ -105,7 +115,10 @@ def test_gemini_puts_a_system_message_in_the_user_turn_beside_it():
     out = gemini.encode_request(req, "g")
     assert out["systemInstruction"] == {"parts": [{"text": "Top."}]}
     assert [(c["role"], [p["text"] for p in c["parts"]]) for c in out["contents"]] == [
-        ("user", ["a"]), ("model", ["b"]), ("user", ["Now in French.", "c", "Now in French."])]
+        ("user", ["a"]),
+        ("model", ["b"]),
+        ("user", ["Now in French.", "c", "Now in French."]),
+    ]
     openai = openai_chat.encode_request(req, "o")["messages"]
     assert [m["role"] for m in openai] == ["system", "user", "assistant", "system", "user", "system"]
 

@@ -46,7 +46,13 @@ def test_frames_are_read_by_botocores_parser():
     # every frame of a whole answer, concatenated and read back in one buffer
     frames = stream_frames([{"text": "a b c"}], "end_turn")
     assert [m.headers[":event-type"] for m in parse(b"".join(frames))] == [
-        "messageStart", "contentBlockDelta", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata"]
+        "messageStart",
+        "contentBlockDelta",
+        "contentBlockDelta",
+        "contentBlockStop",
+        "messageStop",
+        "metadata",
+    ]
 
 
 def test_a_corrupt_frame_fails_botocores_checksum():

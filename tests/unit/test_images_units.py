@@ -117,8 +117,11 @@ def test_encode_response_in_openais_shape():
 
 
 def test_decode_upstream_reads_base64_links_and_usage():
-    payload = {"created": 9, "data": [{"b64_json": base64.b64encode(png(2, 2)).decode()}, {"url": "https://x/1"}],
-               "usage": {"input_tokens": 5, "output_tokens": 6, "input_tokens_details": {"image_tokens": 2}}}
+    payload = {
+        "created": 9,
+        "data": [{"b64_json": base64.b64encode(png(2, 2)).decode()}, {"url": "https://x/1"}],
+        "usage": {"input_tokens": 5, "output_tokens": 6, "input_tokens_details": {"image_tokens": 2}},
+    }
     resp, links = openai_images.decode_upstream(payload)
     assert resp.images[0].media_type == "image/png" and links == {1: "https://x/1"}
     assert resp.usage == ImageUsage(input_tokens=5, output_tokens=6, input_image_tokens=2)
@@ -145,7 +148,9 @@ def test_gemini_and_imagen_requests_and_answers():
         gemini_images.gemini_response({"candidates": [{"content": {"parts": [{"text": "no"}]},
                                                        "finishReason": "SAFETY"}]})  # fmt: skip
     assert gemini_images.imagen_request(req.model_copy(update={"images": []}))["parameters"] == {
-        "sampleCount": 2, "aspectRatio": "9:16"}
+        "sampleCount": 2,
+        "aspectRatio": "9:16",
+    }
     with pytest.raises(UpstreamError):
         gemini_images.imagen_request(req.model_copy(update={"operation": "edit"}))
     resp = gemini_images.imagen_response({"predictions": [{"bytesBase64Encoded": data, "mimeType": "image/png"}]})

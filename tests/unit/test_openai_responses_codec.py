@@ -50,8 +50,9 @@ REFERENCE_RESPONSE = {
             "id": "msg_67ccd2bf17f0819081ff3bb2cf6508e60bb6a6b452d3795b",
             "status": "completed",
             "role": "assistant",
-            "content": [{"type": "output_text", "text": "In a peaceful grove beneath a silver moon...",
-                         "annotations": []}],
+            "content": [
+                {"type": "output_text", "text": "In a peaceful grove beneath a silver moon...", "annotations": []}
+            ],
         }
     ],
     "parallel_tool_calls": True,
@@ -64,8 +65,13 @@ REFERENCE_RESPONSE = {
     "tools": [],
     "top_p": 1.0,
     "truncation": "disabled",
-    "usage": {"input_tokens": 36, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 87,
-              "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 123},
+    "usage": {
+        "input_tokens": 36,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 87,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 123,
+    },
     "user": None,
     "metadata": {},
 }
@@ -119,8 +125,10 @@ def test_decode_request_items():
     assert [p.text for p in req.system] == ["be brief"]
     user, assistant, results = req.messages
     assert user.content == [TextPart(text="What's the weather like in Paris today?")]
-    assert assistant.content == [ThinkingPart(text="check", data="gAAAA-opaque"),
-                                 ToolCallPart(id="call_1", name="get_weather", arguments='{"location":"Paris"}')]
+    assert assistant.content == [
+        ThinkingPart(text="check", data="gAAAA-opaque"),
+        ToolCallPart(id="call_1", name="get_weather", arguments='{"location":"Paris"}'),
+    ]
     assert isinstance(results.content[0], ToolResultPart) and results.content[0].content == [TextPart(text="14")]
     assert results.content[1] == TextPart(text="and ") and results.content[2].media_type == "image/png"
     assert req.tools[0].strict is True and req.tool_choice.mode == "tool" and req.tool_choice.parallel is False
@@ -134,8 +142,13 @@ def test_reasoning_of_other_providers_keeps_its_kind():
     signed = decode_request({"model": "m", "input": [{"type": "reasoning", "summary": [], "encrypted_content":
                                                        SIGNED + "sig"}]}).messages[0].content[0]  # fmt: skip
     assert signed == ThinkingPart(text="", signature="sig")
-    red = decode_request({"model": "m", "input": [{"type": "reasoning", "summary": [],
-                                                    "encrypted_content": REDACTED + "blob"}]}).messages[0].content[0]
+    red = (
+        decode_request(
+            {"model": "m", "input": [{"type": "reasoning", "summary": [], "encrypted_content": REDACTED + "blob"}]}
+        )
+        .messages[0]
+        .content[0]
+    )
     assert red == ThinkingPart(redacted=True, data="blob")
 
 

@@ -98,7 +98,6 @@ MEDIA_MIN_BYTES_PER_SECOND = 250
 MEDIA_PART_CAP = 1_048_576
 
 
-
 def estimate_text(text: str) -> int:
     return len(TOKEN_PATTERN.findall(text))
 

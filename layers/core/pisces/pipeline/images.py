@@ -99,5 +99,9 @@ async def images(lc: Lifecycle, ctx: RequestContext, incoming: Incoming, operati
         return road
     claim, bill, (resp, urls) = road
     ctx.answered = True
-    return await lc._settled(ctx, claim, lambda: settle(bill, 200),
-                             lambda: json_bytes(openai_images.encode_response(resp, fmt, urls, ctx.pisces())))
+    return await lc._settled(
+        ctx,
+        claim,
+        lambda: settle(bill, 200),
+        lambda: json_bytes(openai_images.encode_response(resp, fmt, urls, ctx.pisces())),
+    )

@@ -92,8 +92,10 @@ class ResponsesDoor:
         if not self.store or response.get("status") == "failed" or self.ctx.key is None:
             return
         answer = Message(role="assistant", content=parts_of(response.get("output")))
-        conversation = {"system": [p.model_dump(mode="json", exclude_none=True) for p in self.system],
-                        "messages": [m.model_dump(mode="json", exclude_none=True) for m in [*self.messages, answer]]}
+        conversation = {
+            "system": [p.model_dump(mode="json", exclude_none=True) for p in self.system],
+            "messages": [m.model_dump(mode="json", exclude_none=True) for m in [*self.messages, answer]],
+        }
         try:
             kept = await asyncio.to_thread(self.gw.responses.put, self.rid, self.ctx.key.key_id, response,
                                            conversation)  # fmt: skip

@@ -141,7 +141,10 @@ def message_item(item_id: str, texts: list[str], status: str = "completed") -> d
 
 
 def call_item(
-    item_id: str, call: ToolCallPart, status: str = "completed", namespaces: list[str] = []  # noqa: B006
+    item_id: str,
+    call: ToolCallPart,
+    status: str = "completed",
+    namespaces: list[str] = [],  # noqa: B006
 ) -> dict[str, Any]:
     ns, name = split_qualified(call.name, namespaces)
     item = {"id": item_id, "type": "function_call", "status": status, "arguments": call.arguments,

@@ -203,8 +203,9 @@ def decode_input(raw: Any) -> tuple[list[TextPart], list[Message]]:
         elif kind == "function_call_output":
             if not isinstance(item.get("call_id"), str):
                 raise _missing(f"{where}.call_id")
-            result = ToolResultPart(tool_call_id=item["call_id"], content=_tool_output(item.get("output"),
-                                                                                        f"{where}.output"))
+            result = ToolResultPart(
+                tool_call_id=item["call_id"], content=_tool_output(item.get("output"), f"{where}.output")
+            )
             if messages and messages[-1].role == "user" and any(isinstance(p, ToolResultPart)
                                                                  for p in messages[-1].content):  # fmt: skip
                 messages[-1].content.append(result)
@@ -212,8 +213,10 @@ def decode_input(raw: Any) -> tuple[list[TextPart], list[Message]]:
                 messages.append(Message(role="user", content=[result]))
         elif kind == "reasoning":
             part = reasoning_part(item, where)
-            if messages and messages[-1].role == "assistant" and not any(
-                isinstance(p, ToolCallPart | TextPart) for p in messages[-1].content
+            if (
+                messages
+                and messages[-1].role == "assistant"
+                and not any(isinstance(p, ToolCallPart | TextPart) for p in messages[-1].content)
             ):
                 messages[-1].content.append(part)
             else:

@@ -270,9 +270,7 @@ class Ledger:
     # ------------------------------------------------------------------------------------------
     # settlement
 
-    def settle(
-        self, key_hash: str, hold: int, month: str, record: dict[str, Any], tag: str | None = None
-    ) -> bool:
+    def settle(self, key_hash: str, hold: int, month: str, record: dict[str, Any], tag: str | None = None) -> bool:
         """Write the usage record and charge ``record['cost']`` (giving back the rest of the hold and
         removing its ``tag`` from the key's ``holds``), both or neither; False when this request id
         was settled before (nothing changes)."""
@@ -319,7 +317,7 @@ class Ledger:
                             "ExpressionAttributeValues": values,
                         }
                     },
-                ]
+                ],
             )
         except self.client.exceptions.TransactionCanceledException as e:
             reasons = e.response.get("CancellationReasons") or []

@@ -78,9 +78,7 @@ def status_error(
         return UpstreamError("rate_limit_exceeded", msg, retryable=True, retry_after=ra, upstream_status=status)
     if status in (408, 504):
         return UpstreamError("upstream_timeout", msg, retryable=True, upstream_status=status)
-    return UpstreamError(
-        "upstream_error", msg, retryable=status >= 500 or status in (401, 403), upstream_status=status
-    )
+    return UpstreamError("upstream_error", msg, retryable=status >= 500 or status in (401, 403), upstream_status=status)
 
 
 def transport_error(exc: httpx.HTTPError, channel: str) -> UpstreamError:

@@ -124,8 +124,12 @@ def gemini_response(payload: Any) -> tuple[list[GeneratedImage], ImageUsage]:
     image_in = sum(_count(d, "tokenCount") for d in meta.get("promptTokensDetails") or []
                    if isinstance(d, dict) and d.get("modality") == "IMAGE")  # fmt: skip
     prompt = _count(meta, "promptTokenCount")
-    usage = ImageUsage(input_tokens=prompt, input_image_tokens=image_in, input_text_tokens=max(0, prompt - image_in),
-                       output_tokens=_count(meta, "candidatesTokenCount") + _count(meta, "thoughtsTokenCount"))
+    usage = ImageUsage(
+        input_tokens=prompt,
+        input_image_tokens=image_in,
+        input_text_tokens=max(0, prompt - image_in),
+        output_tokens=_count(meta, "candidatesTokenCount") + _count(meta, "thoughtsTokenCount"),
+    )
     return images, usage
 
 

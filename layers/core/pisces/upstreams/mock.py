@@ -125,7 +125,7 @@ def _triggered_call(req: ChatRequest, last: list[Part]) -> ToolCallPart | None:
         tool = next((t for t in req.tools if t.name == m.group(1)), None)
         if tool is None:
             return None
-        rest = p.text[m.end():].lstrip()
+        rest = p.text[m.end() :].lstrip()
         try:
             args, _ = json.JSONDecoder().raw_decode(rest) if rest.startswith("{") else (None, 0)
         except ValueError:
