@@ -62,16 +62,16 @@ class FakeImages:
         return self._answer(request, body, inputs=0)
 
     async def edits(self, request: Request) -> Response:
-        form = await request.form()
         fields: dict[str, Any] = {}
         files = []
-        for name, value in form.multi_items():
-            if isinstance(value, str):
-                fields[name] = value
-            else:
-                data = await value.read()
-                files.append({"name": name, "filename": value.filename, "content_type": value.content_type,
-                              "size": len(data)})  # fmt: skip
+        async with request.form() as form:  # closes the uploaded files' spooled temporary files
+            for name, value in form.multi_items():
+                if isinstance(value, str):
+                    fields[name] = value
+                else:
+                    data = await value.read()
+                    files.append({"name": name, "filename": value.filename, "content_type": value.content_type,
+                                  "size": len(data)})  # fmt: skip
         self.owner.requests.append({"kind": "images", "path": request.url.path, "body": fields, "files": files,
                                     "authorization": request.headers.get("authorization")})  # fmt: skip
         if not any(f["name"] in ("image", "image[]") for f in files):
