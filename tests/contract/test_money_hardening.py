@@ -291,3 +291,39 @@ def test_fault_soak_reconciles_the_ledger_to_the_micro_dollar(gateway, usage):
     assert len(records) >= statuses.count(200)
     assert start - balance(gateway, key) == sum(r.cost for r in records), "exact to the micro-dollar"
     assert all(r.cost >= 0 for r in records)
+
+
+@pytest.mark.parametrize("door", ["openai", "anthropic", "gemini"])
+def test_a_database_that_does_not_answer_is_a_503_with_retry_after(gateway, usage, monkeypatch, caplog, door):
+    """Admission's UpdateItem timing out after botocore's retries (what botocore raises then, a
+    ReadTimeoutError) is the door's 503 with Retry-After, not a 500 with a trace; nothing is charged."""
+    from botocore.exceptions import ReadTimeoutError
+
+    key = gateway.new_key(balance=1_000_000)
+    ledger = gateway.app.state.gateway.billing.ledger
+
+    def timed_out(*args: object, **kwargs: object) -> None:
+        raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com/")
+
+    monkeypatch.setattr(ledger, "admit", timed_out)
+    msgs = [{"role": "user", "content": "hi"}]
+    if door == "openai":
+        with pytest.raises(openai.InternalServerError) as e:
+            openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0).chat.completions.create(**ASK)
+        status, headers, body = e.value.status_code, e.value.response.headers, e.value.response.json()
+        assert body["error"]["code"] == "service_unavailable"
+    elif door == "anthropic":
+        with pytest.raises(anthropic.APIStatusError) as e:
+            anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0).messages.create(
+                model="claude-fake", max_tokens=10, messages=msgs)  # fmt: skip
+        status, headers, body = e.value.status_code, e.value.response.headers, e.value.response.json()
+        assert body["type"] == "error"
+    else:
+        r = httpx.post(f"{gateway.url}/v1beta/models/gemini-fake:generateContent",
+                       json={"contents": [{"parts": [{"text": "hi"}]}]}, headers={"x-goog-api-key": key})  # fmt: skip
+        status, headers, body = r.status_code, r.headers, r.json()
+        assert body["error"]["status"] == "UNAVAILABLE"
+    assert status == 503 and headers["retry-after"] == "1" and "pisces" in body
+    assert not [r for r in caplog.records if r.getMessage() == "unhandled error"], "no trace for an outage"
+    monkeypatch.undo()
+    assert balance(gateway, key) == 1_000_000 and records_of(gateway, usage, key) == []

@@ -1221,6 +1221,7 @@ def test_redacted_thinking_and_interleaved_text_blocks():
         ("internal_error", "api_error"),
         ("upstream_error", "api_error"),
         ("no_available_channel", "overloaded_error"),
+        ("service_unavailable", "overloaded_error"),
         ("upstream_timeout", "timeout_error"),
     ],
 )

@@ -1612,6 +1612,7 @@ ERROR_WORDS = {
     "internal_error": "INTERNAL",
     "upstream_error": "INTERNAL",
     "no_available_channel": "UNAVAILABLE",
+    "service_unavailable": "UNAVAILABLE",
     "upstream_timeout": "DEADLINE_EXCEEDED",
 }
 

@@ -1153,6 +1153,7 @@ def test_recorded_stream_through_the_gateway_is_what_the_sdk_expects():
         ("internal_error", 500, "server_error"),
         ("upstream_error", 502, "server_error"),
         ("no_available_channel", 503, "server_error"),
+        ("service_unavailable", 503, "server_error"),
         ("upstream_timeout", 504, "server_error"),
     ],
 )

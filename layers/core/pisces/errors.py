@@ -40,6 +40,7 @@ ERRORS: dict[str, ErrorKind] = {
         ErrorKind("internal_error", 500, "a fault in the gateway"),
         ErrorKind("upstream_error", 502, "the upstream answered with an error or a malformed response"),
         ErrorKind("no_available_channel", 503, "no channel can serve the model right now"),
+        ErrorKind("service_unavailable", 503, "the gateway's database did not answer in time (see Retry-After)"),
         ErrorKind("upstream_timeout", 504, "the upstream did not answer in time"),
     ]
 }

@@ -36,6 +36,7 @@ from pisces.pipeline.idempotency import REPLAYED, Claim, Stored
 from pisces.pipeline.logs import logger, note_lambda_context, record_request
 from pisces.pipeline.relay import relay
 from pisces.protocols import CODECS, EMBEDDING_CODECS
+from pisces.store.dynamo import unavailable
 from pisces.store.keys import KeyRecord
 from pisces.upstreams.base import FORWARDED
 
@@ -121,10 +122,11 @@ class Lifecycle:
             reply = await work(ctx)
         except PiscesError as e:
             reply = self.error(ctx, e)
-        except Exception:
-            logger.exception("unhandled error", extra={"request_id": ctx.request_id, "path": ctx.path})
-            reply = self.error(ctx, PiscesError("internal_error", "The gateway failed to process the request. "
-                                                "Quote the request id."))  # fmt: skip
+        except Exception as exc:
+            if (busy := unavailable(exc)) is None:
+                logger.exception("unhandled error", extra={"request_id": ctx.request_id, "path": ctx.path})
+            reply = self.error(ctx, busy or PiscesError("internal_error", "The gateway failed to process the "
+                                                        "request. Quote the request id."))  # fmt: skip
         if isinstance(reply.body, bytes):
             record_request(ctx, reply.status)
         return reply
