@@ -20,6 +20,7 @@ from botocore.config import Config as BotoConfig
 from botocore.session import get_session
 
 from pisces.store import dynamo
+from pisces.store.dynamo_http import AsyncDynamo
 from pisces.store.keys import hash_key
 from pisces.store.ledger import Admitted, Ledger, RateLimits
 from pisces.store.schema import table_name
@@ -295,17 +296,15 @@ def test_fault_soak_reconciles_the_ledger_to_the_micro_dollar(gateway, usage):
 
 @pytest.mark.parametrize("door", ["openai", "anthropic", "gemini"])
 def test_a_database_that_does_not_answer_is_a_503_with_retry_after(gateway, usage, monkeypatch, caplog, door):
-    """Admission's UpdateItem timing out after botocore's retries (what botocore raises then, a
-    ReadTimeoutError) is the door's 503 with Retry-After, not a 500 with a trace; nothing is charged."""
-    from botocore.exceptions import ReadTimeoutError
-
+    """Admission's UpdateItem failing after the retries (here a DynamoDB endpoint that refuses every
+    connection: EndpointConnectionError, as botocore raises it) is the door's 503 with Retry-After,
+    not a 500 with a trace; nothing is charged. (A read timeout maps to the same: test_dynamo_http.)"""
     key = gateway.new_key(balance=1_000_000)
     ledger = gateway.app.state.gateway.billing.ledger
-
-    def timed_out(*args: object, **kwargs: object) -> None:
-        raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com/")
-
-    monkeypatch.setattr(ledger, "admit", timed_out)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens here once the socket is closed
+    monkeypatch.setattr(ledger, "db", AsyncDynamo(f"http://127.0.0.1:{closed}", "us-east-1"))
     msgs = [{"role": "user", "content": "hi"}]
     if door == "openai":
         with pytest.raises(openai.InternalServerError) as e:

@@ -29,7 +29,7 @@ async def usage(lc: Lifecycle, ctx: RequestContext, incoming: Incoming) -> Reply
     month's spend against its budget and the current minute's rate-limit counts."""
     gw = lc.gw
     key = await lc.authenticate(ctx, incoming)
-    fresh = await asyncio.to_thread(gw.keys.get_by_hash, key.key_hash)  # the balance now, not as cached
+    fresh = await gw.keys.get_by_hash_async(key.key_hash, gw.db)  # the balance now, not as cached
     q = incoming.query
     try:
         report = await asyncio.to_thread(usage_report, gw.usage, fresh or key, q.get("from"), q.get("to"))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from pisces.errors import PiscesError
 from pisces.store.keys import KeyCache, KeyRecord, KeyStore, hash_key
+
+if TYPE_CHECKING:
+    from pisces.store.dynamo_http import AsyncDynamo
 
 AUTH_STYLES = [
     {"style": "bearer", "where": "header", "name": "Authorization", "example": "Authorization: Bearer pisces-..."},
@@ -32,9 +35,10 @@ def extract_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | N
 
 
 class Authenticator:
-    def __init__(self, store: KeyStore, cache_seconds: float) -> None:
+    def __init__(self, store: KeyStore, cache_seconds: float, db: AsyncDynamo | None = None) -> None:
         self.store = store
         self.cache = KeyCache(cache_seconds)
+        self.db = db  # the key read on a cache miss goes over it, on the event loop
 
     async def authenticate(self, plaintext: str | None) -> KeyRecord:
         if not plaintext:
@@ -46,7 +50,7 @@ class Authenticator:
         key_hash = hash_key(plaintext)
         hit, rec = self.cache.get(key_hash)
         if not hit:
-            rec = await asyncio.to_thread(self.store.get_by_hash, key_hash)
+            rec = await self.store.get_by_hash_async(key_hash, self.db)
             self.cache.put(key_hash, rec)
         if rec is None:
             # Never echo the key: only a display prefix, as OpenAI does.

@@ -169,7 +169,7 @@ class Billing:
     async def hold(self, ctx: RequestContext, key: KeyRecord, hold: int) -> Bill:
         """Admission of any operation: count the request and hold ``hold`` micro-dollars, or refuse it."""
         limits = self.limits_for(key)
-        outcome = await asyncio.to_thread(self.ledger.admit, key.key_hash, hold, limits, None, ctx.usage_id)
+        outcome = await self.ledger.admit_async(key.key_hash, hold, limits, None, ctx.usage_id)
         if isinstance(outcome, Refused):
             raise _refusal(outcome, limits, key)
         ctx.headers.update(rate_headers(outcome))
@@ -208,8 +208,8 @@ class Billing:
         tag = bill.admitted.hold.tag if bill.admitted.hold else None
         for attempt in range(SETTLE_TRIES):
             try:
-                done = await asyncio.to_thread(self.ledger.settle, bill.key.key_hash, bill.hold, bill.admitted.month,
-                                               rec.item(), tag)  # fmt: skip
+                key_hash, month = bill.key.key_hash, bill.admitted.month
+                done = await self.ledger.settle_async(key_hash, bill.hold, month, rec.item(), tag)
             except Exception:
                 if attempt + 1 < SETTLE_TRIES:
                     await asyncio.sleep(SETTLE_PAUSE_SECONDS[attempt])

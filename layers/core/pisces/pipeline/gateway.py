@@ -15,6 +15,7 @@ from pisces.pipeline.idempotency import Idempotency
 from pisces.pipeline.lifecycle import Lifecycle
 from pisces.pipeline.routing import Router
 from pisces.store import dynamo
+from pisces.store.dynamo_http import AsyncDynamo
 from pisces.store.images import ImageStore
 from pisces.store.keys import KeyStore
 from pisces.store.ledger import Ledger
@@ -30,14 +31,16 @@ class Gateway:
         self, config: Config, key_store: KeyStore | None = None, http: httpx.AsyncClient | None = None
     ) -> None:
         self.config = config
-        self.keys = key_store or KeyStore(dynamo.client(), table_name("keys"))
+        self.keys = key_store or KeyStore(dynamo.LazyClient(), table_name("keys"))
+        # the hot path's DynamoDB (key reads, admission, settlement): on the event loop, kept alive
+        self.db = AsyncDynamo.from_env()
         db = self.keys.client
         self.usage = UsageStore(db, table_name("usage"))
-        self.billing = Billing(config, Ledger(db, self.keys.table, self.usage.table))
+        self.billing = Billing(config, Ledger(db, self.keys.table, self.usage.table, self.db))
         self.responses = ResponseStore(db, table_name("responses"), config.limits.responses_retention_days)
         self.idempotency = Idempotency(table_name("idempotency"), db, config.limits.idempotency_hours)
         self.http = http or new_http_client()
-        self.auth = Authenticator(self.keys, config.limits.key_cache_seconds)
+        self.auth = Authenticator(self.keys, config.limits.key_cache_seconds, self.db)
         self.channels = {c.name: build_channel(c, self.http) for c in config.channels}
         self.router = Router(config, self.channels)
         self.images = ImageStore()  # generated images (S3), handed out as presigned URLs
@@ -62,3 +65,4 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        await self.db.aclose()

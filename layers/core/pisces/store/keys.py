@@ -7,11 +7,15 @@ import hashlib
 import secrets
 import time
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from pisces.money import parse_usd, usd
+from pisces.store.dynamo import Call, Steps, drive, run
+
+if TYPE_CHECKING:
+    from pisces.store.dynamo_http import AsyncDynamo
 
 KEY_PREFIX = "pisces-"
 DISPLAY_CHARS = 12  # "pisces-Ab3dE": enough to tell keys apart, far too little to guess one
@@ -161,7 +165,15 @@ class KeyStore:
         return plaintext, rec
 
     def get_by_hash(self, key_hash: str) -> KeyRecord | None:
-        item = self.client.get_item(TableName=self.table, Key={"key_hash": {"S": key_hash}}).get("Item")
+        return drive(self.client, self._get_steps(key_hash))
+
+    async def get_by_hash_async(self, key_hash: str, db: AsyncDynamo | None) -> KeyRecord | None:
+        """:meth:`get_by_hash` on the event loop over ``db`` (the gateway's), else on a worker thread."""
+        return await run(self.client, db, self._get_steps(key_hash))
+
+    def _get_steps(self, key_hash: str) -> Steps[KeyRecord | None]:
+        res = yield Call("get_item", {"TableName": self.table, "Key": {"key_hash": {"S": key_hash}}})
+        item = res.get("Item")
         return _record(item) if item else None
 
     def get_by_id(self, key_id: str) -> KeyRecord | None:

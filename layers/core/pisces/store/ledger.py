@@ -36,7 +36,14 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from pisces.store.dynamo import Call, Pause, Steps, code, drive, run
+
+if TYPE_CHECKING:
+    from pisces.store.dynamo_http import AsyncDynamo
+
+T = TypeVar("T")
 
 WINDOW_SECONDS = 60
 SETTLE_ATTEMPTS = 5  # tries of a write that lost a race with a transaction on the key item
@@ -118,10 +125,18 @@ def _num(item: dict[str, Any], attr: str) -> int:
 
 
 class Ledger:
-    def __init__(self, client: Any, keys_table: str, usage_table: str) -> None:
+    """Admission and settlement, each written once as steps (:mod:`pisces.store.dynamo`): ``admit`` and
+    ``settle`` run them on botocore's ``client``; ``admit_async`` and ``settle_async`` on the event loop
+    over ``db`` (the gateway's hot path), or on a worker thread through ``client`` when there is none."""
+
+    def __init__(self, client: Any, keys_table: str, usage_table: str, db: AsyncDynamo | None = None) -> None:
         self.client = client
         self.keys_table = keys_table
         self.usage_table = usage_table
+        self.db = db
+
+    async def _run(self, steps: Steps[T]) -> T:
+        return await run(self.client, self.db, steps)
 
     def counters(self, key_hash: str, now: float | None = None) -> dict[str, Any] | None:
         """What the key item counts now (one consistent read): this month's spend and the current
@@ -151,12 +166,22 @@ class Ledger:
     ) -> Admitted | Refused:
         """Count one request and hold ``hold`` micro-dollars, if the key may spend and has room; the
         hold is recorded on the key item (``holds``) in the same write, for the reconciler."""
+        return drive(self.client, self.admit_steps(key_hash, hold, limits, now, request_id))
+
+    async def admit_async(
+        self, key_hash: str, hold: int, limits: RateLimits, now: float | None = None, request_id: str = ""
+    ) -> Admitted | Refused:
+        return await self._run(self.admit_steps(key_hash, hold, limits, now, request_id))
+
+    def admit_steps(
+        self, key_hash: str, hold: int, limits: RateLimits, now: float | None = None, request_id: str = ""
+    ) -> Steps[Admitted | Refused]:
         now = time.time() if now is None else now
         window, month = window_of(now), month_of(now)
         tag = Hold.new(now, hold, month, request_id)
         for _ in range(3):
             for same_window in (True, False):
-                old = self._update(key_hash, tag, limits, window, month, same_window=same_window)
+                old = yield from self._update(key_hash, tag, limits, window, month, same_window=same_window)
                 if not isinstance(old, dict):
                     return old
                 if not old:
@@ -173,7 +198,7 @@ class Ledger:
 
     def _update(
         self, key_hash: str, hold: Hold, limits: RateLimits, window: int, month: str, *, same_window: bool
-    ) -> Admitted | Refused | dict[str, Any]:
+    ) -> Steps[Admitted | Refused | dict[str, Any]]:
         """One conditional write; the old item (``{}`` if none) when its condition fails."""
         names = {"#st": "status", "#spent": f"spent_{month}"}
         values: dict[str, Any] = {
@@ -211,28 +236,28 @@ class Ledger:
             cond.append("(attribute_not_exists(win) OR win < :w)")
         for attempt in range(SETTLE_ATTEMPTS):
             try:
-                res = self.client.update_item(
-                    TableName=self.keys_table,
-                    Key={"key_hash": {"S": key_hash}},
-                    UpdateExpression=update,
-                    ConditionExpression=" AND ".join(cond),
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                    ReturnValues="ALL_NEW",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
+                res = yield Call("update_item", {
+                    "TableName": self.keys_table,
+                    "Key": {"key_hash": {"S": key_hash}},
+                    "UpdateExpression": update,
+                    "ConditionExpression": " AND ".join(cond),
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                    "ReturnValues": "ALL_NEW",
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                })  # fmt: skip
                 break
-            except self.client.exceptions.ConditionalCheckFailedException as e:
-                old = dict(e.response.get("Item") or {})
-                if hold.tag in old.get("holds", {}).get("SS", []):
-                    res = {"Attributes": old}  # applied by an earlier attempt whose answer was lost
-                    break
-                return old
-            except self.client.exceptions.TransactionConflictException:
+            except Exception as e:
+                if code(e) == "ConditionalCheckFailedException":
+                    old = dict(e.response.get("Item") or {})  # type: ignore[attr-defined]
+                    if hold.tag in old.get("holds", {}).get("SS", []):
+                        res = {"Attributes": old}  # applied by an earlier attempt whose answer was lost
+                        break
+                    return old
                 # a settlement's transaction holds the key item for a moment: try again
-                if attempt + 1 == SETTLE_ATTEMPTS:
+                if code(e) != "TransactionConflictException" or attempt + 1 == SETTLE_ATTEMPTS:
                     raise
-                time.sleep(0.005 * 2**attempt)
+                yield Pause(0.005 * 2**attempt)
         item = res["Attributes"]
         return Admitted(
             window=window,
@@ -274,30 +299,42 @@ class Ledger:
         """Write the usage record and charge ``record['cost']`` (giving back the rest of the hold and
         removing its ``tag`` from the key's ``holds``), both or neither; False when this request id
         was settled before (nothing changes)."""
+        return drive(self.client, self.settle_steps(key_hash, hold, month, record, tag))
+
+    async def settle_async(
+        self, key_hash: str, hold: int, month: str, record: dict[str, Any], tag: str | None = None
+    ) -> bool:
+        return await self._run(self.settle_steps(key_hash, hold, month, record, tag))
+
+    def settle_steps(
+        self, key_hash: str, hold: int, month: str, record: dict[str, Any], tag: str | None = None
+    ) -> Steps[bool]:
         cost = int(record["cost"]["N"])
         tokens = int(record["input_tokens"]["N"]) + int(record["output_tokens"]["N"])
         for attempt in range(SETTLE_ATTEMPTS):
             try:
-                return self._settle_once(key_hash, hold, cost, tokens, month, record, tag)
-            except self.client.exceptions.TransactionCanceledException as e:
-                reasons = [r.get("Code") for r in e.response.get("CancellationReasons") or []]
+                return (yield from self._settle_once(key_hash, hold, cost, tokens, month, record, tag))
+            except Exception as e:
+                reasons = [r.get("Code") for r in getattr(e, "response", {}).get("CancellationReasons") or []]
                 # Another write to the key item (an admission) raced this transaction: DynamoDB
                 # cancels it; the record's condition makes a retry safe.
-                if "TransactionConflict" not in reasons or attempt + 1 == SETTLE_ATTEMPTS:
+                if code(e) != "TransactionCanceledException" or "TransactionConflict" not in reasons:
                     raise
-                time.sleep(0.01 * 2**attempt)
+                if attempt + 1 == SETTLE_ATTEMPTS:
+                    raise
+                yield Pause(0.01 * 2**attempt)
         raise AssertionError("unreachable")
 
     def _settle_once(
         self, key_hash: str, hold: int, cost: int, tokens: int, month: str, record: dict[str, Any], tag: str | None
-    ) -> bool:
+    ) -> Steps[bool]:
         values = {":back": _n(hold - cost), ":delta": _n(cost - hold), ":tokens": _n(tokens)}
         update = "ADD balance :back, #spent :delta, win_tokens :tokens"
         if tag is not None:
             update += " DELETE holds :tag"
             values[":tag"] = {"SS": [tag]}
         try:
-            self.client.transact_write_items(
+            yield Call("transact_write_items", dict(
                 # the same token makes a retried transaction (botocore's, after a lost answer) a no-op
                 ClientRequestToken=request_token(record["request_id"]["S"]),
                 TransactItems=[
@@ -318,10 +355,14 @@ class Ledger:
                         }
                     },
                 ],
-            )
-        except self.client.exceptions.TransactionCanceledException as e:
-            reasons = e.response.get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+            ))  # fmt: skip
+        except Exception as e:
+            reasons = getattr(e, "response", {}).get("CancellationReasons") or []
+            if (
+                code(e) == "TransactionCanceledException"
+                and reasons
+                and reasons[0].get("Code") == "ConditionalCheckFailed"
+            ):
                 return False
             raise
         return True
