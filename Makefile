@@ -15,7 +15,7 @@ REGION_ARG := $(if $(REGION),--region $(REGION))
 # sam validate needs some region, and a template check none in particular
 LINT_REGION := $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
-.PHONY: dev test lint build bench bench-peers bench-cold deploy logs sync validate install install-sam install-chromium install-node clean
+.PHONY: dev test lint build bench bench-peers bench-cold bench-streams deploy logs sync validate install install-sam install-chromium install-node clean
 
 # uv when the machine has it (fast), else pip installs uv first.
 $(BIN)/.installed: pyproject.toml
@@ -101,6 +101,10 @@ bench-peers: install
 # The gateway's cold start (run.sh to its first 200) and its import budget
 bench-cold: install
 	@$(BIN)/python bench/coldstart.py
+
+# Streams: time to first byte through the gateway, chunks forwarded as they arrive, encoder events/s
+bench-streams: install
+	@$(BIN)/python bench/streams.py
 
 # The first deploy is guided (stack name, region, the parameters: upstream keys, EnableMock...) and saves
 # the answers in samconfig.toml; later ones deploy from there. GUIDED=1 asks again.

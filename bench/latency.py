@@ -90,7 +90,8 @@ def gateway_app(upstream: str, mode: str = "full") -> object:
     from pisces_gateway.app import create_app
     from support.fake_openai import UPSTREAM_SECRET
 
-    logging.getLogger("pisces").setLevel(logging.WARNING)  # measure the gateway, not the terminal
+    if os.environ.get("BENCH_LOGS") != "1":  # bench/peers.py and bench/streams.py keep the line Lambda pays for
+        logging.getLogger("pisces").setLevel(logging.WARNING)  # measure the gateway, not the terminal
     os.environ["BENCH_UPSTREAM_KEY"] = UPSTREAM_SECRET
     for k, v in FAKE_CREDENTIALS.items():
         os.environ.setdefault(k, v)

@@ -261,7 +261,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 report["not_measured"][name] = f"install failed: {e}"
     report["versions"] = versions(bins)
     up_port, db_port = free_port(), free_port()
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT / 'bench'}", "POWERTOOLS_LOG_LEVEL": "WARNING",
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT / 'bench'}", "BENCH_LOGS": "1",
            "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{db_port}"}  # fmt: skip
     me = [sys.executable, __file__]
     procs = [subprocess.Popen([*me, "--serve-upstream", str(up_port)], env=env)]
