@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,11 +61,10 @@ def test_operation_names() -> None:
     assert operation_name("get_item") == "GetItem"
 
 
-@pytest.fixture(scope="module")
-def local() -> Iterator[LocalDynamo]:
-    server = LocalDynamo().start()
-    yield server
-    server.stop()
+@pytest.fixture
+def local(local_dynamo: LocalDynamo) -> LocalDynamo:
+    """The session's moto (its own would repoint this process's AWS_ENDPOINT_URL_DYNAMODB for every later test)."""
+    return local_dynamo
 
 
 def aio(fn: Callable[[AsyncDynamo], Any]) -> Any:

@@ -83,6 +83,9 @@ class _Store:
         self.calls += 1
         return self.rec if self.rec and h == self.rec.key_hash else None
 
+    async def get_by_hash_async(self, h, db):  # what the Authenticator calls (db: the gateway's AsyncDynamo)
+        return self.get_by_hash(h)
+
 
 async def test_authenticator_caches_hits_and_misses():
     rec = KeyRecord(key_id="k1", key_hash=hash_key("pisces-good-key-0123456789"), prefix="pisces-good")

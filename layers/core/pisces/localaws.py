@@ -42,30 +42,54 @@ class _OneAtATime:
             return list(self.app(environ, start_response))
 
 
-def _moto_server(host: str, port: int) -> Any:
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-    from moto.server import ThreadedMotoServer
-    from werkzeug.serving import make_server
+class _MotoServer:
+    """moto's WSGI app, served by uvicorn (through a2wsgi) on a thread of this process.
 
-    from pisces.localmoto import install
+    Not moto's own ThreadedMotoServer: werkzeug's server closes the connection after every answer
+    (``Connection: close``), so each DynamoDB call paid a TCP handshake and a thread, where DynamoDB
+    keeps a client's connections alive. Under uvicorn the gateway's kept-alive connections stay open
+    (for longer than a client keeps an idle one: the client always closes first)."""
 
-    install()  # transactions that cost the same however large the tables grow
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.error: BaseException | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
 
-    class Server(ThreadedMotoServer):
-        error: BaseException | None = None
+    def start(self) -> None:
+        import uvicorn
+        from a2wsgi import WSGIMiddleware
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-        def _server_entry(self) -> None:
-            app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
-            try:
-                self._server = make_server(host, port, app, True, request_handler=MotoRequestHandler)
-            except BaseException as e:  # werkzeug exits (SystemExit) when the port is taken: start() would wait forever
-                self.error = e
-                self._server_ready_event.set()
-                return
-            self._server_ready_event.set()
-            self._server.serve_forever()
+        from pisces.localmoto import install
 
-    return Server(ip_address=host, port=port, verbose=False)
+        install()  # transactions that cost the same however large the tables grow
+        app = WSGIMiddleware(_OneAtATime(DomainDispatcherApplication(create_backend_app)), workers=8)  # type: ignore[arg-type]
+        config = uvicorn.Config(app, host=self.host, port=self.port, log_config=None, log_level="warning",
+                                access_log=False, lifespan="off", http="h11", loop="asyncio",
+                                timeout_keep_alive=75)  # fmt: skip
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, name=f"moto-{self.port}", daemon=True)
+        self._thread.start()
+        while not self._server.started and self._thread.is_alive():
+            self._thread.join(0.01)
+        if not self._server.started and self.error is None:
+            self.error = SystemExit(1)  # uvicorn gave up (it says why on its logger): the port is taken
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except BaseException as e:  # uvicorn exits (SystemExit) when the port is taken
+            self.error = e
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(10)
+
+
+def _moto_server(host: str, port: int) -> _MotoServer:
+    return _MotoServer(host, port)
 
 
 class LocalDynamo:

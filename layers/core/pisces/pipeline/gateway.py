@@ -33,7 +33,7 @@ class Gateway:
         self.config = config
         self.keys = key_store or KeyStore(dynamo.LazyClient(), table_name("keys"))
         # the hot path's DynamoDB (key reads, admission, settlement): on the event loop, kept alive
-        self.db = AsyncDynamo.from_env()
+        self.db = AsyncDynamo.like(key_store.client) if key_store else AsyncDynamo.from_env()
         db = self.keys.client
         self.usage = UsageStore(db, table_name("usage"))
         self.billing = Billing(config, Ledger(db, self.keys.table, self.usage.table, self.db))

@@ -147,6 +147,11 @@ class AsyncDynamo:
         )
         return cls(endpoint, region)
 
+    @classmethod
+    def like(cls, client: Any) -> AsyncDynamo:
+        """The endpoint and region of a botocore DynamoDB client (a key store handed in: the tests')."""
+        return cls(client.meta.endpoint_url, client.meta.region_name)
+
     def credentials(self) -> Credentials:
         return self._credentials or env_credentials() or chain_credentials()
 
