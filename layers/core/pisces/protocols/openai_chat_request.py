@@ -21,6 +21,7 @@ from pisces.canonical import (
 )
 from pisces.errors import PiscesError
 from pisces.protocols.common import split_data_url
+from pisces.protocols.openai_params import invalid, missing, opt, opt_int, opt_number
 
 NAME = "openai"
 
@@ -50,62 +51,6 @@ _MAPPED = {
 
 
 # ---------------------------------------------------------------------------------------------
-# validation helpers: OpenAI's own wording, the parameter named
-
-
-def _type_name(v: Any) -> str:
-    return {
-        str: "a string",
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        list: "an array",
-        dict: "an object",
-        type(None): "null",
-    }.get(type(v), type(v).__name__)
-
-
-def _invalid(param: str, expected: str, got: Any) -> PiscesError:
-    return PiscesError(
-        "invalid_request", f"Invalid type for '{param}': expected {expected}, but got {_type_name(got)}.", param=param
-    )
-
-
-def _missing(param: str) -> PiscesError:
-    return PiscesError("invalid_request", f"Missing required parameter: '{param}'.", param=param)
-
-
-def _opt(obj: dict[str, Any], key: str, where: str, kind: type, expected: str) -> Any:
-    """An optional field of ``obj`` that must be of ``kind`` when present (bool is not an int here)."""
-    v = obj.get(key)
-    if v is not None and (not isinstance(v, kind) or (kind is not bool and isinstance(v, bool))):
-        raise _invalid(f"{where}.{key}" if where else key, expected, v)
-    return v
-
-
-def _opt_number(body: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
-    v = body.get(name)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise _invalid(name, "a number", v)
-    if not lo <= v <= hi:
-        raise PiscesError("invalid_request", f"Invalid '{name}': {v} is not between {lo:g} and {hi:g}.", param=name)
-    return float(v)
-
-
-def _opt_int(body: dict[str, Any], name: str, minimum: int | None = None) -> int | None:
-    v = body.get(name)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise _invalid(name, "an integer", v)
-    if minimum is not None and v < minimum:
-        raise PiscesError("invalid_request", f"Invalid '{name}': must be at least {minimum}.", param=name)
-    return v
-
-
-# ---------------------------------------------------------------------------------------------
 # request
 
 
@@ -113,8 +58,8 @@ def _image(url_obj: Any, param: str) -> ImagePart:
     if isinstance(url_obj, str):
         url_obj = {"url": url_obj}
     if not isinstance(url_obj, dict) or not isinstance(url_obj.get("url"), str):
-        raise _missing(f"{param}.url")
-    url, detail = url_obj["url"], _opt(url_obj, "detail", param, str, "a string")
+        raise missing(f"{param}.url")
+    url, detail = url_obj["url"], opt(url_obj, "detail", param, str, "a string")
     if inline := split_data_url(url):
         return ImagePart(data=inline[1], media_type=inline[0] or None, detail=detail)
     return ImagePart(url=url, detail=detail)
@@ -126,16 +71,16 @@ def _content_parts(content: Any, param: str, allow_images: bool = True) -> list[
     if isinstance(content, str):
         return [TextPart(text=content)]
     if not isinstance(content, list):
-        raise _invalid(param, "a string or an array of content parts", content)
+        raise invalid(param, "a string or an array of content parts", content)
     parts: list[Part] = []
     for i, p in enumerate(content):
         where = f"{param}[{i}]"
         if not isinstance(p, dict):
-            raise _invalid(where, "an object", p)
+            raise invalid(where, "an object", p)
         kind = p.get("type")
         if kind == "text":
             if not isinstance(p.get("text"), str):
-                raise _invalid(f"{where}.text", "a string", p.get("text"))
+                raise invalid(f"{where}.text", "a string", p.get("text"))
             parts.append(TextPart(text=p["text"]))
         elif kind == "image_url" and allow_images:
             parts.append(_image(p.get("image_url"), f"{where}.image_url"))
@@ -152,12 +97,12 @@ def _content_parts(content: Any, param: str, allow_images: bool = True) -> list[
 
 def tool_calls(calls: Any, param: str) -> list[Part]:
     if not isinstance(calls, list):
-        raise _invalid(param, "an array", calls)
+        raise invalid(param, "an array", calls)
     out: list[Part] = []
     for i, c in enumerate(calls):
         fn = c.get("function") if isinstance(c, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise _missing(f"{param}[{i}].function.name")
+            raise missing(f"{param}[{i}].function.name")
         args = fn.get("arguments", "{}")
         if not isinstance(args, str):
             args = json.dumps(args)
@@ -167,9 +112,9 @@ def tool_calls(calls: Any, param: str) -> list[Part]:
 
 def _messages(raw: Any) -> tuple[list[TextPart], list[Message]]:
     if raw is None:
-        raise _missing("messages")
+        raise missing("messages")
     if not isinstance(raw, list):
-        raise _invalid("messages", "an array", raw)
+        raise invalid("messages", "an array", raw)
     if not raw:
         raise PiscesError(
             "invalid_request",
@@ -181,7 +126,7 @@ def _messages(raw: Any) -> tuple[list[TextPart], list[Message]]:
     for i, m in enumerate(raw):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
-            raise _invalid(where, "an object", m)
+            raise invalid(where, "an object", m)
         role = m.get("role")
         if role in ("system", "developer"):
             system += [
@@ -196,7 +141,7 @@ def _messages(raw: Any) -> tuple[list[TextPart], list[Message]]:
             ):
                 messages[-1].content.extend(parts)  # tool results then the user's words: one user turn
             else:
-                messages.append(Message(role="user", content=parts, name=_opt(m, "name", where, str, "a string")))
+                messages.append(Message(role="user", content=parts, name=opt(m, "name", where, str, "a string")))
         elif role == "assistant":
             parts = _content_parts(m.get("content"), f"{where}.content", False)
             if m.get("refusal") and not parts:
@@ -205,10 +150,10 @@ def _messages(raw: Any) -> tuple[list[TextPart], list[Message]]:
                 parts.insert(0, ThinkingPart(text=str(m["reasoning_content"])))
             if m.get("tool_calls"):
                 parts += tool_calls(m["tool_calls"], f"{where}.tool_calls")
-            messages.append(Message(role="assistant", content=parts, name=_opt(m, "name", where, str, "a string")))
+            messages.append(Message(role="assistant", content=parts, name=opt(m, "name", where, str, "a string")))
         elif role == "tool":
             if not isinstance(m.get("tool_call_id"), str):
-                raise _missing(f"{where}.tool_call_id")
+                raise missing(f"{where}.tool_call_id")
             content = [
                 p for p in _content_parts(m.get("content"), f"{where}.content", False) if isinstance(p, TextPart)
             ]
@@ -223,7 +168,7 @@ def _messages(raw: Any) -> tuple[list[TextPart], list[Message]]:
             else:
                 messages.append(Message(role="user", content=[result]))
         elif role is None:
-            raise _missing(f"{where}.role")
+            raise missing(f"{where}.role")
         else:
             raise PiscesError(
                 "invalid_request",
@@ -241,21 +186,21 @@ def _tools(body: dict[str, Any]) -> list[Tool]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise _invalid("tools", "an array", raw)
+        raise invalid("tools", "an array", raw)
     tools = []
     for i, t in enumerate(raw):
         fn = t.get("function") if isinstance(t, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise _missing(f"tools[{i}].function.name")
+            raise missing(f"tools[{i}].function.name")
         params = fn.get("parameters")
         if params is not None and not isinstance(params, dict):
-            raise _invalid(f"tools[{i}].function.parameters", "an object", params)
+            raise invalid(f"tools[{i}].function.parameters", "an object", params)
         tools.append(
             Tool(
                 name=fn["name"],
-                description=_opt(fn, "description", f"tools[{i}].function", str, "a string"),
+                description=opt(fn, "description", f"tools[{i}].function", str, "a string"),
                 parameters=params or {"type": "object", "properties": {}},
-                strict=_opt(fn, "strict", f"tools[{i}].function", bool, "a boolean"),
+                strict=opt(fn, "strict", f"tools[{i}].function", bool, "a boolean"),
             )
         )
     return tools
@@ -294,13 +239,13 @@ def _response_format(rf: Any) -> ResponseFormat | None:
         return ResponseFormat(type=rf["type"])
     js = rf.get("json_schema")
     if not isinstance(js, dict):
-        raise _missing("response_format.json_schema")
+        raise missing("response_format.json_schema")
     where = "response_format.json_schema"
     return ResponseFormat(
         type="json_schema",
-        name=_opt(js, "name", where, str, "a string"),
-        json_schema=_opt(js, "schema", where, dict, "an object"),
-        strict=_opt(js, "strict", where, bool, "a boolean"),
+        name=opt(js, "name", where, str, "a string"),
+        json_schema=opt(js, "schema", where, dict, "an object"),
+        strict=opt(js, "strict", where, bool, "a boolean"),
     )
 
 
@@ -309,32 +254,32 @@ def decode_request(body: Any) -> ChatRequest:
         raise PiscesError("invalid_request", "The request body must be a JSON object.")
     model = body.get("model")
     if model is None:
-        raise _missing("model")
+        raise missing("model")
     if not isinstance(model, str) or not model:
-        raise _invalid("model", "a non-empty string", model)
+        raise invalid("model", "a non-empty string", model)
     system, messages = _messages(body.get("messages"))
-    n = _opt_int(body, "n", 1)
+    n = opt_int(body, "n", 1)
     if n is not None and n > 1:
         raise PiscesError("unsupported_parameter", "Pisces supports only n=1 (one choice per request).", param="n")
     stop = body.get("stop")
     if isinstance(stop, str):
         stop = [stop]
     if stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
-        raise _invalid("stop", "a string or an array of strings", stop)
+        raise invalid("stop", "a string or an array of strings", stop)
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
-        raise _invalid("stream", "a boolean", stream)
+        raise invalid("stream", "a boolean", stream)
     so = body.get("stream_options")
     if so is not None and not isinstance(so, dict):
-        raise _invalid("stream_options", "an object", so)
+        raise invalid("stream_options", "an object", so)
     meta = body.get("metadata")
     if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
-        raise _invalid("metadata", "an object of strings", meta)
+        raise invalid("metadata", "an object of strings", meta)
     effort = body.get("reasoning_effort")
     thinking = ThinkingConfig(effort=effort) if effort in ("minimal", "low", "medium", "high") else None
-    max_tokens = _opt_int(body, "max_completion_tokens", 1)
+    max_tokens = opt_int(body, "max_completion_tokens", 1)
     if max_tokens is None:
-        max_tokens = _opt_int(body, "max_tokens", 1)
+        max_tokens = opt_int(body, "max_tokens", 1)
     extra = {k: v for k, v in body.items() if k not in _MAPPED}
     if "max_completion_tokens" in body:
         extra["max_completion_tokens"] = body["max_completion_tokens"]  # keep the client's spelling upstream
@@ -347,10 +292,10 @@ def decode_request(body: Any) -> ChatRequest:
         tools=_tools(body),
         tool_choice=_tool_choice(body),
         max_tokens=max_tokens,
-        temperature=_opt_number(body, "temperature", 0, 2),
-        top_p=_opt_number(body, "top_p", 0, 1),
+        temperature=opt_number(body, "temperature", 0, 2),
+        top_p=opt_number(body, "top_p", 0, 1),
         stop=stop or [],
-        seed=_opt_int(body, "seed"),
+        seed=opt_int(body, "seed"),
         response_format=_response_format(body.get("response_format")),
         thinking=thinking,
         stream=bool(stream),

@@ -37,7 +37,7 @@ from pisces.canonical import (
 )
 from pisces.errors import PiscesError
 from pisces.protocols.common import split_data_url
-from pisces.protocols.openai_chat_request import _invalid, _missing, _opt, _opt_int, _opt_number
+from pisces.protocols.openai_params import invalid, missing, opt, opt_int, opt_number
 from pisces.protocols.openai_responses_tools import (
     BUILTIN_CHOICE,
     BUILTIN_TOOLS,
@@ -81,15 +81,15 @@ def _image(p: dict[str, Any], where: str) -> ImagePart:
         if p.get("file_id"):
             raise PiscesError("unsupported_parameter", "Pisces has no file storage: give the image as "
                               "'image_url' (a URL or a data: URL).", param=f"{where}.file_id")  # fmt: skip
-        raise _missing(f"{where}.image_url")
-    detail = _opt(p, "detail", where, str, "a string")
+        raise missing(f"{where}.image_url")
+    detail = opt(p, "detail", where, str, "a string")
     if inline := split_data_url(url):
         return ImagePart(data=inline[1], media_type=inline[0] or None, detail=detail)
     return ImagePart(url=url, detail=detail)
 
 
 def _file(p: dict[str, Any], where: str) -> FilePart:
-    data, name = p.get("file_data"), _opt(p, "filename", where, str, "a string")
+    data, name = p.get("file_data"), opt(p, "filename", where, str, "a string")
     if isinstance(data, str):
         if inline := split_data_url(data):
             return FilePart(data=inline[1], media_type=inline[0] or None, name=name)
@@ -104,16 +104,16 @@ def _content(content: Any, where: str) -> list[Part]:
     if isinstance(content, str):
         return [TextPart(text=content)]
     if not isinstance(content, list):
-        raise _invalid(where, "a string or an array of content parts", content)
+        raise invalid(where, "a string or an array of content parts", content)
     parts: list[Part] = []
     for i, p in enumerate(content):
         at = f"{where}[{i}]"
         if not isinstance(p, dict):
-            raise _invalid(at, "an object", p)
+            raise invalid(at, "an object", p)
         kind = p.get("type")
         if kind in ("input_text", "output_text", "text", "summary_text", "reasoning_text"):
             if not isinstance(p.get("text"), str):
-                raise _invalid(f"{at}.text", "a string", p.get("text"))
+                raise invalid(f"{at}.text", "a string", p.get("text"))
             parts.append(TextPart(text=p["text"]))
         elif kind == "refusal":
             parts.append(TextPart(text=str(p.get("refusal") or "")))
@@ -130,7 +130,7 @@ def _content(content: Any, where: str) -> list[Part]:
 def reasoning_part(item: dict[str, Any], where: str) -> ThinkingPart:
     summary = item.get("summary") or []
     if not isinstance(summary, list):
-        raise _invalid(f"{where}.summary", "an array", summary)
+        raise invalid(f"{where}.summary", "an array", summary)
     text = "\n\n".join(s.get("text", "") for s in summary if isinstance(s, dict) and isinstance(s.get("text"), str))
     if not text and isinstance(item.get("content"), list):
         text = "".join(c.get("text", "") for c in item["content"] if isinstance(c, dict))
@@ -146,7 +146,7 @@ def reasoning_part(item: dict[str, Any], where: str) -> ThinkingPart:
 
 def _arguments(v: Any, where: str) -> str:
     if not isinstance(v, str):
-        raise _invalid(where, "a string", v)
+        raise invalid(where, "a string", v)
     return v or "{}"
 
 
@@ -162,7 +162,7 @@ def decode_input(raw: Any) -> tuple[list[TextPart], list[Message]]:
     if isinstance(raw, str):
         return [], [Message(role="user", content=[TextPart(text=raw)])]
     if not isinstance(raw, list):
-        raise _invalid("input", "a string or an array of input items", raw)
+        raise invalid("input", "a string or an array of input items", raw)
     system: list[TextPart] = []
     messages: list[Message] = []
 
@@ -175,7 +175,7 @@ def decode_input(raw: Any) -> tuple[list[TextPart], list[Message]]:
     for i, item in enumerate(raw):
         where = f"input[{i}]"
         if not isinstance(item, dict):
-            raise _invalid(where, "an object", item)
+            raise invalid(where, "an object", item)
         kind = item.get("type", "message")
         if kind == "message":
             role = item.get("role")
@@ -189,20 +189,20 @@ def decode_input(raw: Any) -> tuple[list[TextPart], list[Message]]:
                 merge = bool(messages) and any(isinstance(p, ToolResultPart) for p in messages[-1].content)
                 turn("user", parts, merge)
             elif role is None:
-                raise _missing(f"{where}.role")
+                raise missing(f"{where}.role")
             else:
                 raise _invalid_value(f"{where}.role", f"{role!r}. Supported values are: 'user', 'assistant', "
                                      "'system' and 'developer'.")  # fmt: skip
         elif kind == "function_call":
             if not isinstance(item.get("call_id"), str) or not isinstance(item.get("name"), str):
-                raise _missing(f"{where}.call_id" if not isinstance(item.get("call_id"), str) else f"{where}.name")
+                raise missing(f"{where}.call_id" if not isinstance(item.get("call_id"), str) else f"{where}.name")
             ns = item.get("namespace") if isinstance(item.get("namespace"), str) else None
             call = ToolCallPart(id=item["call_id"], name=qualified(ns, item["name"]),
                                 arguments=_arguments(item.get("arguments", "{}"), f"{where}.arguments"))  # fmt: skip
             turn("assistant", [call])
         elif kind == "function_call_output":
             if not isinstance(item.get("call_id"), str):
-                raise _missing(f"{where}.call_id")
+                raise missing(f"{where}.call_id")
             result = ToolResultPart(
                 tool_call_id=item["call_id"], content=_tool_output(item.get("output"), f"{where}.output")
             )
@@ -239,7 +239,7 @@ def _text_format(text: Any) -> tuple[ResponseFormat | None, dict[str, Any]]:
     if text is None:
         return None, {}
     if not isinstance(text, dict):
-        raise _invalid("text", "an object", text)
+        raise invalid("text", "an object", text)
     rest = {k: v for k, v in text.items() if k != "format"}
     fmt = text.get("format")
     if fmt is None:
@@ -249,21 +249,21 @@ def _text_format(text: Any) -> tuple[ResponseFormat | None, dict[str, Any]]:
     if fmt["type"] != "json_schema":
         return ResponseFormat(type=fmt["type"]), rest
     if not isinstance(fmt.get("name"), str):
-        raise _missing("text.format.name")
+        raise missing("text.format.name")
     if not isinstance(fmt.get("schema"), dict):
-        raise _missing("text.format.schema")
+        raise missing("text.format.schema")
     return ResponseFormat(type="json_schema", name=fmt["name"], json_schema=fmt["schema"],
-                          strict=_opt(fmt, "strict", "text.format", bool, "a boolean")), rest  # fmt: skip
+                          strict=opt(fmt, "strict", "text.format", bool, "a boolean")), rest  # fmt: skip
 
 
 def _reasoning(raw: Any) -> tuple[ThinkingConfig | None, dict[str, Any]]:
     if raw is None:
         return None, {}
     if not isinstance(raw, dict):
-        raise _invalid("reasoning", "an object", raw)
+        raise invalid("reasoning", "an object", raw)
     effort = raw.get("effort")
     if effort is not None and not isinstance(effort, str):
-        raise _invalid("reasoning.effort", "a string", effort)
+        raise invalid("reasoning.effort", "a string", effort)
     rest = {k: v for k, v in raw.items() if k != "effort" or effort not in EFFORTS}
     return (ThinkingConfig(effort=effort) if effort in EFFORTS else None), rest
 
@@ -280,24 +280,24 @@ def decode_request(body: Any) -> ChatRequest:
             raise PiscesError("unsupported_parameter", why, param=name)
     model = body.get("model")
     if model is None:
-        raise _missing("model")
+        raise missing("model")
     if not isinstance(model, str) or not model:
-        raise _invalid("model", "a non-empty string", model)
+        raise invalid("model", "a non-empty string", model)
     if body.get("input") is None and not body.get("previous_response_id"):
-        raise _missing("input")
+        raise missing("input")
     system, messages = decode_input(body["input"]) if body.get("input") is not None else ([], [])
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
-        raise _invalid("instructions", "a string", instructions)
+        raise invalid("instructions", "a string", instructions)
     for name in ("stream", "store"):
         if body.get(name) is not None and not isinstance(body[name], bool):
-            raise _invalid(name, "a boolean", body[name])
+            raise invalid(name, "a boolean", body[name])
     prev = body.get("previous_response_id")
     if prev is not None and not isinstance(prev, str):
-        raise _invalid("previous_response_id", "a string", prev)
+        raise invalid("previous_response_id", "a string", prev)
     meta = body.get("metadata")
     if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
-        raise _invalid("metadata", "an object of strings", meta)
+        raise invalid("metadata", "an object of strings", meta)
     tools, builtin = decode_tools(body.get("tools"))
     choice, builtin_choice = decode_tool_choice(body)
     fmt, text_rest = _text_format(body.get("text"))
@@ -321,9 +321,9 @@ def decode_request(body: Any) -> ChatRequest:
         messages=messages,
         tools=tools,
         tool_choice=choice,
-        max_tokens=_opt_int(body, "max_output_tokens", 1),
-        temperature=_opt_number(body, "temperature", 0, 2),
-        top_p=_opt_number(body, "top_p", 0, 1),
+        max_tokens=opt_int(body, "max_output_tokens", 1),
+        temperature=opt_number(body, "temperature", 0, 2),
+        top_p=opt_number(body, "top_p", 0, 1),
         response_format=fmt,
         thinking=thinking,
         stream=bool(body.get("stream")),

@@ -14,7 +14,7 @@ from typing import Any
 
 from pisces.canonical import ChatRequest, Tool, ToolChoice
 from pisces.errors import PiscesError
-from pisces.protocols.openai_chat_request import _invalid, _missing, _opt
+from pisces.protocols.openai_params import invalid, missing, opt
 
 NAME = "openai-responses"
 
@@ -48,7 +48,7 @@ def decode_tools(raw: Any) -> tuple[list[Tool], list[dict[str, Any]]]:
     if raw is None:
         return [], []
     if not isinstance(raw, list):
-        raise _invalid("tools", "an array", raw)
+        raise invalid("tools", "an array", raw)
     flat: list[tuple[str, dict[str, Any]]] = []
     for i, t in enumerate(raw):
         if isinstance(t, dict) and t.get("type") == "namespace" and isinstance(t.get("name"), str):
@@ -62,27 +62,27 @@ def decode_tools(raw: Any) -> tuple[list[Tool], list[dict[str, Any]]]:
     tools, builtin = [], []
     for where, t in flat:
         if not isinstance(t, dict):
-            raise _invalid(where, "an object", t)
+            raise invalid(where, "an object", t)
         if t.get("type") != "function":
             if not isinstance(t.get("type"), str):
-                raise _missing(f"{where}.type")
+                raise missing(f"{where}.type")
             builtin.append(t)
             continue
         if not isinstance(t.get("name"), str) or not t["name"]:
-            raise _missing(f"{where}.name")
+            raise missing(f"{where}.name")
         params = t.get("parameters")
         if params is not None and not isinstance(params, dict):
-            raise _invalid(f"{where}.parameters", "an object", params)
-        tools.append(Tool(name=t["name"], description=_opt(t, "description", where, str, "a string"),
+            raise invalid(f"{where}.parameters", "an object", params)
+        tools.append(Tool(name=t["name"], description=opt(t, "description", where, str, "a string"),
                           parameters=params or {"type": "object", "properties": {}},
-                          strict=_opt(t, "strict", where, bool, "a boolean")))  # fmt: skip
+                          strict=opt(t, "strict", where, bool, "a boolean")))  # fmt: skip
     return tools, builtin
 
 
 def decode_tool_choice(body: dict[str, Any]) -> tuple[ToolChoice | None, dict[str, Any] | None]:
     tc, parallel = body.get("tool_choice"), body.get("parallel_tool_calls")
     if parallel is not None and not isinstance(parallel, bool):
-        raise _invalid("parallel_tool_calls", "a boolean", parallel)
+        raise invalid("parallel_tool_calls", "a boolean", parallel)
     if tc is None:
         return (ToolChoice(parallel=parallel) if parallel is not None else None), None
     if tc in ("auto", "none", "required"):
