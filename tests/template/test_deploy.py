@@ -5,10 +5,12 @@ calls the gateway really makes, capacity and access-log parameters, and `make bu
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -183,9 +185,18 @@ def test_gateway_dynamodb_actions_are_the_ones_it_calls(template, gateway):
             target += f"/index/{params['IndexName']}"
         calls.add((target, f"dynamodb:{op}"))
 
+    on_loop: set[str] = set()
+
+    async def on_the_loop(request: httpx.Request) -> None:  # the hot path's calls, over dynamo_http
+        op = request.headers["x-amz-target"].rsplit(".", 1)[-1]
+        on_loop.add(op)
+        record(json.loads(request.content), SimpleNamespace(name=op))
+
     key = gateway.new_key(name="least-privilege")  # the admin's work, not the gateway's
     events = gateway.store.client.meta.events
     events.register("before-parameter-build.dynamodb", record, unique_id="least-privilege")
+    hooks = gateway.app.state.gateway.db.http.event_hooks["request"]
+    hooks.append(on_the_loop)
     try:
         c = openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
         ask = [{"role": "user", "content": "hi"}]
@@ -207,6 +218,8 @@ def test_gateway_dynamodb_actions_are_the_ones_it_calls(template, gateway):
         c.responses.delete(stored.id)
     finally:
         events.unregister("before-parameter-build.dynamodb", unique_id="least-privilege")
+        hooks.remove(on_the_loop)
+    assert {"GetItem", "UpdateItem", "TransactWriteItems"} <= on_loop  # the key, admission, settlement
     allowed = _allowed(template)
     denied = {(r, a) for r, a in calls if a not in allowed.get(r, set())}
     assert not denied, f"the gateway calls what template.yaml does not allow: {sorted(denied)}"
