@@ -13,6 +13,7 @@ from pisces.localaws import LocalDynamo
 from pisces.store import dynamo
 from pisces.store.keys import KeyRecord, KeyStore
 from pisces.store.schema import table_name
+from support.clients import Clients
 from support.config import TEST_BALANCE, gateway_config
 from support.fake_anthropic import FakeAnthropic
 from support.fake_gemini import FakeGemini
@@ -86,3 +87,10 @@ def gateway(
     key, rec = key_store.create(name="contract", balance=TEST_BALANCE)
     yield Gateway(server.url, key, rec, key_store, fake_openai, fake_anthropic, fake_gemini, app)
     server.stop()
+
+
+@pytest.fixture
+def clients() -> Iterator[Clients]:
+    """The SDK clients of one test, all closed when it ends (tests/support/clients.py)."""
+    with Clients() as made:
+        yield made

@@ -9,7 +9,6 @@ import copy
 import json
 from typing import Any
 
-import anthropic
 import httpx
 import pytest
 
@@ -126,8 +125,8 @@ def test_a_mid_conv_system_block_is_a_system_message_at_its_place(gateway):
     ]  # fmt: skip
 
 
-def test_the_sdk_sends_a_system_message_and_counts_it(gateway):
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
+def test_the_sdk_sends_a_system_message_and_counts_it(gateway, clients):
+    client = clients.anthropic(gateway.url, gateway.key)
     messages: Any = [{"role": "user", "content": "hi"}, {"role": "system", "content": "Answer in French."}]
     msg = client.messages.create(model="mock-echo", max_tokens=50, messages=messages)
     assert msg.content[0].text == "hi"

@@ -7,7 +7,6 @@ import json
 
 import anthropic
 import httpx
-import openai
 import pytest
 
 from pisces.protocols.sse import SSEParser
@@ -25,8 +24,8 @@ WEATHER = {
 
 
 @pytest.fixture
-def client(gateway) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
+def client(gateway, clients) -> anthropic.Anthropic:
+    return clients.anthropic(gateway.url, gateway.key)
 
 
 def user(text: str) -> list[dict]:
@@ -59,9 +58,8 @@ def test_create_against_the_mock(client):
     assert p["request_id"] == raw.headers["x-request-id"] and isinstance(p["cost"], int)
 
 
-def test_bearer_auth_and_x_api_key_both_work(gateway):
-    for c in (anthropic.Anthropic(base_url=gateway.url, auth_token=gateway.key, max_retries=0),
-              anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)):  # fmt: skip
+def test_bearer_auth_and_x_api_key_both_work(gateway, clients):
+    for c in (clients.anthropic(gateway.url, auth_token=gateway.key), clients.anthropic(gateway.url, gateway.key)):
         assert c.messages.create(model="mock", max_tokens=10, messages=user("hi")).content[0].text == "hi"
 
 
@@ -148,8 +146,8 @@ def test_count_tokens_and_models(client, gateway):
 # --- errors -------------------------------------------------------------------------------------
 
 
-def test_errors_are_the_sdks_exception_classes(gateway, client):
-    bad = anthropic.Anthropic(base_url=gateway.url, api_key="pisces-not-a-real-key-0123456789", max_retries=0)
+def test_errors_are_the_sdks_exception_classes(gateway, client, clients):
+    bad = clients.anthropic(gateway.url, "pisces-not-a-real-key-0123456789")
     with pytest.raises(anthropic.AuthenticationError) as e:
         bad.messages.create(model="mock-echo", max_tokens=5, messages=user("x"))
     assert e.value.body["type"] == "error" and e.value.body["error"]["type"] == "authentication_error"
@@ -157,7 +155,7 @@ def test_errors_are_the_sdks_exception_classes(gateway, client):
     with pytest.raises(anthropic.NotFoundError) as e:
         client.messages.create(model="no-such-model", max_tokens=5, messages=user("x"))
     assert e.value.body["error"]["type"] == "not_found_error" and e.value.body["pisces"]["protocol"] == "anthropic"
-    limited = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.new_key(["mock-*"]), max_retries=0)
+    limited = clients.anthropic(gateway.url, gateway.new_key(["mock-*"]))
     with pytest.raises(anthropic.PermissionDeniedError):
         limited.messages.create(model="claude-fake", max_tokens=5, messages=user("x"))
     with pytest.raises(anthropic.BadRequestError) as e:
@@ -168,7 +166,7 @@ def test_errors_are_the_sdks_exception_classes(gateway, client):
     assert e.value.response.headers["retry-after"] == "7"
     with pytest.raises(anthropic.InternalServerError):
         client.messages.create(model="claude-fail-529", max_tokens=5, messages=user("x"))
-    broke = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.new_key(balance=0), max_retries=0)
+    broke = clients.anthropic(gateway.url, gateway.new_key(balance=0))
     with pytest.raises(anthropic.APIStatusError) as e:
         broke.messages.create(model="mock-echo", max_tokens=5, messages=user("x"))
     assert e.value.status_code == 402 and e.value.body["error"]["type"] == "billing_error"
@@ -186,8 +184,8 @@ def test_unrouted_messages_path_is_an_anthropic_404(gateway):
     assert r.status_code == 404 and r.json()["type"] == "error"
 
 
-def test_rate_limit_is_the_sdks_rate_limit_error(gateway):
-    c = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.new_key(rpm=1), max_retries=0)
+def test_rate_limit_is_the_sdks_rate_limit_error(gateway, clients):
+    c = clients.anthropic(gateway.url, gateway.new_key(rpm=1))
     c.messages.create(model="mock-echo", max_tokens=5, messages=user("x"))
     with pytest.raises(anthropic.RateLimitError) as e:
         c.messages.create(model="mock-echo", max_tokens=5, messages=user("x"))
@@ -336,8 +334,8 @@ def test_anthropic_upstream_heartbeat_while_silent(gateway):
 # --- the openai SDK against the Anthropic upstream ------------------------------------------------
 
 
-def test_openai_sdk_streams_tool_calls_from_an_anthropic_upstream(gateway):
-    c = openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0)
+def test_openai_sdk_streams_tool_calls_from_an_anthropic_upstream(gateway, clients):
+    c = clients.openai(gateway.v1, gateway.key)
     tool = {"type": "function", "function": {"name": WEATHER["name"], "parameters": WEATHER["input_schema"]}}
     chunks = list(
         c.chat.completions.create(
@@ -359,8 +357,8 @@ def test_openai_sdk_streams_tool_calls_from_an_anthropic_upstream(gateway):
     assert (u.prompt_tokens, u.prompt_tokens_details.cached_tokens, u.completion_tokens) == (14, 2, 7)
 
 
-def test_openai_sdk_non_stream_from_an_anthropic_upstream(gateway):
-    c = openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0)
+def test_openai_sdk_non_stream_from_an_anthropic_upstream(gateway, clients):
+    c = clients.openai(gateway.v1, gateway.key)
     resp = c.chat.completions.create(model="claude-fake", messages=[{"role": "system", "content": "Be brief."},
                                                                     *user("hello")])  # fmt: skip
     assert resp.choices[0].message.content == "Hello from upstream: hello"

@@ -65,19 +65,18 @@ def bedrock(key_store) -> Iterator[SimpleNamespace]:
 
 
 @pytest.fixture
-def oai(bedrock) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{bedrock.url}/v1", api_key=bedrock.key, max_retries=0)
+def oai(bedrock, clients) -> openai.OpenAI:
+    return clients.openai(f"{bedrock.url}/v1", bedrock.key)
 
 
 @pytest.fixture
-def claude(bedrock) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=bedrock.url, api_key=bedrock.key, max_retries=0)
+def claude(bedrock, clients) -> anthropic.Anthropic:
+    return clients.anthropic(bedrock.url, bedrock.key)
 
 
 @pytest.fixture
-def gem(bedrock) -> genai.Client:
-    options = types.HttpOptions(base_url=bedrock.url, retry_options=types.HttpRetryOptions(attempts=1))
-    return genai.Client(api_key=bedrock.key, http_options=options)
+def gem(bedrock, clients) -> genai.Client:
+    return clients.gemini(bedrock.url, bedrock.key, retry_options=types.HttpRetryOptions(attempts=1))
 
 
 def signed_region(request: dict) -> str:
@@ -309,31 +308,31 @@ async def test_concurrent_streams_each_flow_while_the_others_wait(bedrock):
 
     import httpx
 
-    client = openai.AsyncOpenAI(base_url=f"{bedrock.url}/v1", api_key=bedrock.key, max_retries=0)
     first, all_started = 0, asyncio.Event()
+    async with openai.AsyncOpenAI(base_url=f"{bedrock.url}/v1", api_key=bedrock.key, max_retries=0) as client:
 
-    async def one(i: int) -> str:
-        nonlocal first
-        text, seen = "", False
-        stream = await client.chat.completions.create(
-            model="bedrock-gated", messages=[{"role": "user", "content": f"stream {i} of many"}], stream=True
-        )
-        async for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                text += chunk.choices[0].delta.content
-                if not seen:
-                    seen, first = True, first + 1
-                    if first == CONCURRENT:
-                        all_started.set()
-        return text
+        async def one(i: int) -> str:
+            nonlocal first
+            text, seen = "", False
+            stream = await client.chat.completions.create(
+                model="bedrock-gated", messages=[{"role": "user", "content": f"stream {i} of many"}], stream=True
+            )
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    text += chunk.choices[0].delta.content
+                    if not seen:
+                        seen, first = True, first + 1
+                        if first == CONCURRENT:
+                            all_started.set()
+            return text
 
-    tasks = [asyncio.create_task(one(i)) for i in range(CONCURRENT)]
-    try:
-        # causal: all start in milliseconds; the bound (a third of the fake's own cap) only fails a broken gateway
-        await asyncio.wait_for(all_started.wait(), GATE_SECONDS / 3)
-        assert not any(t.done() for t in tasks)  # none finished: the fake still holds them all
-    finally:
-        async with httpx.AsyncClient() as h:
-            await h.post(f"{bedrock.fake.url}/release")
-    texts = await asyncio.gather(*tasks)
+        tasks = [asyncio.create_task(one(i)) for i in range(CONCURRENT)]
+        try:
+            # causal: all start in milliseconds; the bound (a third of the fake's own cap) only fails a broken gateway
+            await asyncio.wait_for(all_started.wait(), GATE_SECONDS / 3)
+            assert not any(t.done() for t in tasks)  # none finished: the fake still holds them all
+        finally:
+            async with httpx.AsyncClient() as h:
+                await h.post(f"{bedrock.fake.url}/release")
+        texts = await asyncio.gather(*tasks)
     assert texts == [f"Hello from Bedrock: stream {i} of many" for i in range(CONCURRENT)]

@@ -14,17 +14,20 @@ from pisces.store.schema import table_name
 from pisces.store.usage import UsageRecord, UsageStore
 from pisces.tokens import estimate_text
 from pisces.upstreams.mock import EMBED_DIMENSIONS, mock_vector
+from support.clients import Clients
 from support.fake_gemini import GEMINI_EMBED_DIMENSIONS
 from support.fake_openai import fake_embed_tokens, fake_vector
 
 
-def make_client(gateway, api_version: str | None = None, seen: list[httpx.Request] | None = None) -> genai.Client:
-    """A google-genai client of the gateway that never retries (as tests/contract/test_gemini_sdk.py sets
-    one up: base_url the gateway, v1 unless ``api_version`` says otherwise); ``seen`` collects its requests."""
+def make_client(
+    clients: Clients, gateway, api_version: str | None = None, seen: list[httpx.Request] | None = None
+) -> genai.Client:
+    """A google-genai client of the gateway that never retries, closed when the test ends (as
+    tests/contract/test_gemini_sdk.py sets one up: base_url the gateway, v1 unless ``api_version`` says
+    otherwise); ``seen`` collects its requests."""
     hooks = {"event_hooks": {"request": [seen.append]}} if seen is not None else None
-    options = types.HttpOptions(base_url=gateway.url, api_version=api_version, client_args=hooks,
-                                retry_options=types.HttpRetryOptions(attempts=1))  # fmt: skip
-    return genai.Client(api_key=gateway.key, http_options=options)
+    return clients.gemini(gateway.url, gateway.key, api_version=api_version, client_args=hooks,
+                          retry_options=types.HttpRetryOptions(attempts=1))  # fmt: skip
 
 
 def raw_post(gateway, path: str, body: dict) -> httpx.Response:
@@ -38,9 +41,9 @@ def usage_of(request_id: str) -> UsageRecord:
 
 
 @pytest.mark.parametrize("version", [None, "v1", "v1beta"])
-def test_embed_one_content_against_the_mock(gateway, version):
+def test_embed_one_content_against_the_mock(gateway, version, clients):
     seen: list[httpx.Request] = []
-    client = make_client(gateway, api_version=version, seen=seen)
+    client = make_client(clients, gateway, api_version=version, seen=seen)
     resp = client.models.embed_content(model="mock-embed", contents="What is the meaning of life?")
     assert seen[-1].url.path == f"/{version or 'v1'}/models/mock-embed:batchEmbedContents"
     assert len(resp.embeddings) == 1
@@ -50,9 +53,9 @@ def test_embed_one_content_against_the_mock(gateway, version):
     assert headers["x-request-id"]
 
 
-def test_embed_several_contents_with_output_dimensionality(gateway):
+def test_embed_several_contents_with_output_dimensionality(gateway, clients):
     seen: list[httpx.Request] = []
-    client = make_client(gateway, seen=seen)
+    client = make_client(clients, gateway, seen=seen)
     texts = ["What is the meaning of life?", "What is the purpose of existence?", "How do I bake a cake?"]
     config = types.EmbedContentConfig(output_dimensionality=32, task_type="SEMANTIC_SIMILARITY")
     resp = client.models.embed_content(model="mock-embed", contents=texts, config=config)
@@ -80,8 +83,8 @@ def test_raw_embed_content_and_batch_carry_pisces(gateway):
 # --- the fake Gemini upstream ---------------------------------------------------------------------
 
 
-def test_embed_against_the_gemini_upstream(gateway):
-    client = make_client(gateway)
+def test_embed_against_the_gemini_upstream(gateway, clients):
+    client = make_client(clients, gateway)
     config = types.EmbedContentConfig(output_dimensionality=6, task_type="RETRIEVAL_DOCUMENT", title="A doc")
     # a "gemini-..." model other than gemini-embedding-001 is multimodal to google-genai: a list of strings
     # becomes one content of several parts (one vector); several contents are given as Content objects
@@ -107,8 +110,8 @@ def test_embed_content_single_reaches_the_upstream_as_a_batch(gateway):
     assert gateway.gemini.last()["body"]["requests"][0]["taskType"] == "RETRIEVAL_QUERY"
 
 
-def test_the_gemini_door_over_an_openai_upstream(gateway):
-    client = make_client(gateway)
+def test_the_gemini_door_over_an_openai_upstream(gateway, clients):
+    client = make_client(clients, gateway)
     resp = client.models.embed_content(
         model="text-embedding-fake",
         contents=["via openai"],
@@ -156,8 +159,8 @@ def test_invalid_requests_in_gemini_shape(gateway, action, body, status, words):
     assert r.json()["pisces"]["request_id"] == r.headers["x-request-id"]
 
 
-def test_sdk_errors_unknown_model_chat_model_and_upstream_failure(gateway):
-    client = make_client(gateway)
+def test_sdk_errors_unknown_model_chat_model_and_upstream_failure(gateway, clients):
+    client = make_client(clients, gateway)
     with pytest.raises(errors.ClientError) as nf:
         client.models.embed_content(model="no-such-embedder", contents="x")
     assert nf.value.code == 404 and nf.value.status == "NOT_FOUND"
@@ -182,8 +185,8 @@ def test_token_arrays_cannot_reach_a_gemini_upstream(gateway):
 # --- the models lists -----------------------------------------------------------------------------
 
 
-def test_models_say_which_methods_an_embedding_model_has(gateway):
-    client = make_client(gateway)
+def test_models_say_which_methods_an_embedding_model_has(gateway, clients):
+    client = make_client(clients, gateway)
     models = {m.name: m for m in client.models.list()}
     assert models["models/mock-embed"].supported_actions == ["embedContent", "batchEmbedContents"]
     assert "generateContent" in models["models/mock-echo"].supported_actions

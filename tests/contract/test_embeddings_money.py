@@ -11,6 +11,7 @@ import asyncio
 import json
 import math
 import uuid
+from collections.abc import Callable
 
 import httpx
 import openai
@@ -49,14 +50,16 @@ def holds(gateway, key: str) -> list[str]:
     return item["Item"].get("holds", {}).get("SS", [])
 
 
-def sdk(gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+@pytest.fixture
+def sdk(gateway, clients) -> Callable[[str], openai.OpenAI]:
+    """An openai client of the gateway with a key (``sdk(key)``), closed when the test ends."""
+    return lambda key: clients.openai(gateway.v1, key)
 
 
-def test_the_upstream_count_is_charged_once(gateway, usage):
+def test_the_upstream_count_is_charged_once(gateway, usage, sdk):
     key = gateway.new_key(balance=BALANCE)
     texts = ["one two three", "four five six seven", "eight"] * 50  # 400 words: the fake counts two a word
-    raw = sdk(gateway, key).embeddings.with_raw_response.create(model="text-embedding-fake", input=texts)
+    raw = sdk(key).embeddings.with_raw_response.create(model="text-embedding-fake", input=texts)
     resp = raw.parse()
     tokens = fake_embed_tokens(texts)
     assert resp.usage.prompt_tokens == tokens == 800
@@ -69,10 +72,10 @@ def test_the_upstream_count_is_charged_once(gateway, usage):
     assert balance(gateway, key) == BALANCE - cost and holds(gateway, key) == [], "exactly once, no hold left"
 
 
-def test_the_mock_charges_its_count(gateway, usage):
+def test_the_mock_charges_its_count(gateway, usage, sdk):
     key = gateway.new_key(balance=BALANCE)
     text = "Pisces charges every input token it embeds"
-    raw = sdk(gateway, key).embeddings.with_raw_response.create(model="mock-embed", input=[text, [1, 2, 3, 4]])
+    raw = sdk(key).embeddings.with_raw_response.create(model="mock-embed", input=[text, [1, 2, 3, 4]])
     n = estimate_text(text) + 4
     rec = record_of(usage, raw.headers["x-request-id"])
     assert raw.parse().usage.prompt_tokens == rec.input_tokens == n and rec.cost == n  # $1 per million
@@ -93,15 +96,15 @@ def test_a_gemini_upstream_without_usage_is_charged_the_count(gateway, usage):
     assert balance(gateway, key) == BALANCE - rec.cost
 
 
-def test_a_failure_charges_nothing_and_leaves_no_hold(gateway, usage):
+def test_a_failure_charges_nothing_and_leaves_no_hold(gateway, usage, sdk):
     key = gateway.new_key(balance=BALANCE)
     with pytest.raises(openai.APIStatusError) as e:
-        sdk(gateway, key).embeddings.create(model="embed-fail-500", input="x")
+        sdk(key).embeddings.create(model="embed-fail-500", input="x")
     rec = record_of(usage, e.value.response.headers["x-request-id"])
     assert rec.cost == 0 and rec.outcome == "upstream_error" and rec.status == 502
     assert balance(gateway, key) == BALANCE and holds(gateway, key) == []
     with pytest.raises(openai.BadRequestError):
-        sdk(gateway, key).embeddings.create(model="mock-echo", input="x")  # refused before admission
+        sdk(key).embeddings.create(model="mock-echo", input="x")  # refused before admission
     assert balance(gateway, key) == BALANCE
 
 
@@ -125,19 +128,19 @@ def test_an_idempotency_key_replay_charges_nothing(gateway, usage):
     assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
 
 
-def test_an_empty_balance_is_refused(gateway):
+def test_an_empty_balance_is_refused(gateway, sdk):
     key = gateway.new_key(balance=0)
     with pytest.raises(openai.APIStatusError) as e:
-        sdk(gateway, key).embeddings.create(model="mock-embed", input="x")
+        sdk(key).embeddings.create(model="mock-embed", input="x")
     assert e.value.status_code == 402 and e.value.body["code"] == "insufficient_balance"
 
 
 async def test_concurrent_requests_sum_exactly(gateway, usage):
     key = gateway.new_key(balance=BALANCE)
-    client = openai.AsyncOpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
     texts = [f"text number {i} " * (i + 1) for i in range(20)]
-    raws = await asyncio.gather(*(client.embeddings.with_raw_response.create(model="mock-embed", input=t)
-                                  for t in texts))  # fmt: skip
+    async with openai.AsyncOpenAI(base_url=gateway.v1, api_key=key, max_retries=0) as client:
+        raws = await asyncio.gather(*(client.embeddings.with_raw_response.create(model="mock-embed", input=t)
+                                      for t in texts))  # fmt: skip
     records = [record_of(usage, r.headers["x-request-id"]) for r in raws]
     assert [r.input_tokens for r in records] == [estimate_text(t) for t in texts]
     assert balance(gateway, key) == BALANCE - sum(r.cost for r in records)

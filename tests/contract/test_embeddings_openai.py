@@ -19,8 +19,8 @@ from support.node import clean_env, run_node
 
 
 @pytest.fixture
-def client(gateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0)
+def client(gateway, clients) -> openai.OpenAI:
+    return clients.openai(gateway.v1, gateway.key)
 
 
 def _pisces(obj) -> dict:
@@ -41,10 +41,10 @@ def post(gateway, body: dict, key: str | None = None, **headers: str) -> httpx.R
 # --- the mock embedding model ---------------------------------------------------------------------
 
 
-def test_mock_one_string_base64_by_default(client, gateway):
+def test_mock_one_string_base64_by_default(client, gateway, clients):
     seen: list[httpx.Request] = []
     with httpx.Client(event_hooks={"request": [seen.append]}) as http:  # closed: no unclosed socket left
-        sdk = openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0, http_client=http)
+        sdk = clients.openai(gateway.v1, gateway.key, http_client=http)
         raw = sdk.embeddings.with_raw_response.create(model="mock-embed", input="The food was delicious")
     resp = raw.parse()
     assert json.loads(seen[-1].content)["encoding_format"] == "base64", "the SDK asks for base64 by default"

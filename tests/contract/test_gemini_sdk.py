@@ -10,9 +10,7 @@ import logging
 import time
 import uuid
 
-import anthropic
 import httpx
-import openai
 import pydantic
 import pytest
 from google import genai
@@ -20,6 +18,7 @@ from google.genai import errors, types
 
 from pisces.pipeline.logs import logger
 from pisces.store.keys import hash_key
+from support.clients import Clients
 from support.config import TEST_BALANCE
 from support.fake_gemini import RECORDED_CALL, SIGNATURE, THOUGHT, TOOL_ARGS, UPSTREAM_SECRET
 
@@ -53,18 +52,22 @@ def weather_report(city: str, days: int = 1) -> dict:
 
 
 def make_client(
-    gateway, key: str | None = None, api_version: str | None = None, seen: list[httpx.Request] | None = None
+    clients: Clients,
+    gateway,
+    key: str | None = None,
+    api_version: str | None = None,
+    seen: list[httpx.Request] | None = None,
 ) -> genai.Client:
-    """A google-genai client of the gateway that never retries; ``seen`` collects the requests it sends."""
+    """A google-genai client of the gateway that never retries, closed when the test ends; ``seen``
+    collects the requests it sends."""
     hooks = {"event_hooks": {"request": [seen.append]}} if seen is not None else None
-    options = types.HttpOptions(base_url=gateway.url, api_version=api_version, client_args=hooks,
-                                retry_options=types.HttpRetryOptions(attempts=1))  # fmt: skip
-    return genai.Client(api_key=key or gateway.key, http_options=options)
+    return clients.gemini(gateway.url, key or gateway.key, api_version=api_version, client_args=hooks,
+                          retry_options=types.HttpRetryOptions(attempts=1))  # fmt: skip
 
 
 @pytest.fixture
-def client(gateway) -> genai.Client:
-    return make_client(gateway)
+def client(gateway, clients) -> genai.Client:
+    return make_client(clients, gateway)
 
 
 def raw_post(gateway, path: str, body: dict, key: str | None = None, **params: str) -> httpx.Response:
@@ -80,9 +83,9 @@ def user_text(text: str) -> dict:
 
 
 @pytest.mark.parametrize("version", [None, "v1", "v1beta"])
-def test_generate_content_against_the_mock(gateway, version):
+def test_generate_content_against_the_mock(gateway, version, clients):
     seen: list[httpx.Request] = []
-    client = make_client(gateway, api_version=version, seen=seen)
+    client = make_client(clients, gateway, api_version=version, seen=seen)
     resp = client.models.generate_content(model="mock-echo", contents="hello there")
     assert seen[-1].url.path == f"/{version or 'v1'}/models/mock-echo:generateContent"  # google-genai: v1 by default
     assert seen[-1].headers["x-goog-api-key"] == gateway.key
@@ -103,9 +106,9 @@ def test_generate_content_against_the_mock(gateway, version):
 
 
 @pytest.mark.parametrize("version", ["v1", "v1beta"])
-def test_stream_against_the_mock(gateway, version):
+def test_stream_against_the_mock(gateway, version, clients):
     seen: list[httpx.Request] = []
-    client = make_client(gateway, api_version=version, seen=seen)
+    client = make_client(clients, gateway, api_version=version, seen=seen)
     text = "alpha beta gamma delta epsilon zeta eta theta"
     chunks = list(client.models.generate_content_stream(model="mock-echo", contents=text))
     assert seen[-1].url.path == f"/{version}/models/mock-echo:streamGenerateContent"
@@ -155,13 +158,14 @@ def test_chat_session_keeps_the_history(client):
 
 
 async def test_async_client(client):
-    resp = await client.aio.models.generate_content(model="mock-echo", contents="async hello")
-    assert resp.text == "async hello" and resp.candidates[0].finish_reason == types.FinishReason.STOP
-    chunks = [c async for c in await client.aio.models.generate_content_stream(model="mock-echo",
-                                                                                contents="a b c d e f g")]  # fmt: skip
-    assert len(chunks) >= 2 and "".join(c.text or "" for c in chunks) == "a b c d e f g"
-    with pytest.raises(errors.ClientError) as e:
-        await client.aio.models.generate_content(model="no-such-model", contents="x")
+    async with client.aio as aio:  # its connections are this test's event loop's: closed on it
+        resp = await aio.models.generate_content(model="mock-echo", contents="async hello")
+        assert resp.text == "async hello" and resp.candidates[0].finish_reason == types.FinishReason.STOP
+        chunks = [c async for c in await aio.models.generate_content_stream(model="mock-echo",
+                                                                             contents="a b c d e f g")]  # fmt: skip
+        assert len(chunks) >= 2 and "".join(c.text or "" for c in chunks) == "a b c d e f g"
+        with pytest.raises(errors.ClientError) as e:
+            await aio.models.generate_content(model="no-such-model", contents="x")
     assert (e.value.code, e.value.status) == (404, "NOT_FOUND")
 
 
@@ -397,7 +401,7 @@ def test_three_ways_to_send_the_key(gateway):
 
 
 @pytest.mark.parametrize("key", ["pisces-not-a-real-key-0123456789", None])
-def test_wrong_or_missing_key_is_unauthenticated(gateway, key):
+def test_wrong_or_missing_key_is_unauthenticated(gateway, key, clients):
     headers = {"x-goog-api-key": key} if key else {}
     r = httpx.post(f"{gateway.url}/v1beta/models/mock-echo:generateContent", json=user_text("hi"), headers=headers)
     assert r.status_code == 401
@@ -406,7 +410,7 @@ def test_wrong_or_missing_key_is_unauthenticated(gateway, key):
     assert body["pisces"]["protocol"] == "gemini" and body["pisces"]["request_id"] == r.headers["x-request-id"]
     if key:
         assert key not in r.text, "the key is never echoed"
-        bad = make_client(gateway, key=key)
+        bad = make_client(clients, gateway, key=key)
         with pytest.raises(errors.ClientError) as e:
             bad.models.generate_content(model="mock-echo", contents="hi")
         assert (e.value.code, e.value.status) == (401, "UNAUTHENTICATED")
@@ -533,16 +537,16 @@ def test_bad_request_is_invalid_argument(client, gateway):
     assert "contents[0].role" in r.json()["error"]["message"]
 
 
-def test_model_not_allowed_for_the_key_is_permission_denied(gateway):
-    limited = make_client(gateway, key=gateway.new_key(models=["mock-echo"]))
+def test_model_not_allowed_for_the_key_is_permission_denied(gateway, clients):
+    limited = make_client(clients, gateway, key=gateway.new_key(models=["mock-echo"]))
     assert limited.models.generate_content(model="mock-echo", contents="ok").text == "ok"
     _raises(lambda: limited.models.generate_content(model="gpt-fake", contents="x"),
             errors.ClientError, 403, "PERMISSION_DENIED", "MODEL_NOT_ALLOWED")  # fmt: skip
 
 
-def test_rate_limit_is_resource_exhausted(gateway):
+def test_rate_limit_is_resource_exhausted(gateway, clients):
     key = gateway.new_key(rpm=1)
-    limited = make_client(gateway, key=key)
+    limited = make_client(clients, gateway, key=key)
     limited.models.generate_content(model="mock-echo", contents="x")
     e = _raises(lambda: limited.models.generate_content(model="mock-echo", contents="x"),
                 errors.ClientError, 429, "RESOURCE_EXHAUSTED", "RATE_LIMIT_EXCEEDED")  # fmt: skip
@@ -551,8 +555,8 @@ def test_rate_limit_is_resource_exhausted(gateway):
     assert retry and retry[0]["retryDelay"].endswith("s")
 
 
-def test_spent_balance_is_402(gateway):
-    broke = make_client(gateway, key=gateway.new_key(balance=0))
+def test_spent_balance_is_402(gateway, clients):
+    broke = make_client(clients, gateway, key=gateway.new_key(balance=0))
     e = _raises(lambda: broke.models.generate_content(model="mock-echo", contents="x"),
                 errors.ClientError, 402, "RESOURCE_EXHAUSTED", "INSUFFICIENT_BALANCE")  # fmt: skip
     assert "balance" in e.message.lower()
@@ -610,8 +614,8 @@ def test_upstream_cut_in_an_array_stream_ends_with_an_error_element(gateway):
 
 
 @pytest.mark.parametrize("version", ["v1", "v1beta"])
-def test_models_list_and_get(gateway, version):
-    client = make_client(gateway, api_version=version)
+def test_models_list_and_get(gateway, version, clients):
+    client = make_client(clients, gateway, api_version=version)
     models = {m.name: m for m in client.models.list()}
     for name in ("models/mock-echo", "models/gpt-fake", "models/claude-fake", "models/gemini-fake"):
         assert name in models
@@ -631,8 +635,8 @@ def test_v1_models_is_in_geminis_shape_for_gemini_clients(gateway):
     assert body["object"] == "list" and "mock-echo" in [m["id"] for m in body["data"]]
 
 
-def test_models_list_respects_the_keys_allowed_models(gateway):
-    limited = make_client(gateway, key=gateway.new_key(models=["mock-echo"]))
+def test_models_list_respects_the_keys_allowed_models(gateway, clients):
+    limited = make_client(clients, gateway, key=gateway.new_key(models=["mock-echo"]))
     assert [m.name for m in limited.models.list()] == ["models/mock-echo"]
     _raises(lambda: limited.models.get(model="gpt-fake"), errors.ClientError, 404, "NOT_FOUND")
 
@@ -648,8 +652,8 @@ def test_count_tokens(client):
 # --- the openai and anthropic SDKs against the Gemini upstream ------------------------------------
 
 
-def test_openai_sdk_streams_text_from_gemini(gateway):
-    c = openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0)
+def test_openai_sdk_streams_text_from_gemini(gateway, clients):
+    c = clients.openai(gateway.v1, gateway.key)
     chunks = list(c.chat.completions.create(model="gemini-fake", messages=[{"role": "user", "content": "hi there"}],
                                             stream=True, stream_options={"include_usage": True}))  # fmt: skip
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
@@ -665,8 +669,8 @@ def test_openai_sdk_streams_text_from_gemini(gateway):
     assert sent["x-goog-api-key"] == UPSTREAM_SECRET and sent["body"]["contents"][0]["parts"] == [{"text": "hi there"}]
 
 
-def test_openai_sdk_tool_round_trip_with_gemini(gateway):
-    c = openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0)
+def test_openai_sdk_tool_round_trip_with_gemini(gateway, clients):
+    c = clients.openai(gateway.v1, gateway.key)
     tool = {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER.parameters_json_schema}}
     messages: list[dict] = [{"role": "user", "content": "weather in Paris?"}]
     first = c.chat.completions.create(model="gemini-fake", messages=messages, tools=[tool])
@@ -696,8 +700,8 @@ def test_openai_sdk_tool_round_trip_with_gemini(gateway):
     assert contents[2]["parts"][0]["functionResponse"] == {"name": "get_weather", "response": {"forecast": "sunny"}}
 
 
-def test_anthropic_sdk_streams_text_from_gemini(gateway):
-    c = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
+def test_anthropic_sdk_streams_text_from_gemini(gateway, clients):
+    c = clients.anthropic(gateway.url, gateway.key)
     with c.messages.stream(model="gemini-fake", max_tokens=100,
                            messages=[{"role": "user", "content": "hi there"}]) as s:  # fmt: skip
         pieces = list(s.text_stream)
@@ -710,8 +714,8 @@ def test_anthropic_sdk_streams_text_from_gemini(gateway):
     assert gateway.gemini.last()["body"]["generationConfig"]["maxOutputTokens"] == 100
 
 
-def test_anthropic_sdk_tool_round_trip_with_gemini(gateway):
-    c = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
+def test_anthropic_sdk_tool_round_trip_with_gemini(gateway, clients):
+    c = clients.anthropic(gateway.url, gateway.key)
     tools = [{"name": "get_weather", "description": "Weather", "input_schema": WEATHER.parameters_json_schema}]
     messages: list[dict] = [{"role": "user", "content": "weather in Paris?"}]
     first = c.messages.create(model="gemini-fake", max_tokens=100, tools=tools, messages=messages)
@@ -749,7 +753,7 @@ def test_inline_image_reaches_openai_as_a_data_url(client, gateway):
     assert {"type": "text", "text": "what is this?"} in content
 
 
-def test_keep_alive_while_the_upstream_is_silent_is_skipped_by_the_sdk(gateway):
+def test_keep_alive_while_the_upstream_is_silent_is_skipped_by_the_sdk(gateway, clients):
     """Gemini has no keep-alive event and google-genai reads any non-``data:`` line as JSON, so the
     door sends an empty SSE event (blank lines) while the upstream is silent. The fake holds its
     stream after the first text and is released once one has reached the client (causal)."""
@@ -757,9 +761,8 @@ def test_keep_alive_while_the_upstream_is_silent_is_skipped_by_the_sdk(gateway):
 
     release = lambda: httpx.post(f"{gateway.gemini.url}/release")  # noqa: E731
     watch = Watching(lambda chunk: chunk.strip() == b"" and chunk != b"", release)
-    options = types.HttpOptions(base_url=gateway.url, client_args={"transport": watch}, timeout=60_000,
-                                retry_options=types.HttpRetryOptions(attempts=1))  # fmt: skip
-    client = genai.Client(api_key=gateway.key, http_options=options)
+    client = clients.gemini(gateway.url, gateway.key, client_args={"transport": watch}, timeout=60_000,
+                            retry_options=types.HttpRetryOptions(attempts=1))  # fmt: skip
     chunks = list(client.models.generate_content_stream(model="gemini-gated", contents="one two three"))
     assert watch.fired, "a keep-alive came while the upstream was silent"
     assert "".join(c.text or "" for c in chunks) and chunks[-1].candidates[0].finish_reason == "STOP"

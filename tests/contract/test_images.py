@@ -20,9 +20,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
-def client(gateway):
+def client(gateway, clients):
     # as the seed's product page writes it: base_url + "/v1/"
-    return openai.OpenAI(api_key=gateway.key, base_url=gateway.url + "/v1/", max_retries=0)
+    return clients.openai(gateway.url + "/v1/", gateway.key)
 
 
 def _pisces(obj) -> dict:
@@ -85,7 +85,7 @@ def test_n2_b64_json_of_the_size_asked(client):
     assert _pisces(result)["cost"] == 2 * 5_000 and raw.headers["x-request-id"] == _pisces(result)["request_id"]
 
 
-def test_model_names_match_case_insensitively(client, gateway):
+def test_model_names_match_case_insensitively(client, gateway, clients):
     a = client.images.generate(model="MOCK-Image", prompt="x", size="32x32", response_format="b64_json")
     assert a.data[0].b64_json
     b = client.images.generate(model="GPT-Image-1", prompt="x", size="1024x1024")
@@ -93,7 +93,7 @@ def test_model_names_match_case_insensitively(client, gateway):
     assert b.data[0].url and httpx.get(b.data[0].url, timeout=30).content[:8] == PNG_MAGIC
     r = httpx.get(gateway.v1 + "/models/MOCK-ECHO", headers={"Authorization": f"Bearer {gateway.key}"}, timeout=30)
     assert r.status_code == 200 and r.json()["id"] == "mock-echo", "every door resolves names alike"
-    chat = openai.OpenAI(api_key=gateway.key, base_url=gateway.v1, max_retries=0)
+    chat = clients.openai(gateway.v1, gateway.key)
     resp = chat.chat.completions.create(model="Mock-Echo", messages=[{"role": "user", "content": "hi"}])
     assert resp.choices[0].message.content == "hi"
 

@@ -4,6 +4,7 @@ upstream's token usage, recorded; an Idempotency-Key replay returns the same ima
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import httpx
 import openai
@@ -40,13 +41,15 @@ def holds(gateway, key: str) -> list[str]:
     return item.get("holds", {}).get("SS", [])
 
 
-def sdk(gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+@pytest.fixture
+def sdk(gateway, clients) -> Callable[[str], openai.OpenAI]:
+    """An openai client of the gateway with a key (``sdk(key)``), closed when the test ends."""
+    return lambda key: clients.openai(gateway.v1, key)
 
 
-def test_per_image_charge_and_usage_record(gateway, usage):
+def test_per_image_charge_and_usage_record(gateway, usage, sdk):
     key = gateway.new_key(balance=1_000_000)
-    raw = sdk(gateway, key).images.with_raw_response.generate(model="mock-image", prompt="two", n=2, size="512x512")
+    raw = sdk(key).images.with_raw_response.generate(model="mock-image", prompt="two", n=2, size="512x512")
     result = raw.parse()
     rec = record_of(usage, raw.headers["x-request-id"])
     assert rec.cost == 2 * 5_000 == result.model_extra["pisces"]["cost"]
@@ -56,9 +59,9 @@ def test_per_image_charge_and_usage_record(gateway, usage):
     assert balance(gateway, key) == 1_000_000 - rec.cost and holds(gateway, key) == []
 
 
-def test_token_priced_model_is_charged_from_the_upstreams_image_usage(gateway, usage):
+def test_token_priced_model_is_charged_from_the_upstreams_image_usage(gateway, usage, sdk):
     key = gateway.new_key(balance=10_000_000)
-    raw = sdk(gateway, key).images.with_raw_response.edit(model="gpt-image-1", prompt="a hat",
+    raw = sdk(key).images.with_raw_response.edit(model="gpt-image-1", prompt="a hat",
                                                           image=("a.png", png(64, 64), "image/png"))  # fmt: skip
     result = raw.parse()
     rec = record_of(usage, raw.headers["x-request-id"])
@@ -72,26 +75,26 @@ def test_token_priced_model_is_charged_from_the_upstreams_image_usage(gateway, u
     assert balance(gateway, key) == 10_000_000 - rec.cost and holds(gateway, key) == []
 
 
-def test_an_upstream_failure_is_charged_nothing(gateway, usage):
+def test_an_upstream_failure_is_charged_nothing(gateway, usage, sdk):
     key = gateway.new_key(balance=1_000_000)
     with pytest.raises(openai.APIStatusError) as info:
-        sdk(gateway, key).images.generate(model="img-fail-500", prompt="x", n=3)
+        sdk(key).images.generate(model="img-fail-500", prompt="x", n=3)
     rec = record_of(usage, info.value.response.headers["x-request-id"])
     assert rec.cost == 0 and rec.status == 502 and rec.outcome == "upstream_error" and rec.hold == 3 * 20_000
     assert balance(gateway, key) == 1_000_000 and holds(gateway, key) == []
 
 
-def test_a_key_without_balance_is_refused_before_the_upstream(gateway):
+def test_a_key_without_balance_is_refused_before_the_upstream(gateway, sdk):
     key = gateway.new_key(balance=0)
     before = len(gateway.upstream.requests)
     with pytest.raises(openai.APIStatusError) as info:
-        sdk(gateway, key).images.generate(model="gpt-image-1", prompt="x")
+        sdk(key).images.generate(model="gpt-image-1", prompt="x")
     assert info.value.status_code == 402 and len(gateway.upstream.requests) == before
 
 
-def test_an_idempotency_key_replays_the_images_without_charging(gateway, usage):
+def test_an_idempotency_key_replays_the_images_without_charging(gateway, usage, sdk):
     key = gateway.new_key(balance=1_000_000)
-    client = sdk(gateway, key)
+    client = sdk(key)
     headers = {"Idempotency-Key": "images-replay-1"}
     first = client.images.with_raw_response.generate(model="mock-image", prompt="once", n=2, extra_headers=headers)
     after_first = balance(gateway, key)
@@ -108,9 +111,9 @@ def test_an_idempotency_key_replays_the_images_without_charging(gateway, usage):
     assert info.value.status_code == 422
 
 
-def test_an_idempotency_key_replays_an_edit(gateway):
+def test_an_idempotency_key_replays_an_edit(gateway, sdk):
     key = gateway.new_key(balance=1_000_000)
-    client = sdk(gateway, key)
+    client = sdk(key)
     headers = {"Idempotency-Key": "images-edit-replay-1"}
 
     def edit(image: bytes):

@@ -13,10 +13,10 @@ from pisces.pipeline.logs import logger
 from support.fake_openai import UPSTREAM_SECRET
 
 
-def test_no_secret_in_logs(gateway, caplog):
+def test_no_secret_in_logs(gateway, caplog, clients):
     caplog.set_level(logging.INFO)
     key = gateway.new_key()
-    c = openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+    c = clients.openai(gateway.v1, key)
     c.chat.completions.create(model="gpt-fake", messages=[{"role": "user", "content": "hi"}])
     list(c.chat.completions.create(model="mock-echo", messages=[{"role": "user", "content": "hi"}], stream=True))
     httpx.get(f"{gateway.v1}/models", params={"key": key})

@@ -13,11 +13,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import anthropic
-import openai
 import pytest
-from google import genai
 from google.genai import types
+
+from support.clients import Clients
 
 UPSTREAMS = {"mock": "mock-echo", "openai": "gpt-fake", "anthropic": "claude-fake", "gemini": "gemini-fake"}
 PROMPT = "alpha beta gamma delta epsilon"
@@ -34,8 +33,8 @@ def expected_text(kind: str, prompt: str) -> str:
 
 
 class OpenAIClient:
-    def __init__(self, gateway: Any) -> None:
-        self.c = openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0)
+    def __init__(self, gateway: Any, clients: Clients) -> None:
+        self.c = clients.openai(gateway.v1, gateway.key)
 
     def answer(self, model: str) -> str:
         r = self.c.chat.completions.create(model=model, messages=[{"role": "user", "content": PROMPT}])
@@ -61,8 +60,8 @@ class OpenAIClient:
 
 
 class AnthropicClient:
-    def __init__(self, gateway: Any) -> None:
-        self.c = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
+    def __init__(self, gateway: Any, clients: Clients) -> None:
+        self.c = clients.anthropic(gateway.url, gateway.key)
 
     def answer(self, model: str) -> str:
         m = self.c.messages.create(model=model, max_tokens=200, messages=[{"role": "user", "content": PROMPT}])
@@ -89,8 +88,8 @@ class AnthropicClient:
 
 
 class GeminiClient:
-    def __init__(self, gateway: Any) -> None:
-        self.c = genai.Client(api_key=gateway.key, http_options=types.HttpOptions(base_url=gateway.url))
+    def __init__(self, gateway: Any, clients: Clients) -> None:
+        self.c = clients.gemini(gateway.url, gateway.key)
 
     def answer(self, model: str) -> str:
         r = self.c.models.generate_content(model=model, contents=PROMPT)
@@ -117,7 +116,7 @@ class GeminiClient:
         return call.name or "", dict(call.args or {}), final.text or ""
 
 
-CLIENTS: dict[str, Callable[[Any], Any]] = {"openai": OpenAIClient, "anthropic": AnthropicClient,
+CLIENTS: dict[str, Callable[[Any, Clients], Any]] = {"openai": OpenAIClient, "anthropic": AnthropicClient,
                                             "gemini": GeminiClient}  # fmt: skip
 
 
@@ -156,19 +155,19 @@ MATRIX = [(client, kind) for client in CLIENTS for kind in UPSTREAMS]
 
 
 @pytest.mark.parametrize(("client", "kind"), MATRIX)
-def test_answer(gateway, client, kind):
-    assert CLIENTS[client](gateway).answer(UPSTREAMS[kind]) == expected_text(kind, PROMPT)
+def test_answer(gateway, clients, client, kind):
+    assert CLIENTS[client](gateway, clients).answer(UPSTREAMS[kind]) == expected_text(kind, PROMPT)
 
 
 @pytest.mark.parametrize(("client", "kind"), MATRIX)
-def test_stream(gateway, client, kind):
-    pieces = CLIENTS[client](gateway).stream(UPSTREAMS[kind])
+def test_stream(gateway, clients, client, kind):
+    pieces = CLIENTS[client](gateway, clients).stream(UPSTREAMS[kind])
     assert len(pieces) >= 2, pieces
     assert "".join(pieces) == expected_text(kind, PROMPT)
 
 
 @pytest.mark.parametrize(("client", "kind"), MATRIX)
-def test_tool_round_trip(gateway, client, kind):
-    name, args, final = CLIENTS[client](gateway).round_trip(UPSTREAMS[kind])
+def test_tool_round_trip(gateway, clients, client, kind):
+    name, args, final = CLIENTS[client](gateway, clients).round_trip(UPSTREAMS[kind])
     assert name == "get_weather" and isinstance(args.get("city"), str)
     assert_result_answers_its_call(kind, gateway, final)

@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Callable
 
 import httpx
 import openai
@@ -51,8 +52,10 @@ def balance(gateway, key: str) -> int:
     return rec.balance
 
 
-def sdk(gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+@pytest.fixture
+def sdk(gateway, clients) -> Callable[[str], openai.OpenAI]:
+    """An openai client of the gateway with a key (``sdk(key)``), closed when the test ends."""
+    return lambda key: clients.openai(gateway.v1, key)
 
 
 def ask(model: str = "mock-echo", text: str = "one two three four", **kw) -> dict:
@@ -62,9 +65,9 @@ def ask(model: str = "mock-echo", text: str = "one two three four", **kw) -> dic
 # --- charging -------------------------------------------------------------------------------------
 
 
-def test_non_stream_is_charged_once_from_upstream_usage(gateway, usage):
+def test_non_stream_is_charged_once_from_upstream_usage(gateway, usage, sdk):
     key = gateway.new_key(balance=1_000_000)
-    raw = sdk(gateway, key).chat.completions.with_raw_response.create(**ask("gpt-fake"))
+    raw = sdk(key).chat.completions.with_raw_response.create(**ask("gpt-fake"))
     resp = raw.parse()
     pisces = resp.model_extra["pisces"]
     # fake upstream usage: 11 prompt (2 cached), 7 completion -> 9*2 + 2*0.5 + 7*8 = 75 micro-dollars
@@ -88,9 +91,9 @@ def test_non_stream_is_charged_once_from_upstream_usage(gateway, usage):
     assert raw.headers["x-ratelimit-limit-tokens"] == "2000000"
 
 
-def test_stream_is_charged_before_its_last_chunk(gateway, usage):
+def test_stream_is_charged_before_its_last_chunk(gateway, usage, sdk):
     key = gateway.new_key(balance=1_000_000)
-    with sdk(gateway, key).chat.completions.with_streaming_response.create(
+    with sdk(key).chat.completions.with_streaming_response.create(
         **ask("mock-echo", "alpha beta gamma"), stream=True, stream_options={"include_usage": True}
     ) as raw:
         rid = raw.headers["x-request-id"]
@@ -103,10 +106,10 @@ def test_stream_is_charged_before_its_last_chunk(gateway, usage):
     assert balance(gateway, key) == 1_000_000 - cost
 
 
-def test_failed_upstream_releases_the_hold(gateway, usage):
+def test_failed_upstream_releases_the_hold(gateway, usage, sdk):
     key = gateway.new_key(balance=1_000_000)
     with pytest.raises(openai.InternalServerError) as e:
-        sdk(gateway, key).chat.completions.create(**ask("fail-500"))
+        sdk(key).chat.completions.create(**ask("fail-500"))
     rec = record_of(usage, e.value.response.headers["x-request-id"])
     assert (rec.cost, rec.status, rec.outcome, rec.usage_source) == (0, 502, "upstream_error", "none")
     assert balance(gateway, key) == 1_000_000
@@ -136,9 +139,9 @@ def test_client_cut_stream_is_charged_for_what_was_generated(gateway, usage):
     assert gateway.upstream.hangups == before + 1
 
 
-def test_upstream_cut_stream_is_charged_and_says_so(gateway, usage):
+def test_upstream_cut_stream_is_charged_and_says_so(gateway, usage, sdk):
     key = gateway.new_key(balance=1_000_000)
-    with sdk(gateway, key).chat.completions.with_streaming_response.create(**ask("cut"), stream=True) as raw:
+    with sdk(key).chat.completions.with_streaming_response.create(**ask("cut"), stream=True) as raw:
         rid = raw.headers["x-request-id"]
         with pytest.raises(openai.APIError):
             list(raw.parse())
@@ -148,11 +151,11 @@ def test_upstream_cut_stream_is_charged_and_says_so(gateway, usage):
     assert balance(gateway, key) == 1_000_000 - rec.cost
 
 
-def test_200_concurrent_requests_never_overspend(gateway, usage):
+def test_200_concurrent_requests_never_overspend(gateway, usage, sdk):
     """A balance that covers about 50 requests, 200 at once: the balance never goes below minus one
     request's hold, and the usage records sum exactly to what was charged."""
     calibrate = gateway.new_key(balance=1_000_000)
-    one = sdk(gateway, calibrate).chat.completions.create(**ask(max_tokens=16))
+    one = sdk(calibrate).chat.completions.create(**ask(max_tokens=16))
     cost = one.model_extra["pisces"]["cost"]
     start = 50 * cost
     key = gateway.new_key(balance=start, rpm=0, tpm=0)
@@ -191,9 +194,9 @@ def test_200_concurrent_requests_never_overspend(gateway, usage):
 # --- Idempotency-Key ------------------------------------------------------------------------------
 
 
-def test_idempotent_replay_returns_the_same_body_and_charges_nothing(gateway, usage):
+def test_idempotent_replay_returns_the_same_body_and_charges_nothing(gateway, usage, sdk):
     key = gateway.new_key(balance=1_000_000)
-    client = sdk(gateway, key)
+    client = sdk(key)
     idem = {"Idempotency-Key": f"order-{uuid.uuid4()}"}
     first = client.chat.completions.with_raw_response.create(**ask("gpt-fake"), extra_headers=idem)
     record_of(usage, first.headers["x-request-id"])
@@ -205,14 +208,12 @@ def test_idempotent_replay_returns_the_same_body_and_charges_nothing(gateway, us
     assert usage.get(again.headers["x-request-id"]) is None, "a replay is never settled"
     assert balance(gateway, key) == charged
     # another key's same Idempotency-Key is its own
-    other = sdk(gateway, gateway.new_key()).chat.completions.with_raw_response.create(
-        **ask("gpt-fake"), extra_headers=idem
-    )
+    other = sdk(gateway.new_key()).chat.completions.with_raw_response.create(**ask("gpt-fake"), extra_headers=idem)
     assert "idempotent-replayed" not in other.headers
 
 
-def test_idempotency_key_reused_with_another_body_is_422(gateway):
-    client = sdk(gateway, gateway.new_key())
+def test_idempotency_key_reused_with_another_body_is_422(gateway, sdk):
+    client = sdk(gateway.new_key())
     idem = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
     client.chat.completions.create(**ask(text="first body"), extra_headers=idem)
     with pytest.raises(openai.UnprocessableEntityError) as e:
@@ -220,13 +221,13 @@ def test_idempotency_key_reused_with_another_body_is_422(gateway):
     assert e.value.code == "idempotency_key_reused" and e.value.body["param"] == "Idempotency-Key"
 
 
-def test_bad_idempotency_key_is_400(gateway):
+def test_bad_idempotency_key_is_400(gateway, sdk):
     with pytest.raises(openai.BadRequestError) as e:
-        sdk(gateway, gateway.key).chat.completions.create(**ask(), extra_headers={"Idempotency-Key": "x" * 256})
+        sdk(gateway.key).chat.completions.create(**ask(), extra_headers={"Idempotency-Key": "x" * 256})
     assert e.value.body["param"] == "Idempotency-Key"
 
 
-def test_idempotent_stream_in_flight_is_409_then_replays_the_same_events(gateway, usage):
+def test_idempotent_stream_in_flight_is_409_then_replays_the_same_events(gateway, usage, sdk):
     key = gateway.new_key(balance=1_000_000)
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"s-{uuid.uuid4()}"}
     body = ask("gated", "x", stream=True)
@@ -235,7 +236,7 @@ def test_idempotent_stream_in_flight_is_409_then_replays_the_same_events(gateway
         it = r.iter_raw()
         received = [next(it)]  # the stream has started
         with pytest.raises(openai.ConflictError) as e:  # the first still runs
-            sdk(gateway, key).chat.completions.create(
+            sdk(key).chat.completions.create(
                 **ask("gated", "x"), stream=True, extra_headers={"Idempotency-Key": headers["Idempotency-Key"]}
             )
         assert e.value.code == "idempotency_in_progress"
@@ -259,8 +260,8 @@ def without_keep_alives(raw: bytes) -> bytes:
     return b"".join(e + b"\n\n" for e in raw.split(b"\n\n") if e and not e.startswith(b":"))
 
 
-def test_failed_request_releases_its_idempotency_key(gateway):
-    client = sdk(gateway, gateway.new_key())
+def test_failed_request_releases_its_idempotency_key(gateway, sdk):
+    client = sdk(gateway.new_key())
     idem = {"Idempotency-Key": f"f-{uuid.uuid4()}"}
     with pytest.raises(openai.InternalServerError):
         client.chat.completions.create(**ask("fail-500"), extra_headers=idem)
@@ -271,24 +272,24 @@ def test_failed_request_releases_its_idempotency_key(gateway):
 # --- balance, budget, rate limits -----------------------------------------------------------------
 
 
-def test_empty_balance_is_402(gateway):
+def test_empty_balance_is_402(gateway, sdk):
     with pytest.raises(openai.APIStatusError) as e:
-        sdk(gateway, gateway.new_key(balance=0)).chat.completions.create(**ask())
+        sdk(gateway.new_key(balance=0)).chat.completions.create(**ask())
     assert e.value.status_code == 402 and e.value.code == "insufficient_balance"
     assert e.value.body and json.dumps(e.value.response.json()["pisces"])
 
 
-def test_monthly_budget_spent_is_402(gateway, usage):
+def test_monthly_budget_spent_is_402(gateway, usage, sdk):
     key = gateway.new_key(balance=1_000_000, monthly_budget=1)
-    raw = sdk(gateway, key).chat.completions.with_raw_response.create(**ask())
+    raw = sdk(key).chat.completions.with_raw_response.create(**ask())
     record_of(usage, raw.headers["x-request-id"])
     with pytest.raises(openai.APIStatusError) as e:
-        sdk(gateway, key).chat.completions.create(**ask())
+        sdk(key).chat.completions.create(**ask())
     assert e.value.status_code == 402 and "budget" in e.value.message
 
 
-def test_requests_per_minute_limit_is_429_with_retry_after(gateway):
-    client = sdk(gateway, gateway.new_key(rpm=2))
+def test_requests_per_minute_limit_is_429_with_retry_after(gateway, sdk):
+    client = sdk(gateway.new_key(rpm=2))
     first = client.chat.completions.with_raw_response.create(**ask())
     assert first.headers["x-ratelimit-remaining-requests"] == "1"
     second = client.chat.completions.with_raw_response.create(**ask())
@@ -301,8 +302,8 @@ def test_requests_per_minute_limit_is_429_with_retry_after(gateway):
     assert h["x-ratelimit-limit-requests"] == "2" and h["x-ratelimit-remaining-requests"] == "0"
 
 
-def test_tokens_per_minute_limit_counts_settled_tokens(gateway, usage):
-    client = sdk(gateway, gateway.new_key(tpm=5))
+def test_tokens_per_minute_limit_counts_settled_tokens(gateway, usage, sdk):
+    client = sdk(gateway.new_key(tpm=5))
     raw = client.chat.completions.with_raw_response.create(**ask(text="a b c d e f g h"))
     record_of(usage, raw.headers["x-request-id"])  # its tokens now count in the window
     with pytest.raises(openai.RateLimitError) as e:
@@ -313,9 +314,9 @@ def test_tokens_per_minute_limit_counts_settled_tokens(gateway, usage):
 # --- GET /v1/usage --------------------------------------------------------------------------------
 
 
-def test_usage_shows_the_keys_own_balance_and_spend(gateway, usage):
+def test_usage_shows_the_keys_own_balance_and_spend(gateway, usage, sdk):
     key = gateway.new_key(balance=1_000_000)
-    client = sdk(gateway, key)
+    client = sdk(key)
     ids = [client.chat.completions.with_raw_response.create(**ask("gpt-fake")).headers["x-request-id"]
            for _ in range(2)]  # fmt: skip
     ids.append(client.chat.completions.with_raw_response.create(**ask()).headers["x-request-id"])
@@ -361,7 +362,7 @@ def test_concurrent_first_uses_of_one_idempotency_key_run_once(gateway, usage):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_end(gateway, stream, monkeypatch):
+def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_end(gateway, stream, monkeypatch, sdk):
     """With the key cached: admission's one UpdateItem, then the upstream, then settlement's one
     transaction, all before the client has the whole response. Only this request's calls are counted
     (the session's gateway may still be settling another test's request): DynamoDB calls that name
@@ -369,27 +370,22 @@ def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_e
     gw = gateway.app.state.gateway
     key = gateway.new_key(balance=1_000_000)
     mine, text = hash_key(key), f"round trip {uuid.uuid4().hex}"
-    client = sdk(gateway, key)
+    client = sdk(key)
     # the session's key cache lives 0.5 s, which a loaded machine can spend between two requests
     monkeypatch.setattr(gw.auth.cache, "ttl", 600.0)
     client.chat.completions.create(**ask("gpt-fake"))  # the key is now cached
     seen: list[str] = []
 
-    async def on_dynamo(request: httpx.Request) -> None:  # the hot path's DynamoDB, on the event loop
-        if mine.encode() in request.content:
-            seen.append(request.headers["x-amz-target"].rsplit(".", 1)[-1])
+    def on_dynamo(model: object, params: object = None, **kw: object) -> None:
+        if mine in json.dumps(params, default=str):
+            seen.append(getattr(model, "name", "?"))
 
     async def on_upstream(request: httpx.Request) -> None:
         if text.encode() in request.content:
             seen.append("upstream")
 
-    def on_botocore(model: object, params: object = None, **kw: object) -> None:  # must not be used
-        if mine in json.dumps(params, default=str):
-            seen.append("botocore " + getattr(model, "name", "?"))
-
     events = gw.keys.client.meta.events
-    events.register("before-call.dynamodb", on_botocore)
-    gw.db.http.event_hooks["request"].append(on_dynamo)
+    events.register("before-call.dynamodb", on_dynamo)
     gw.http.event_hooks["request"].append(on_upstream)
     try:
         if stream:
@@ -398,7 +394,6 @@ def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_e
             client.chat.completions.create(**ask("gpt-fake", text))
         done = list(seen)
     finally:
-        events.unregister("before-call.dynamodb", on_botocore)
-        gw.db.http.event_hooks["request"].remove(on_dynamo)
+        events.unregister("before-call.dynamodb", on_dynamo)
         gw.http.event_hooks["request"].remove(on_upstream)
     assert done == ["UpdateItem", "upstream", "TransactWriteItems"]

@@ -70,7 +70,7 @@ def test_a_client_request_id_is_never_the_settlement_key(gateway, usage):
     assert all(r.json()["pisces"]["cost"] == 75 for r in responses)
 
 
-def test_an_answer_without_usage_is_charged_by_estimate(gateway, usage, monkeypatch):
+def test_an_answer_without_usage_is_charged_by_estimate(gateway, usage, monkeypatch, clients):
     """An upstream that reports no usage for a non-streamed answer: charged a counted estimate."""
     channel = gateway.app.state.gateway.channels["fake"]
     real = channel.complete
@@ -81,7 +81,7 @@ def test_an_answer_without_usage_is_charged_by_estimate(gateway, usage, monkeypa
 
     monkeypatch.setattr(channel, "complete", no_usage)
     key = gateway.new_key(balance=1_000_000)
-    reply = openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0).chat.completions.create(**ASK)
+    reply = clients.openai(gateway.v1, key).chat.completions.create(**ASK)
     assert reply.choices[0].message.content
     (rec,) = records_of(gateway, usage, key)
     assert rec.usage_source == "estimate" and rec.input_tokens > 0 and rec.output_tokens > 0
@@ -117,8 +117,8 @@ def test_max_tokens_past_the_model_is_a_400_and_costs_nothing(gateway, usage, do
     assert ok.status_code == 200
 
 
-def test_the_anthropic_sdk_gets_the_providers_max_tokens_error(gateway):
-    c = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
+def test_the_anthropic_sdk_gets_the_providers_max_tokens_error(gateway, clients):
+    c = clients.anthropic(gateway.url, gateway.key)
     with pytest.raises(anthropic.BadRequestError) as e:
         c.messages.create(
             model="claude-fake", max_tokens=2_000_000, messages=[{"role": "user", "content": "x"}], stream=True
@@ -295,7 +295,7 @@ def test_fault_soak_reconciles_the_ledger_to_the_micro_dollar(gateway, usage):
 
 
 @pytest.mark.parametrize("door", ["openai", "anthropic", "gemini"])
-def test_a_database_that_does_not_answer_is_a_503_with_retry_after(gateway, usage, monkeypatch, caplog, door):
+def test_a_database_that_does_not_answer_is_a_503_with_retry_after(gateway, usage, monkeypatch, caplog, door, clients):
     """Admission's UpdateItem failing after the retries (here a DynamoDB endpoint that refuses every
     connection: EndpointConnectionError, as botocore raises it) is the door's 503 with Retry-After,
     not a 500 with a trace; nothing is charged. (A read timeout maps to the same: test_dynamo_http.)"""
@@ -308,12 +308,12 @@ def test_a_database_that_does_not_answer_is_a_503_with_retry_after(gateway, usag
     msgs = [{"role": "user", "content": "hi"}]
     if door == "openai":
         with pytest.raises(openai.InternalServerError) as e:
-            openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0).chat.completions.create(**ASK)
+            clients.openai(gateway.v1, key).chat.completions.create(**ASK)
         status, headers, body = e.value.status_code, e.value.response.headers, e.value.response.json()
         assert body["error"]["code"] == "service_unavailable"
     elif door == "anthropic":
         with pytest.raises(anthropic.APIStatusError) as e:
-            anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0).messages.create(
+            clients.anthropic(gateway.url, key).messages.create(
                 model="claude-fake", max_tokens=10, messages=msgs)  # fmt: skip
         status, headers, body = e.value.status_code, e.value.response.headers, e.value.response.json()
         assert body["type"] == "error"

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import openai
 import pytest
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -134,11 +133,11 @@ def ask(model: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("model", ["vision-fake", "gpt-fake", "mock-echo"])
-def test_200_concurrent_image_requests_never_overdraw_more_than_one_hold(gateway, usage, vision_v1, model):
+def test_200_concurrent_image_requests_never_overdraw_more_than_one_hold(gateway, usage, vision_v1, model, clients):
     v1 = vision_v1 if model == "vision-fake" else gateway.v1
     # calibrate: what one image request really costs, as its upstream bills it
     calibrate = gateway.new_key(balance=10_000_000)
-    raw = openai.OpenAI(base_url=v1, api_key=calibrate, max_retries=0).chat.completions.with_raw_response
+    raw = clients.openai(v1, calibrate).chat.completions.with_raw_response
     one = raw.create(**ask(model))
     cost = one.parse().model_extra["pisces"]["cost"]
     first = record_of(usage, one.headers["x-request-id"])

@@ -30,8 +30,8 @@ WEATHER_TOOL = {
 
 
 @pytest.fixture
-def client(gateway):
-    return openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0)
+def client(gateway, clients):
+    return clients.openai(gateway.v1, gateway.key)
 
 
 def _pisces(obj) -> dict:
@@ -208,11 +208,11 @@ def test_fallback_to_next_channel(client):
 # --- models, request ids --------------------------------------------------------------------------
 
 
-def test_models_list_and_retrieve(client, gateway):
+def test_models_list_and_retrieve(client, gateway, clients):
     ids = [m.id for m in client.models.list()]
     assert "mock-echo" in ids and "gpt-fake" in ids and "fallback-model" in ids
     assert "never-listed" not in ids, "a channel without its credential is disabled"
-    limited = openai.OpenAI(base_url=gateway.v1, api_key=gateway.new_key(["mock-*"]), max_retries=0)
+    limited = clients.openai(gateway.v1, gateway.new_key(["mock-*"]))
     assert [m.id for m in limited.models.list()] == ["mock-echo", "mock-image", "mock-embed"]
     model = client.models.retrieve("gpt-fake-latest")  # an alias answers as its model
     assert model.id == "gpt-fake" and model.owned_by == "openai" and _pisces(model)["protocol"] == "openai"
@@ -271,26 +271,26 @@ def test_missing_key(gateway):
     assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"
 
 
-def test_unknown_key(gateway):
-    c = openai.OpenAI(base_url=gateway.v1, api_key="pisces-not-a-real-key-0000000000", max_retries=0)
+def test_unknown_key(gateway, clients):
+    c = clients.openai(gateway.v1, "pisces-not-a-real-key-0000000000")
     with pytest.raises(openai.AuthenticationError) as e:
         c.chat.completions.create(model="mock-echo", messages=[{"role": "user", "content": "x"}])
     body = _check_error_body(e.value, 401, "invalid_api_key")
     assert "pisces-not-a-real-key-0000000000" not in json.dumps(body)
 
 
-def test_revoked_key(gateway):
+def test_revoked_key(gateway, clients):
     key = gateway.new_key()
     gateway.store.revoke(gateway.store.get_by_hash(hash_key(key)).key_id)
-    c = openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+    c = clients.openai(gateway.v1, key)
     with pytest.raises(openai.PermissionDeniedError) as e:
         c.models.list()
     _check_error_body(e.value, 403, "key_revoked")
 
 
-def test_revoke_takes_effect_within_cache_ttl(gateway):
+def test_revoke_takes_effect_within_cache_ttl(gateway, clients):
     key = gateway.new_key()
-    c = openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+    c = clients.openai(gateway.v1, key)
     c.models.list()  # cached now
     gateway.store.revoke(gateway.store.get_by_hash(hash_key(key)).key_id)
     time.sleep(0.6)  # the test gateway's key_cache_seconds is 0.5
@@ -298,9 +298,9 @@ def test_revoke_takes_effect_within_cache_ttl(gateway):
         c.models.list()
 
 
-def test_revoke_stops_model_requests_at_once(gateway):
+def test_revoke_stops_model_requests_at_once(gateway, clients):
     key = gateway.new_key()
-    c = openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+    c = clients.openai(gateway.v1, key)
     active = gateway.store.get_by_hash(hash_key(key))
     gateway.store.revoke(active.key_id)
     gateway.app.state.gateway.auth.cache.put(hash_key(key), active)  # the container still caches it as active
@@ -316,8 +316,8 @@ def test_unknown_model(client):
     assert body["error"]["param"] == "model"
 
 
-def test_model_not_allowed(gateway):
-    c = openai.OpenAI(base_url=gateway.v1, api_key=gateway.new_key(["mock-*"]), max_retries=0)
+def test_model_not_allowed(gateway, clients):
+    c = clients.openai(gateway.v1, gateway.new_key(["mock-*"]))
     assert c.chat.completions.create(model="mock-echo", messages=[{"role": "user", "content": "ok"}])
     with pytest.raises(openai.PermissionDeniedError) as e:
         c.chat.completions.create(model="gpt-fake", messages=[{"role": "user", "content": "x"}])
@@ -457,10 +457,10 @@ def test_docs_page_served(gateway):
 # --- streaming is a pass-through: causal checks, no timing -----------------------------------------
 
 
-def test_stream_chunks_pass_through_unbuffered(client, gateway):
+def test_stream_chunks_pass_through_unbuffered(client, gateway, clients):
     """The upstream holds its second chunk until the client has seen the first: a buffering gateway
     would deliver nothing and the read would time out."""
-    gated = openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0, timeout=8)
+    gated = clients.openai(gateway.v1, gateway.key, timeout=8)
     stream = gated.chat.completions.create(model="gated", messages=[{"role": "user", "content": "x"}], stream=True)
     it = iter(stream)
     first = next(it)
@@ -487,7 +487,7 @@ def test_client_hangup_reaches_the_upstream(gateway):
     assert gateway.upstream.hangups == before + 1
 
 
-def test_keep_alive_while_the_upstream_is_silent_is_skipped_by_the_sdk(gateway):
+def test_keep_alive_while_the_upstream_is_silent_is_skipped_by_the_sdk(gateway, clients):
     """API Gateway cuts a stream idle for 5 minutes: the door sends an SSE comment while the upstream
     is silent. The fake holds its stream after one chunk and is released only once a keep-alive has
     reached the client (causal); the openai SDK reads the stream, comment and all."""
@@ -495,8 +495,7 @@ def test_keep_alive_while_the_upstream_is_silent_is_skipped_by_the_sdk(gateway):
 
     release = lambda: httpx.post(f"{gateway.upstream.url}/release")  # noqa: E731
     watch = Watching(lambda chunk: b": keep-alive" in chunk, release)
-    c = openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0, timeout=60,
-                      http_client=httpx.Client(transport=watch))  # fmt: skip
+    c = clients.openai(gateway.v1, gateway.key, timeout=60, http_client=httpx.Client(transport=watch))
     chunks = list(c.chat.completions.create(model="gated", messages=[{"role": "user", "content": "x"}], stream=True))
     assert watch.fired, "a keep-alive came while the upstream was silent"
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "first second"

@@ -4,6 +4,7 @@ nothing, a stream is settled (and its response stored) before ``response.complet
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import openai
 import pytest
@@ -25,13 +26,15 @@ def balance(gateway, key: str) -> int:
     return rec.balance
 
 
-def sdk(gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+@pytest.fixture
+def sdk(gateway, clients) -> Callable[[str], openai.OpenAI]:
+    """An openai client of the gateway with a key (``sdk(key)``), closed when the test ends."""
+    return lambda key: clients.openai(gateway.v1, key)
 
 
-def test_a_response_is_charged_once_from_upstream_usage(gateway, usage):
+def test_a_response_is_charged_once_from_upstream_usage(gateway, usage, sdk):
     key = gateway.new_key(balance=1_000_000)
-    raw = sdk(gateway, key).responses.with_raw_response.create(model="gpt-resp", input="hello")
+    raw = sdk(key).responses.with_raw_response.create(model="gpt-resp", input="hello")
     resp = raw.parse()
     # the fake Responses upstream: 21 input (4 cached), 9 output -> 17*1.25 + 4*0.125 + 9*10 = 111.75 -> 112
     rec = usage.get(raw.headers["x-request-id"])
@@ -44,9 +47,9 @@ def test_a_response_is_charged_once_from_upstream_usage(gateway, usage):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_an_idempotency_key_replay_charges_nothing(gateway, usage, stream):
+def test_an_idempotency_key_replay_charges_nothing(gateway, usage, stream, sdk):
     key = gateway.new_key(balance=1_000_000)
-    client = sdk(gateway, key)
+    client = sdk(key)
     idem = {"Idempotency-Key": f"resp-{uuid.uuid4()}"}
     kwargs = {"model": "mock-echo", "input": "pay me once", "stream": stream, "extra_headers": idem}
     with client.responses.with_streaming_response.create(**kwargs) as first:
@@ -63,9 +66,9 @@ def test_an_idempotency_key_replay_charges_nothing(gateway, usage, stream):
     assert balance(gateway, key) == charged
 
 
-def test_a_stream_is_settled_and_stored_before_response_completed(gateway, usage):
+def test_a_stream_is_settled_and_stored_before_response_completed(gateway, usage, sdk):
     key = gateway.new_key(balance=1_000_000)
-    client = sdk(gateway, key)
+    client = sdk(key)
     with client.responses.with_streaming_response.create(model="mock-echo", input="alpha beta", stream=True) as raw:
         rid = raw.headers["x-request-id"]
         for event in raw.parse():
@@ -77,15 +80,15 @@ def test_a_stream_is_settled_and_stored_before_response_completed(gateway, usage
     assert balance(gateway, key) == 1_000_000 - rec.cost
 
 
-def test_a_failed_upstream_charges_nothing(gateway, usage):
+def test_a_failed_upstream_charges_nothing(gateway, usage, sdk):
     key = gateway.new_key(balance=1_000_000)
     with pytest.raises(openai.BadRequestError):
-        sdk(gateway, key).responses.create(model="gpt-resp-fail-400", input="hi")
+        sdk(key).responses.create(model="gpt-resp-fail-400", input="hi")
     assert balance(gateway, key) == 1_000_000
 
 
-def test_an_empty_balance_is_402_in_openai_shape(gateway):
+def test_an_empty_balance_is_402_in_openai_shape(gateway, sdk):
     key = gateway.new_key(balance=0)
     with pytest.raises(openai.APIStatusError) as e:
-        sdk(gateway, key).responses.create(model="mock-echo", input="hi")
+        sdk(key).responses.create(model="mock-echo", input="hi")
     assert e.value.status_code == 402 and e.value.body["code"] == "insufficient_balance"

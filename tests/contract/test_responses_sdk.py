@@ -21,8 +21,8 @@ WEATHER = {
 
 
 @pytest.fixture
-def client(gateway):
-    return openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0)
+def client(gateway, clients):
+    return clients.openai(gateway.v1, gateway.key)
 
 
 def _pisces(obj) -> dict:
@@ -141,9 +141,9 @@ def test_previous_response_id_continues_the_conversation(client, gateway):
     assert third.usage.input_tokens > second.usage.input_tokens > first.usage.input_tokens
 
 
-def test_previous_response_id_of_another_key_is_404(client, gateway):
+def test_previous_response_id_of_another_key_is_404(client, gateway, clients):
     first = client.responses.create(model="mock-echo", input="mine")
-    other = openai.OpenAI(base_url=gateway.v1, api_key=gateway.new_key(), max_retries=0)
+    other = clients.openai(gateway.v1, gateway.new_key())
     with pytest.raises(openai.NotFoundError) as e:
         other.responses.create(model="mock-echo", previous_response_id=first.id, input="yours?")
     assert e.value.body["param"] == "previous_response_id"
@@ -185,7 +185,7 @@ def test_retrieve_and_delete(client, gateway):
     assert e.value.body["code"] == "not_found" and "pisces" in e.value.response.json()
 
 
-def test_errors_in_openai_shape(client):
+def test_errors_in_openai_shape(client, clients):
     with pytest.raises(openai.BadRequestError) as e:
         client.responses.create(model="mock-echo", input=[{"type": "function_call_output"}])
     assert e.value.body["param"] == "input[0].call_id"
@@ -196,7 +196,7 @@ def test_errors_in_openai_shape(client):
         client.responses.create(model="no-such-model", input="hi")
     assert e.value.code == "model_not_found"
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=client.base_url, api_key="pisces-wrong", max_retries=0).responses.create(
+        clients.openai(client.base_url, "pisces-wrong").responses.create(
             model="mock-echo", input="hi")  # fmt: skip
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import anthropic
 import httpx
 import openai
 import pytest
@@ -18,8 +17,8 @@ WEATHER = {"type": "function", "name": "get_weather", "description": "Weather fo
 
 
 @pytest.fixture
-def client(gateway):
-    return openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0)
+def client(gateway, clients):
+    return clients.openai(gateway.v1, gateway.key)
 
 
 def _last_body(gateway, path: str | None = None) -> dict:
@@ -135,8 +134,8 @@ def test_a_failure_mid_stream_is_response_failed(client):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_other_doors_reach_the_responses_upstream(gateway, stream):
-    chat = openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0)
+def test_other_doors_reach_the_responses_upstream(gateway, stream, clients):
+    chat = clients.openai(gateway.v1, gateway.key)
     msgs = [{"role": "user", "content": "from chat"}]
     if stream:
         chunks = list(chat.chat.completions.create(model="gpt-resp", messages=msgs, stream=True))
@@ -144,7 +143,7 @@ def test_other_doors_reach_the_responses_upstream(gateway, stream):
     else:
         text = chat.chat.completions.create(model="gpt-resp", messages=msgs).choices[0].message.content
     assert text == "Hello from responses: from chat"
-    claude = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
+    claude = clients.anthropic(gateway.url, gateway.key)
     msg = claude.messages.create(model="gpt-resp", max_tokens=100, messages=[{"role": "user", "content": "hey"}])
     assert [b.text for b in msg.content if b.type == "text"] == ["Hello from responses: hey"]
     # Anthropic counts cached input apart: 21 input tokens, 4 of them read from the cache

@@ -53,8 +53,8 @@ def message_of(text: str) -> str:
 
 
 @pytest.fixture
-def oai(gateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0)
+def oai(gateway, clients) -> openai.OpenAI:
+    return clients.openai(gateway.v1, gateway.key)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -94,8 +94,8 @@ def test_openai_door_error_mid_stream(oai, kind):
 
 
 @pytest.fixture
-def claude(gateway) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
+def claude(gateway, clients) -> anthropic.Anthropic:
+    return clients.anthropic(gateway.url, gateway.key)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -134,9 +134,8 @@ def test_anthropic_door_error_mid_stream(claude, kind):
 
 
 @pytest.fixture
-def gem(gateway) -> genai.Client:  # held by the test: a client closes its connections when collected
-    options = types.HttpOptions(base_url=gateway.url, retry_options=types.HttpRetryOptions(attempts=1))
-    return genai.Client(api_key=gateway.key, http_options=options)
+def gem(gateway, clients) -> genai.Client:
+    return clients.gemini(gateway.url, gateway.key, retry_options=types.HttpRetryOptions(attempts=1))
 
 
 @pytest.mark.parametrize("kind", KINDS)

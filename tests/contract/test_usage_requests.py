@@ -97,9 +97,9 @@ def test_lookup_by_request_id_and_client_request_id(gateway, five):
     [({"limit": "0"}, "limit"), ({"limit": "101"}, "limit"), ({"limit": "ten"}, "limit"),
      ({"after": "not-a-cursor"}, "after"), ({"after": "eyJyIjoxfQ"}, "after")],
 )  # fmt: skip
-def test_bad_parameters_are_openai_400s(gateway, five, params, param):
+def test_bad_parameters_are_openai_400s(gateway, five, params, param, clients):
     key = five[0]
-    client = openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+    client = clients.openai(gateway.v1, key)
     with pytest.raises(openai.BadRequestError) as e:
         client.get("/usage/requests", cast_to=object, options={"params": params})
     body = e.value.response.json()
@@ -107,8 +107,8 @@ def test_bad_parameters_are_openai_400s(gateway, five, params, param):
     assert body["pisces"]["request_id"] == e.value.response.headers["x-request-id"]
 
 
-def test_bad_key_is_openai_401(gateway):
-    client = openai.OpenAI(base_url=gateway.v1, api_key="pisces-not-a-real-key", max_retries=0)
+def test_bad_key_is_openai_401(gateway, clients):
+    client = clients.openai(gateway.v1, "pisces-not-a-real-key")
     with pytest.raises(openai.AuthenticationError) as e:
         client.get("/usage/requests", cast_to=object)
     body = e.value.response.json()

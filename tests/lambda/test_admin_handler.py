@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from pisces.store import dynamo
 from pisces.store.keys import MAX_AMOUNT, hash_key
 from pisces.store.schema import table_name
 from pisces.store.usage import UsageRecord, UsageStore
+from support.loops import thread_loop
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -38,11 +40,13 @@ def event(name: str, **changes) -> dict:
 
 
 @pytest.fixture
-def handler(local_dynamo, monkeypatch):
+def handler(local_dynamo, monkeypatch) -> Iterator[Any]:
+    """The Lambda handler, run on a loop of this test's own (Mangum's invocations use the thread's loop)."""
     monkeypatch.setenv("PISCES_ADMIN_AUTH", "iam")
-    from pisces_admin.app import handler
+    with thread_loop():
+        from pisces_admin.app import handler
 
-    return handler
+        yield handler
 
 
 def invoke(handler, ev: dict) -> tuple[int, dict, dict]:
@@ -91,9 +95,7 @@ def test_bad_body_is_400(handler):
     assert body["error"]["code"] == "invalid_request" and body["error"]["param"] == "models"
 
 
-def test_local_token_mode(local_dynamo, monkeypatch):
-    from pisces_admin.app import handler
-
+def test_local_token_mode(handler, monkeypatch):
     monkeypatch.setenv("PISCES_ADMIN_AUTH", "token")
     monkeypatch.setenv("PISCES_ADMIN_TOKEN", "admin-secret-token")
     ev = event("admin_list_keys")
@@ -221,13 +223,8 @@ def test_top_up_body_that_is_not_json(handler, key_store):
 
 def _invoke_on_own_loop(handler, ev: dict) -> tuple[int, dict, dict]:
     """Mangum runs the app on the thread's event loop: worker threads have none until given one."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
+    with thread_loop():
         return invoke(handler, ev)
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
 
 
 def test_concurrent_top_ups_are_atomic(handler, key_store):

@@ -16,9 +16,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from google import genai
 from google.genai import errors as genai_errors
-from google.genai import types as genai_types
 from test_dev_ports import DEMO, TIMEOUT, _env, dev
 
 from pisces.localaws import free_port
@@ -106,19 +104,19 @@ def test_banner_lists_disabled_channels_and_why(served):
     assert "bedrock: set PISCES_BEDROCK=on" in printed
 
 
-def test_disabled_channel_is_a_404_in_each_doors_shape(served):
+def test_disabled_channel_is_a_404_in_each_doors_shape(served, clients):
     url = served["url"]
     want = "the channel `{}` serving it is disabled: set {}"
     with pytest.raises(openai.NotFoundError) as e:
-        openai.OpenAI(base_url=f"{url}/v1", api_key=DEMO, max_retries=0).chat.completions.create(
+        clients.openai(f"{url}/v1", DEMO).chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])  # fmt: skip
     assert want.format("openai", "OPENAI_API_KEY") in e.value.message and e.value.code == "model_not_found"
     with pytest.raises(anthropic.NotFoundError) as e:
-        anthropic.Anthropic(base_url=url, api_key=DEMO, max_retries=0).messages.create(
+        clients.anthropic(url, DEMO).messages.create(
             model="claude-sonnet-4-5", max_tokens=16, messages=[{"role": "user", "content": "hi"}])  # fmt: skip
     assert e.value.body["error"]["type"] == "not_found_error"
     assert want.format("anthropic", "ANTHROPIC_API_KEY") in e.value.body["error"]["message"]
-    client = genai.Client(api_key=DEMO, http_options=genai_types.HttpOptions(base_url=url, api_version="v1beta"))
+    client = clients.gemini(url, DEMO, api_version="v1beta")
     with pytest.raises(genai_errors.ClientError) as e:
         client.models.generate_content(model="gemini-2.5-flash", contents="hi")
     assert e.value.code == 404 and e.value.status == "NOT_FOUND"

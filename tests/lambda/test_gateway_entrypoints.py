@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import httpx
-import openai
 import pytest
 from mangum import Mangum
 
@@ -100,7 +99,7 @@ def test_the_embeddings_sample_event_through_the_app(gateway, key_store):
     test_sample_events_through_the_app("embeddings", gateway, key_store)
 
 
-def test_make_dev_serves_the_demo_key(tmp_path):
+def test_make_dev_serves_the_demo_key(tmp_path, clients):
     """`make dev`'s program: moto DynamoDB, pisces.yaml, mock upstream, a demo key that works at once."""
     port, admin_port, dynamo_port = free_port(), free_port(), free_port()
     demo = "pisces-dev-test-key-0123456789abcdef"
@@ -115,7 +114,7 @@ def test_make_dev_serves_the_demo_key(tmp_path):
         wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         printed = (tmp_path / "dev.log").read_text()
         assert f"demo key   {demo}" in printed
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=demo, max_retries=0)
+        client = clients.openai(f"http://127.0.0.1:{port}/v1", demo)
         reply = client.chat.completions.create(model="mock-echo", messages=[{"role": "user", "content": "Hi"}])
         assert reply.choices[0].message.content == "Hi"
         # the seed's image example against make dev's default configuration: a URL the client can fetch
@@ -124,7 +123,7 @@ def test_make_dev_serves_the_demo_key(tmp_path):
         assert fetched.status_code == 200 and fetched.content[:8] == b"\x89PNG\r\n\x1a\n"
         created = httpx.post(f"http://127.0.0.1:{admin_port}/admin/keys", json={"name": "bob"},
                              headers={"Authorization": "Bearer dev-admin-token"}).json()  # fmt: skip
-        assert openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=created["key"]).models.list()
+        assert clients.openai(f"http://127.0.0.1:{port}/v1", created["key"]).models.list()
         cli_env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
         cli_env["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{dynamo_port}"
         out = subprocess.run([sys.executable, "-m", "pisces.cli", "keys", "list"], env=cli_env,

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from support.loops import thread_loop
+
 pytestmark = pytest.mark.template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -290,8 +292,8 @@ def test_gateway_routes_match_the_template(template, monkeypatch):
 
 def test_admin_routes_match_the_template(template, monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    from pisces_admin.app import app as admin_app
-
+    with thread_loop():  # the import builds the Mangum handler, which wants the thread's loop
+        from pisces_admin.app import app as admin_app
     _assert_same_routes(ADMIN, _app_routes(admin_app), _routes(template, ADMIN))
 
 

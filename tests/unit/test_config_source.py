@@ -8,7 +8,6 @@ import asyncio
 from pathlib import Path
 
 import boto3
-import openai
 import pytest
 import yaml
 
@@ -91,7 +90,7 @@ def test_without_a_parameter_the_file_is_read(monkeypatch):
     assert asyncio.run(source.fresh()) is None
 
 
-def test_gateway_takes_a_changed_parameter_without_a_rebuild(ssm, key_store, monkeypatch):
+def test_gateway_takes_a_changed_parameter_without_a_rebuild(ssm, key_store, monkeypatch, clients):
     from pisces_gateway.app import create_app
 
     client, _ = ssm
@@ -101,7 +100,7 @@ def test_gateway_takes_a_changed_parameter_without_a_rebuild(ssm, key_store, mon
     server = ServerThread(create_app(key_store=key_store)).start()
     try:
         key = key_store.create(name="ssm", balance=TEST_BALANCE)[0]
-        oai = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+        oai = clients.openai(f"{server.url}/v1", key)
         assert [m.id for m in oai.models.list()] == ["live-a"]
         client.put_parameter(Name="/pisces/test-live", Value=_yaml(["live-a", "live-b"], price=2.0), Type="String",
                              Overwrite=True)  # fmt: skip

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import boto3
 import httpx
-import openai
 
 from pisces.config import ChannelConfig, parse_config
 from pisces.upstreams.credentials import resolve_api_key
@@ -25,7 +24,7 @@ async def test_env_and_secret_arn(local_dynamo, monkeypatch):
     assert await resolve_api_key(secret) == "sk-from-secrets-manager"
 
 
-def test_channel_with_secret_reaches_upstream(local_dynamo, key_store, fake_openai, monkeypatch):
+def test_channel_with_secret_reaches_upstream(local_dynamo, key_store, fake_openai, monkeypatch, clients):
     """End to end: the gateway sends the secret's value upstream, and never to the client."""
     from pisces_gateway.app import create_app
 
@@ -37,7 +36,7 @@ def test_channel_with_secret_reaches_upstream(local_dynamo, key_store, fake_open
     server = ServerThread(create_app(cfg, key_store)).start()
     try:
         key = key_store.create(name="sm", balance=TEST_BALANCE)[0]
-        c = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+        c = clients.openai(f"{server.url}/v1", key)
         raw = c.chat.completions.with_raw_response.create(
             model="gpt-fake", messages=[{"role": "user", "content": "hi"}]
         )
