@@ -15,6 +15,7 @@ from mangum import Mangum
 from pisces.localaws import free_port
 from pisces.protocols.sse import SSEParser
 from support.config import TEST_BALANCE, gateway_config
+from support.loops import thread_loop
 from support.servers import wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +89,11 @@ def test_sample_events_through_the_app(name, gateway, key_store):
                      "x-goog-api-key": gateway.key}.get(k.lower())  # fmt: skip
             if value:
                 headers[k] = [value] if isinstance(v, list) else value
-    out = Mangum(app, lifespan="off")(event, None)
+    with thread_loop() as loop:  # Mangum runs the app on the thread's loop; the gateway's clients close on it
+        try:
+            out = Mangum(app, lifespan="off")(event, None)
+        finally:
+            loop.run_until_complete(app.state.gateway.aclose())
     assert out["statusCode"] == 200, out["body"][:500]
     headers = {k.lower(): v for k, v in (out.get("headers") or {}).items()}
     assert headers.get("x-request-id")
