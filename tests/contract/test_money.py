@@ -376,16 +376,21 @@ def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_e
     client.chat.completions.create(**ask("gpt-fake"))  # the key is now cached
     seen: list[str] = []
 
-    def on_dynamo(model: object, params: object = None, **kw: object) -> None:
-        if mine in json.dumps(params, default=str):
-            seen.append(getattr(model, "name", "?"))
+    async def on_dynamo(request: httpx.Request) -> None:  # the hot path's DynamoDB, on the event loop
+        if mine.encode() in request.content:
+            seen.append(request.headers["x-amz-target"].rsplit(".", 1)[-1])
 
     async def on_upstream(request: httpx.Request) -> None:
         if text.encode() in request.content:
             seen.append("upstream")
 
+    def on_botocore(model: object, params: object = None, **kw: object) -> None:  # must not be used
+        if mine in json.dumps(params, default=str):
+            seen.append("botocore " + getattr(model, "name", "?"))
+
     events = gw.keys.client.meta.events
-    events.register("before-call.dynamodb", on_dynamo)
+    events.register("before-call.dynamodb", on_botocore)
+    gw.db.http.event_hooks["request"].append(on_dynamo)
     gw.http.event_hooks["request"].append(on_upstream)
     try:
         if stream:
@@ -394,6 +399,7 @@ def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_e
             client.chat.completions.create(**ask("gpt-fake", text))
         done = list(seen)
     finally:
-        events.unregister("before-call.dynamodb", on_dynamo)
+        events.unregister("before-call.dynamodb", on_botocore)
+        gw.db.http.event_hooks["request"].remove(on_dynamo)
         gw.http.event_hooks["request"].remove(on_upstream)
     assert done == ["UpdateItem", "upstream", "TransactWriteItems"]

@@ -513,7 +513,10 @@ def test_a_gateway_killed_between_admission_and_settlement_is_reconciled_once(wo
     try:
         with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers=headers, timeout=WAIT) as r:
             rid = r.headers["x-request-id"]
-            next(r.iter_raw())  # the stream has started: admitted, the upstream is generating
+            # the stream has started: admitted, the upstream is generating. The iterator is kept: one
+            # dropped at once closes the connection, and the gateway would settle the cut before the kill
+            chunks = r.iter_raw()
+            next(chunks)
             assert len(world.openai.requests) > seen
             gw.proc.kill()
             gw.proc.wait(timeout=WAIT)
@@ -562,7 +565,8 @@ def test_an_idempotency_key_claimed_by_a_killed_gateway_frees_itself_and_runs_on
     gated = {**OPENAI_ASK, "model": "gated", "stream": True}
     try:
         with httpx.stream("POST", gw.url + "/v1/chat/completions", json=gated, headers=headers, timeout=WAIT) as r:
-            next(r.iter_raw())
+            chunks = r.iter_raw()  # kept until the kill (see the test above)
+            next(chunks)
             gw.proc.kill()
             gw.proc.wait(timeout=WAIT)
     except httpx.HTTPError:

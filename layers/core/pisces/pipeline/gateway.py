@@ -36,10 +36,7 @@ class Gateway:
         self.db = AsyncDynamo.like(key_store.client) if key_store else AsyncDynamo.from_env()
         db = self.keys.client
         self.usage = UsageStore(db, table_name("usage"))
-        # admission and settlement stay on botocore's thread path for now: on the loop, a SIGKILL test of the
-        # Lambda harness (test_a_gateway_killed_between_admission_and_settlement_is_reconciled_once) fails
-        # about 1 run in 6 and the cause is not found yet (issue 15's note); Ledger(..., self.db) turns it on
-        self.billing = Billing(config, Ledger(db, self.keys.table, self.usage.table))
+        self.billing = Billing(config, Ledger(db, self.keys.table, self.usage.table, self.db))
         self.responses = ResponseStore(db, table_name("responses"), config.limits.responses_retention_days)
         self.idempotency = Idempotency(table_name("idempotency"), db, config.limits.idempotency_hours)
         self.http = http or new_http_client()
