@@ -15,7 +15,6 @@ connection the server closed is still dropped before it is used.
 # ruff: noqa: ASYNC109  (the timeout parameters are httpcore's interface, passed through)
 from __future__ import annotations
 
-import select
 import socket
 import ssl
 from collections.abc import Iterable
@@ -23,19 +22,7 @@ from typing import Any
 
 import httpcore
 import httpx
-
-
-def socket_readable(sock: socket.socket | None) -> bool:
-    """What httpcore means by it: an idle connection with data or EOF waiting (the server closed it,
-    or broke protocol). An unknown socket counts as readable, so its connection is dropped."""
-    if sock is None:
-        return True
-    fd = sock.fileno()
-    if fd == -1:
-        return True
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
+from httpcore._utils import is_socket_readable
 
 
 class LeanStream(httpcore.AsyncNetworkStream):
@@ -44,14 +31,8 @@ class LeanStream(httpcore.AsyncNetworkStream):
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
         self._sock: socket.socket | None = inner.get_extra_info("socket")
-        self.read = inner.read  # type: ignore[method-assign]  # no extra frame on the hot path
+        self.read = inner.read  # type: ignore[method-assign]  # the inner stream's own: no extra frame
         self.write = inner.write  # type: ignore[method-assign]
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # replaced per instance
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # replaced per instance
-        await self._inner.write(buffer, timeout)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -63,7 +44,7 @@ class LeanStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
-            return socket_readable(self._sock)
+            return is_socket_readable(self._sock)  # httpcore's own check, on the socket found once
         return self._inner.get_extra_info(info)
 
 
@@ -101,8 +82,3 @@ def lean(client: httpx.AsyncClient) -> httpx.AsyncClient:
         if isinstance(backend, httpcore.AsyncNetworkBackend) and not isinstance(backend, LeanBackend):
             pool._network_backend = LeanBackend(backend)  # type: ignore[union-attr]
     return client
-
-
-def is_lean(client: httpx.AsyncClient) -> bool:
-    pool = getattr(getattr(client, "_transport", None), "_pool", None)
-    return isinstance(getattr(pool, "_network_backend", None), LeanBackend)
