@@ -304,7 +304,8 @@ def test_a_database_that_does_not_answer_is_a_503_with_retry_after(gateway, usag
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]  # nothing listens here once the socket is closed
-    monkeypatch.setattr(ledger, "db", AsyncDynamo(f"http://127.0.0.1:{closed}", "us-east-1"))
+    # on the gateway's own HTTP client (closed with it)
+    monkeypatch.setattr(ledger, "db", AsyncDynamo(f"http://127.0.0.1:{closed}", "us-east-1", http=ledger.db.http))
     msgs = [{"role": "user", "content": "hi"}]
     if door == "openai":
         with pytest.raises(openai.InternalServerError) as e:

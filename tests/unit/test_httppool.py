@@ -1,69 +1,207 @@
-"""The lean pool (pisces.httppool): the gateway's clients have it, and it still drops an idle
-connection that the server closed instead of sending the next request on it."""
+"""The gateway's outbound HTTP (pisces.httppool): httpx's API over aiohttp. Against a raw asyncio
+server: what goes on the wire, pooling, streaming chunk by chunk, an early close, and each failure
+as the httpx error the callers already sort into "never sent" (retry elsewhere) and "sent"."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import gzip
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
 
-import pisces.httppool
-from pisces.httppool import LeanBackend, LeanStream, lean
+from pisces.httppool import AiohttpTransport, new_client
 from pisces.store.dynamo_http import AsyncDynamo
-from pisces.upstreams.base import new_http_client
+from pisces.upstreams.base import new_http_client, transport_error
 
-ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
-async def test_the_gateways_clients_are_lean():
-    """Fails when an httpx or httpcore release moves the pool: then lean() changes nothing."""
+class Server:
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.heads: list[bytes] = []
+        self.stopped = asyncio.Event()  # what a handler that never answers waits for
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.tasks.add(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            await self.handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def head(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.heads.append(head)
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                await reader.readexactly(int(line.split(b":")[1]))
+        return head
+
+
+@asynccontextmanager
+async def serving(handler: Callable[[Server, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+                  ) -> AsyncIterator[tuple[Server, str]]:  # fmt: skip
+    server = Server(lambda r, w: handler(server, r, w))
+    srv = await asyncio.start_server(server._serve, "127.0.0.1", 0)
+    async with srv:
+        try:
+            yield server, f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/"
+        finally:
+            server.stopped.set()
+            await asyncio.gather(*server.tasks)
+
+
+async def keep_alive(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while True:
+        await server.head(reader)
+        writer.write(OK)
+        await writer.drain()
+
+
+async def test_the_gateways_clients_go_over_aiohttp():
     http = new_http_client()
     db = AsyncDynamo("http://127.0.0.1:1", "us-east-1")
     try:
-        assert all(isinstance(c._transport._pool._network_backend, LeanBackend) for c in (http, db.http))  # type: ignore[attr-defined]
-        lean(http)  # twice is once
-        assert not isinstance(http._transport._pool._network_backend._inner, LeanBackend)  # type: ignore[attr-defined]
+        assert all(isinstance(c._transport, AiohttpTransport) for c in (http, db.http))  # type: ignore[attr-defined]
     finally:
         await http.aclose()
         await db.aclose()
 
 
-class Blind(LeanStream):
-    """A stream that never sees its server's close: what a pool that did not look would do."""
+async def test_the_request_on_the_wire_is_the_one_httpx_built():
+    async with serving(keep_alive) as (server, url), new_client(timeout=TIMEOUT) as client:
+        r = await client.post(url + "v1/x?a=1", content=b'{"q":1}', headers={"Content-Type": "application/json",
+                                                                              "X-Custom": "yes"})  # fmt: skip
+        assert (r.status_code, r.text, r.http_version, r.reason_phrase) == (200, "ok", "HTTP/1.1", "OK")
+        r = await client.get(url)
+        assert r.text == "ok"
+    assert server.connections == 1  # kept alive
+    post, get = (h.decode().lower().split("\r\n") for h in server.heads)
+    assert post[0] == "post /v1/x?a=1 http/1.1"
+    names = [line.split(":")[0] for line in post[1:] if line]
+    assert sorted(names) == sorted(set(names))  # nothing twice
+    assert {"content-type: application/json", "content-length: 7", "x-custom: yes"} <= set(post)
+    assert get[0] == "get / http/1.1" and not any(line.startswith("content-type") for line in get)
 
-    def get_extra_info(self, info: str) -> Any:
-        return False if info == "is_readable" else super().get_extra_info(info)
 
-
-async def _twice(make_lean: Any) -> int:
-    """Two GETs to a server that closes each connection after its answer without saying so; the
-    number of connections it saw."""
-    connections = 0
+async def test_an_idle_connection_the_server_closed_is_not_reused():
     closed = asyncio.Event()
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(ANSWER)
+    async def once(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.head(reader)
+        writer.write(OK)
         await writer.drain()
         writer.close()
         await writer.wait_closed()
         closed.set()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
-    async with server, make_lean(httpx.AsyncClient()) as client:
+    async with serving(once) as (server, url), new_client(timeout=TIMEOUT) as client:
         assert (await client.get(url)).text == "ok"
-        await closed.wait()  # the server's FIN is on its way (loopback: already there)
+        await closed.wait()
+        await asyncio.sleep(0)  # the FIN is read on the client's loop
         assert (await client.get(url)).text == "ok"
-    return connections
+    assert server.connections == 2
 
 
-async def test_an_idle_connection_the_server_closed_is_not_reused(monkeypatch):
-    assert await _twice(lean) == 2
-    monkeypatch.setattr(pisces.httppool, "LeanStream", Blind)  # the control: the same, blind
-    with pytest.raises(httpx.RemoteProtocolError):
-        await _twice(lean)
+async def test_a_stream_arrives_chunk_by_chunk_and_an_early_close_drops_its_connection():
+    first_read = asyncio.Event()
+
+    async def chunks(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.head(reader)
+        if server.connections > 1:
+            writer.write(OK)
+            await writer.drain()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"5\r\none\n\n\r\n")  # fmt: skip
+        await writer.drain()
+        await first_read.wait()  # the second chunk only once the client has the first
+        writer.write(b"5\r\ntwo\n\n\r\n")
+        await writer.drain()
+        await server.stopped.wait()  # never ends
+
+    async with serving(chunks) as (server, url), new_client(timeout=TIMEOUT) as client:
+        async with client.stream("POST", url, content=b"{}") as r:
+            got = r.aiter_bytes()
+            assert await anext(got) == b"one\n\n"
+            first_read.set()
+            assert await anext(got) == b"two\n\n"
+        assert (await client.get(url)).text == "ok"  # not on the half-read connection
+    assert server.connections == 2
+
+
+async def test_a_compressed_answer_is_decoded_by_httpx_and_cookies_are_never_kept():
+    body = gzip.compress(b"hello")
+
+    async def gz(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await server.head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nSet-Cookie: s=secret; Path=/\r\n"
+                         b"Content-Length: %d\r\n\r\n%b" % (len(body), body))  # fmt: skip
+            await writer.drain()
+
+    async with serving(gz) as (server, url), new_client(timeout=TIMEOUT) as client:
+        assert (await client.get(url)).text == "hello"
+        assert (await client.get(url)).text == "hello"
+        assert not client.cookies
+    assert not any(b"secret" in h for h in server.heads)  # one user's upstream cookie is not the next one's
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_a_refused_connection_is_a_connect_error_that_may_go_elsewhere():
+    async with new_client(timeout=TIMEOUT) as client:
+        with pytest.raises(httpx.ConnectError) as e:
+            await client.get(f"http://127.0.0.1:{_free_port()}/")
+    assert transport_error(e.value, "c").retryable
+
+
+async def hang_up(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await server.head(reader)  # read, then gone without a word
+
+
+async def garbage(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await server.head(reader)
+    writer.write(b"SMTP ready\r\n\r\n")
+    await writer.drain()
+
+
+async def short_body(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await server.head(reader)
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    await writer.drain()
+
+
+@pytest.mark.parametrize("handler", [hang_up, garbage, short_body])
+async def test_a_request_the_server_received_fails_as_sent_never_as_a_connect_error(handler):
+    async with serving(handler) as (server, url), new_client(timeout=TIMEOUT) as client:
+        with pytest.raises(httpx.RemoteProtocolError) as e:
+            await client.post(url, content=b"{}")
+    assert server.heads  # it was sent
+    assert not transport_error(e.value, "c").retryable  # the upstream may be generating (and billing) it
+
+
+async def test_no_answer_in_time_is_a_read_timeout():
+    async def silent(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.head(reader)
+        await server.stopped.wait()
+
+    async with serving(silent) as (server, url), new_client(timeout=httpx.Timeout(0.2, connect=10)) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post(url, content=b"{}")
+    assert server.heads

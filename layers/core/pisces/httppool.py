@@ -1,84 +1,155 @@
-"""httpx's connection pool, without its most expensive habit.
+"""The gateway's outbound HTTP: httpx's API over aiohttp's connection pool and its C parser.
 
-On every request, and again when a response is closed, httpcore's pool asks each idle connection
-whether it has expired, and that includes whether the server has closed it ("is_readable"). Over
-anyio, that question rebuilds the stream's whole attribute table (a dict of closures) just to find
-the socket, and then polls it. A profile of the gateway at 16 concurrent connections put 22% of its
-CPU there, most of it in building that table (bench/RESULTS.md, performance part 3).
+Every upstream call and every DynamoDB call of a request goes through an ``httpx.AsyncClient``. Its
+default transport (httpcore over anyio, h11 in pure Python) was the largest cost of the money-off
+gateway: 45-58% of its CPU at 16 concurrent connections in py-spy, most of it the pool's per-request
+scan of its idle connections, anyio's cancel scopes and h11 (bench/RESULTS.md, performance parts 3
+and 4). :class:`AiohttpTransport` keeps httpx's client (its requests, responses, timeouts, decoding
+and errors, so the callers are unchanged) and hands the wire to aiohttp's ``ClientSession``: the
+same request over the same kept-alive connections for about a fifth of the CPU.
 
-:func:`lean` keeps the pool, its limits, its retries and its proxies, and wraps its network backend
-(httpcore's public ``AsyncNetworkBackend`` and ``AsyncNetworkStream``). Each stream finds its socket
-once, when it connects or starts TLS, and polls that. What the pool decides is unchanged: an idle
-connection the server closed is still dropped before it is used.
+What it keeps as httpx promises:
+- ``stream=True`` answers chunk by chunk as they arrive; a response closed before its end closes its
+  connection instead of pooling it with unread bytes (aiohttp's own rule).
+- aiohttp's errors become httpx's, with the line httpx draws: only a failure to *connect*
+  (``ConnectError``, ``ConnectTimeout``) says the request was never sent. A connection lost after
+  sending is a ``RemoteProtocolError``, a read timeout a ``ReadTimeout``.
+- the body as the server sent it (``auto_decompress`` off): httpx decodes ``Content-Encoding``.
+
+What it does not do: keep cookies (a shared gateway must not send one user's upstream cookie with
+another's request: :class:`NoCookies` for httpx, ``DummyCookieJar`` for aiohttp), add headers httpx did not (no default
+``Content-Type``), follow redirects, or read proxies from the environment (httpx still does, with
+its own transport mounted for them).
 """
 
-# ruff: noqa: ASYNC109  (the timeout parameters are httpcore's interface, passed through)
 from __future__ import annotations
 
-import socket
+import asyncio
 import ssl
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import AsyncIterator
+from http.cookiejar import CookieJar
 
-import httpcore
+import aiohttp
 import httpx
-from httpcore._utils import is_socket_readable
+
+# aiohttp's errors, most specific first, as the httpx errors the callers catch.
+_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),  # no connection, or no pool slot, in time
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),  # the socket read timed out (SocketTimeoutError)
+    (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, DNS, TLS: never sent
+    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),  # the body ended before its length
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),  # sent, then the server hung up
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # not an HTTP answer
+    (aiohttp.ClientError, httpx.ReadError),
+    (asyncio.TimeoutError, httpx.ReadTimeout),
+)
 
 
-class LeanStream(httpcore.AsyncNetworkStream):
-    """The backend's own stream, its socket found once. Reads and writes go straight to it."""
+def httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+    """The httpx error a caller of httpx would have seen for aiohttp's ``exc``."""
+    for theirs, ours in _ERRORS:
+        if isinstance(exc, theirs):
+            return ours(f"{type(exc).__name__}: {exc}", request=request)
+    return httpx.ReadError(f"{type(exc).__name__}: {exc}", request=request)
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._sock: socket.socket | None = inner.get_extra_info("socket")
-        self.read = inner.read  # type: ignore[method-assign]  # the inner stream's own: no extra frame
-        self.write = inner.write  # type: ignore[method-assign]
+
+class _Body(httpx.AsyncByteStream):
+    """A response's body, as aiohttp receives it."""
+
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise httpx_error(exc, self._request) from exc
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        return LeanStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":
-            return is_socket_readable(self._sock)  # httpcore's own check, on the socket found once
-        return self._inner.get_extra_info(info)
+        self._response.release()  # pooled again only when read to its end; closed otherwise
 
 
-class LeanBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
-        self._inner = inner
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """An httpx transport on one ``aiohttp.ClientSession``, made on the first request (aiohttp binds
+    a session to the running loop) and closed with the client."""
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return LeanStream(await self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+    def __init__(
+        self, *, max_connections: int = 100, keepalive_expiry: float = 30.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        self._max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+        self._ssl = ssl_context if ssl_context is not None else httpx.create_ssl_context()
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        return LeanStream(await self._inner.connect_unix_socket(path, timeout, socket_options))
+    def _new_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, keepalive_timeout=self._keepalive_expiry, ssl=self._ssl
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            skip_auto_headers=("Content-Type", "User-Agent", "Accept", "Accept-Encoding"),
+            trust_env=False,
+        )
 
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
+        t = request.extensions.get("timeout", {})
+        key = (t.get("pool"), t.get("connect"), t.get("read"))
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            # aiohttp's ``connect`` is the wait for a pooled connection or a new one (httpx's pool),
+            # ``sock_connect`` the TCP and TLS connect, ``sock_read`` each read of the answer.
+            timeout = aiohttp.ClientTimeout(total=None, connect=key[0], sock_connect=key[1], sock_read=key[2])
+            if len(self._timeouts) < 64:
+                self._timeouts[key] = timeout
+        return timeout
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._session is None:
+            self._session = self._new_session()
+        body = await request.aread()
+        try:
+            response = await self._session.request(
+                request.method,
+                str(request.url),
+                headers=request.headers.multi_items(),
+                data=body or None,
+                allow_redirects=False,
+                timeout=self._timeout(request),
+                server_hostname=request.extensions.get("sni_hostname"),
+            )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise httpx_error(exc, request) from exc
+        extensions = {"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()}
+        return httpx.Response(
+            response.status, headers=response.raw_headers, stream=_Body(response, request), extensions=extensions
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
 
 
-def lean(client: httpx.AsyncClient) -> httpx.AsyncClient:
-    """``client`` with a lean backend under each of its connection pools (its own and its proxies'
-    mounts). The pools are httpx's private attributes: a version of httpx or httpcore that moves them
-    leaves the client as it was (tests/unit/test_httppool.py says so)."""
-    transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
-    for transport in transports:
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, httpcore.AsyncNetworkBackend) and not isinstance(backend, LeanBackend):
-            pool._network_backend = LeanBackend(backend)  # type: ignore[union-attr]
-    return client
+class NoCookies(CookieJar):
+    """A jar that keeps nothing: httpx's client would otherwise send an upstream's cookie (a load
+    balancer's, say) with every later request, whoever makes it."""
+
+    def extract_cookies(self, response: object, request: object) -> None:
+        return None
+
+    def set_cookie(self, cookie: object) -> None:
+        return None
+
+
+def new_client(
+    *, timeout: httpx.Timeout, max_connections: int = 100, keepalive_expiry: float = 30.0
+) -> httpx.AsyncClient:
+    """An httpx client on an :class:`AiohttpTransport` (redirects are not followed)."""
+    transport = AiohttpTransport(max_connections=max_connections, keepalive_expiry=keepalive_expiry)
+    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, cookies=NoCookies())

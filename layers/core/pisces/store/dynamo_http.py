@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from pisces.httppool import lean
+from pisces.httppool import new_client
 
 ATTEMPTS = 3  # botocore's standard retry mode
 BACKOFF_SECONDS = 0.05  # DynamoDB's base delay in botocore's retry table
@@ -135,7 +135,7 @@ class AsyncDynamo:
         self.region = region
         self._credentials = credentials
         timeout = httpx.Timeout(READ_SECONDS, connect=CONNECT_SECONDS)
-        self.http = http or lean(httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_keepalive_connections=32)))
+        self.http = http or new_client(timeout=timeout)
 
     @classmethod
     def from_env(cls) -> AsyncDynamo:

@@ -15,7 +15,7 @@ from pisces.canonical_embeddings import EmbedRequest, EmbedResponse
 from pisces.canonical_images import ImageRequest, ImageResponse
 from pisces.config import ChannelConfig
 from pisces.errors import PiscesError
-from pisces.httppool import lean
+from pisces.httppool import new_client
 from pisces.protocols.sse import SSEParser
 from pisces.upstreams.credentials import resolve_api_key
 from pisces.upstreams.redact import error_kind, passable, redact
@@ -260,11 +260,5 @@ class HttpCodecChannel(Channel):
 
 
 def new_http_client() -> httpx.AsyncClient:
-    """The process's pooled client (timeouts are set per channel on each request), on a lean pool."""
-    return lean(
-        httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30),
-            timeout=httpx.Timeout(300.0, connect=10.0),
-            follow_redirects=False,
-        )
-    )
+    """The process's pooled client (timeouts are set per channel on each request), over aiohttp."""
+    return new_client(timeout=httpx.Timeout(300.0, connect=10.0), max_connections=200, keepalive_expiry=30)
