@@ -53,7 +53,7 @@ def run_sh_uvicorn() -> dict[str, Any]:
     text = (ROOT / "functions" / "gateway" / "run.sh").read_text()
     opts: dict[str, Any] = {"access_log": "--no-access-log" not in text}
     for flag, key in (("--http", "http"), ("--loop", "loop")):
-        m = re.search(rf"{flag}[ =](\w+)", text)
+        m = re.search(rf"{flag}[ =]([\w.:]+)", text)
         if m:
             opts[key] = m.group(1)
     m = re.search(r"--h11-max-incomplete-event-size[ =](\d+)", text)

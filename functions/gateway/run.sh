@@ -4,7 +4,8 @@
 # The function's code is in the task root; every package it imports (fastapi, uvicorn...) in the layer, /opt/python.
 export PYTHONPATH="${LAMBDA_TASK_ROOT:-/var/task}:/opt/python${PYTHONPATH:+:$PYTHONPATH}${LAMBDA_RUNTIME_DIR:+:$LAMBDA_RUNTIME_DIR}"
 # Input limits for a client served directly (docs/operations.md, "Input limits"): an idle keep-alive
-# connection is closed after PISCES_KEEP_ALIVE_SECONDS, a request head (line and headers) may buffer at
-# most 16 KiB in h11; the body's own deadline (PISCES_BODY_READ_SECONDS, 30 s) is the gateway's.
+# connection is closed after PISCES_KEEP_ALIVE_SECONDS; a request head (line and headers) of more than
+# PISCES_HEAD_LIMIT_BYTES (16 KiB) is a 431 (pisces_gateway.server: uvicorn's httptools protocol, with
+# that bound); the body's own deadline (PISCES_BODY_READ_SECONDS, 30 s) is the gateway's.
 exec python -m uvicorn pisces_gateway.app:app --host 0.0.0.0 --port "${PORT:-8080}" --no-access-log \
-    --http h11 --timeout-keep-alive "${PISCES_KEEP_ALIVE_SECONDS:-5}" --h11-max-incomplete-event-size 16384
+    --http pisces_gateway.server:HttpToolsProtocol --timeout-keep-alive "${PISCES_KEEP_ALIVE_SECONDS:-5}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,49 @@ def test_make_dev_serves_the_demo_key(tmp_path, clients):
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
+
+
+def _exchange(url: str, *requests: bytes) -> bytes:
+    """``requests`` on one connection; all the server answered until it closed (or went quiet)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        for r in requests:
+            s.sendall(r)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def _get(pad: int, close: bool = False) -> bytes:
+    return (f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {'a' * pad}\r\n"
+            f"{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n").encode()  # fmt: skip
+
+
+def test_run_sh_refuses_a_request_head_over_16_kib_with_a_431(run_sh):
+    """uvicorn's httptools protocol buffers any head; run.sh's (pisces_gateway.server) stops at 16 KiB,
+    as h11 did, before the app sees the request: a 431 and the connection closed."""
+    url, key = run_sh
+    ok = _exchange(url, _get(15 * 1024, close=True))
+    assert ok.startswith(b"HTTP/1.1 200 ") and b'"ok"' in ok
+    big = _exchange(url, _get(17 * 1024))
+    assert big.startswith(b"HTTP/1.1 431 ") and big.count(b"HTTP/1.1") == 1
+    # a head that never ends is refused as soon as it passes the limit, not buffered on
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (20 * 1024))
+        assert s.recv(65536).startswith(b"HTTP/1.1 431 ")
+    # the second request of a kept-alive connection is held to the same limit; a large body is not a head
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(_get(100))
+        first = b""
+        while b'"ok"' not in first:
+            first += s.recv(65536)
+        s.sendall(_get(17 * 1024))
+        assert first.startswith(b"HTTP/1.1 200 ") and s.recv(65536).startswith(b"HTTP/1.1 431 ")
+    body = json.dumps({"model": "mock-echo", "messages": [{"role": "user", "content": "x " * 100_000}]}).encode()
+    post = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            ).encode() + body  # fmt: skip
+    assert _exchange(url, post).startswith(b"HTTP/1.1 200 ")

@@ -1,0 +1,82 @@
+"""uvicorn's httptools protocol (llhttp, in C) with the bound on a request head that h11 gave.
+
+run.sh serves the gateway with ``--http pisces_gateway.server:HttpToolsProtocol``. uvicorn's h11
+protocol buffered at most ``--h11-max-incomplete-event-size`` bytes of a head; its httptools protocol
+has no such setting and would buffer any amount. This one answers ``431 Request Header Fields Too
+Large`` and closes the connection, before any application code runs, once a request's line and
+headers pass :data:`HEAD_LIMIT` (counted as the parser reports them, so a pipelined request is held
+to it too), or once that much has arrived without a head's end (so what the parser buffers is at
+most the limit and one read).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Uvicorn
+
+HEAD_LIMIT = int(os.environ.get("PISCES_HEAD_LIMIT_BYTES") or 16 * 1024)
+_MESSAGE = b"Request header fields too large."
+_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%b" % (len(_MESSAGE), _MESSAGE)
+)
+
+
+class HeadTooLarge(Exception):
+    """Raised in a parser callback: the parser stops, and uvicorn's error path answers (here a 431)."""
+
+
+class HttpToolsProtocol(_Uvicorn):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True  # between a message's end (or the connection's start) and its next head's end
+        self._head_bytes = 0  # bytes received meanwhile: what the parser may be holding of a head
+        self._head_size = 0  # this message's request line and headers, as parsed
+        self._too_large = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > HEAD_LIMIT and not self.transport.is_closing():
+            self._refuse()  # a head still not ended: refused now, not buffered on
+
+    def _grow(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size > HEAD_LIMIT:
+            self._too_large = True
+            raise HeadTooLarge
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._grow(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._grow(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+
+    def send_400_response(self, msg: str) -> None:
+        if self._too_large:
+            self._refuse()
+        else:
+            super().send_400_response(msg)
+
+    def _refuse(self) -> None:
+        self.logger.warning("A request head over %d bytes: refused with a 431.", HEAD_LIMIT)
+        self.transport.write(_TOO_LARGE)
+        self.transport.close()
