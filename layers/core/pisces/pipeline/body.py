@@ -8,6 +8,7 @@ renders in its own shape; none is a 500, and nothing refused reaches a log line 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -121,7 +122,7 @@ async def read_body(headers: Mapping[str, str], chunks: AsyncIterable[bytes], li
     body = bytearray()
     seconds = _body_read_seconds()
     try:
-        with anyio.fail_after(seconds):
+        async with asyncio.timeout(seconds):
             async for chunk in chunks:
                 body += chunk
                 if len(body) > limit:

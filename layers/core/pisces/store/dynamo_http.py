@@ -132,6 +132,7 @@ class AsyncDynamo:
     ) -> None:
         self.endpoint = endpoint.rstrip("/") + "/"
         self.host = urlsplit(self.endpoint).netloc
+        self._url = httpx.URL(self.endpoint)  # parsed once, not on every call
         self.region = region
         self._credentials = credentials
         timeout = httpx.Timeout(READ_SECONDS, connect=CONNECT_SECONDS)
@@ -182,7 +183,7 @@ class AsyncDynamo:
 
     async def _send(self, operation: str, body: bytes) -> tuple[int, dict[str, Any], str]:
         headers = sign(self.credentials(), self.region, self.host, TARGET_PREFIX + operation, body, datetime.now(UTC))
-        res = await self.http.post(self.endpoint, content=body, headers=headers)
+        res = await self.http.post(self._url, content=body, headers=headers)
         raw = res.content
         crc = res.headers.get("x-amz-crc32")
         if crc is not None and crc.isdigit() and int(crc) != zlib.crc32(raw):

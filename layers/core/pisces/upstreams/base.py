@@ -105,6 +105,16 @@ class Channel(abc.ABC):
         self.cfg = cfg
         self.name = cfg.name
         self.http = http
+        self._urls: dict[str, httpx.URL] = {}
+
+    def parsed(self, url: str) -> httpx.URL:
+        """``url`` parsed once: httpx parses a string URL on every request (~90 µs, 4% of a request)."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = httpx.URL(url)
+            if len(self._urls) < 256:  # a URL per model at most (Gemini's): bounded all the same
+                self._urls[url] = parsed
+        return parsed
 
     async def images(self, req: ImageRequest, model: str) -> ImageResponse:
         """Generate or edit images (kinds whose ``operations`` include "images")."""
@@ -199,11 +209,11 @@ class HttpCodecChannel(Channel):
         self, req: ChatRequest | EmbedRequest, model: str, body: dict[str, Any], stream: bool, url: str | None = None
     ) -> httpx.Response:
         attempts = 1 + self.cfg.retries
-        url = url or self.url_for(model, stream)
+        target = self.parsed(url or self.url_for(model, stream))
         for attempt in range(attempts):
             try:
                 request = self.http.build_request(
-                    "POST", url, content=json.dumps(body), headers=await self._headers(req), timeout=self.timeout()
+                    "POST", target, content=json.dumps(body), headers=await self._headers(req), timeout=self.timeout()
                 )
                 resp = await self.http.send(request, stream=stream)
             except httpx.HTTPError as exc:
