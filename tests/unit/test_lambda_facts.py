@@ -65,3 +65,30 @@ def test_emf_metrics_line_and_its_switch(capsys, monkeypatch):
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     logs.emit_metrics(ctx, 200)
     assert capsys.readouterr().out == ""
+
+
+def test_each_emf_line_holds_its_own_request_only(capsys, monkeypatch):
+    """One serializer serves the process: a line carries nothing of the request before it."""
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
+    first = _ctx()
+    first.model, first.channel, first.cost, first.upstream_status = "m1", "c1", 42, 503
+    first.lambda_request_id = "lambda-1"
+    second = RequestContext(request_id="req_y", protocol="openai")
+    logs.emit_metrics(first, 502)
+    logs.emit_metrics(second, 200)
+    with pytest.raises(ZeroDivisionError):  # a failure while adding leaves the serializer empty too
+        monkeypatch.setattr(RequestContext, "elapsed_ms", lambda self, *a: 1 / 0)
+        logs.emit_metrics(first, 200)
+    monkeypatch.undo()
+    logs.emit_metrics(second, 200)
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    same = lambda line: {k: v for k, v in line.items() if k not in ("_aws", "LatencyMs")}  # noqa: E731
+    assert len(lines) == 3 and same(lines[1]) == same(lines[2]) and lines[1].keys() == lines[2].keys()
+    one, two = lines[0], lines[1]
+    assert (one["model"], one["lambda_request_id"], one["CostMicros"]) == ("m1", "lambda-1", [42.0])
+    assert (two["model"], two["channel"], two["request_id"], two["Errors"]) == ("none", "none", "req_y", [0.0])
+    assert not {"lambda_request_id", "CostMicros", "UpstreamErrors", "upstream_status"} & two.keys()
+    names = [m["Name"] for m in two["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    assert names == ["Requests", "Errors", "LatencyMs"]
+    assert two["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["model", "channel", "service"]]

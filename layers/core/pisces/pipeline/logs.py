@@ -30,6 +30,7 @@ LAMBDA_CONTEXT_HEADER = "x-amzn-lambda-context"
 METRICS_NAMESPACE = "Pisces"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _served = {"invocations": 0, "requests": 0}
+_emf: dict[str, Any] = {}
 
 
 def note_lambda_context(ctx: RequestContext, headers: Mapping[str, str]) -> None:
@@ -125,12 +126,26 @@ def emit_metrics(ctx: RequestContext, status: int) -> None:
     """The request's CloudWatch metrics as one EMF line on stdout (Powertools' serializer), by model
     and channel. Requests that reached no model (docs, spec, a 404) count under ``model: none``.
     ``POWERTOOLS_METRICS_DISABLED=true`` turns them off (``make dev`` does)."""
-    from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+    from aws_lambda_powertools.metrics import EphemeralMetrics
     from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
     if is_metrics_disabled():
         return
-    m = EphemeralMetrics(namespace=METRICS_NAMESPACE, service="pisces")
+    m = _emf.get("metrics")
+    if m is None:  # one serializer for the process (its setup is a third of a line's cost), emptied after each line
+        m = _emf["metrics"] = EphemeralMetrics(namespace=METRICS_NAMESPACE, service="pisces")
+    try:
+        _add_metrics(m, ctx, status)
+        blob = json.dumps(m.serialize_metric_set(), separators=(",", ":"))
+    finally:
+        m.clear_metrics()
+    sys.stdout.write(blob + "\n")
+    sys.stdout.flush()
+
+
+def _add_metrics(m: Any, ctx: RequestContext, status: int) -> None:
+    from aws_lambda_powertools.metrics import MetricUnit
+
     m.add_dimension("model", ctx.model or "none")
     m.add_dimension("channel", ctx.channel or "none")
     m.add_metric("Requests", MetricUnit.Count, 1)
@@ -150,9 +165,6 @@ def emit_metrics(ctx: RequestContext, status: int) -> None:
     m.add_metadata("request_id", ctx.request_id)
     if ctx.lambda_request_id:
         m.add_metadata("lambda_request_id", ctx.lambda_request_id)
-    blob = json.dumps(m.serialize_metric_set(), separators=(",", ":"))
-    sys.stdout.write(blob + "\n")
-    sys.stdout.flush()
 
 
 def record_request(ctx: RequestContext, status: int) -> None:
