@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ipaddress
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -205,3 +209,45 @@ async def test_no_answer_in_time_is_a_read_timeout():
         with pytest.raises(httpx.ReadTimeout):
             await client.post(url, content=b"{}")
     assert server.heads
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no CA signed, and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pisces-test")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))  # fmt: skip
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    return cert_file, key_file
+
+
+async def test_https_is_verified_against_the_systems_cas_and_a_given_context_is_used(tmp_path):
+    cert, key = _self_signed(tmp_path)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+    server = Server(lambda r, w: keep_alive(server, r, w))
+    srv = await asyncio.start_server(server._serve, "127.0.0.1", 0, ssl=server_side)
+    url = f"https://127.0.0.1:{srv.sockets[0].getsockname()[1]}/"
+    async with srv:
+        async with new_client(timeout=TIMEOUT) as client:
+            with pytest.raises(httpx.ConnectError) as e:  # nobody vouches for this certificate
+                await client.get(url)
+        assert "certificate" in str(e.value).lower()
+        trusting = ssl.create_default_context(cafile=str(cert))
+        transport = AiohttpTransport(ssl_context=trusting)
+        async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
+            assert (await client.get(url)).text == "ok"
+        server.stopped.set()
+        await asyncio.gather(*server.tasks, return_exceptions=True)
