@@ -92,3 +92,13 @@ def test_each_emf_line_holds_its_own_request_only(capsys, monkeypatch):
     names = [m["Name"] for m in two["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
     assert names == ["Requests", "Errors", "LatencyMs"]
     assert two["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["model", "channel", "service"]]
+
+
+def test_a_log_message_is_decoded_only_when_it_can_be_json(caplog):
+    """What Powertools does with a message (a JSON one becomes an object), without trying the rest."""
+    for message in ("request", '{"k": 2}', "[1, 2", "{not json"):
+        logs.logger.info(message, extra={"request_id": "req_x"})
+    formatter = logs.logger.handlers[0].formatter
+    lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name == "pisces"]
+    assert [line["message"] for line in lines] == ["request", {"k": 2}, "[1, 2", "{not json"]
+    assert all(line["request_id"] == "req_x" for line in lines)

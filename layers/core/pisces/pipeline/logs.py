@@ -24,7 +24,14 @@ from aws_lambda_powertools import Logger
 from pisces.money import usd
 from pisces.pipeline.context import RequestContext
 
-logger = Logger(service="pisces")
+
+def _message(text: str) -> Any:
+    """Powertools decodes a message that is JSON into the line's ``message``; it tries every message and
+    catches the failure (a fifth of a line's cost for "request"). Only what can be JSON is tried."""
+    return json.loads(text) if text[:1] in ("{", "[") else text
+
+
+logger = Logger(service="pisces", json_deserializer=_message)
 
 LAMBDA_CONTEXT_HEADER = "x-amzn-lambda-context"
 METRICS_NAMESPACE = "Pisces"
