@@ -149,9 +149,34 @@ class NoCookies(CookieJar):
         return None
 
 
+class _NoCookies(httpx.Cookies):
+    """httpx's cookies over :class:`NoCookies`, that do not even look at a response: httpx wraps each
+    response and its request for the jar before the jar can ignore them (3% of a request)."""
+
+    def __init__(self) -> None:
+        super().__init__(NoCookies())
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class Client(httpx.AsyncClient):
+    """httpx's client whose ``cookies`` are always :class:`_NoCookies` (setting them does nothing)."""
+
+    _none = _NoCookies()
+
+    @property  # type: ignore[override]
+    def cookies(self) -> httpx.Cookies:
+        return self._none
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        return None
+
+
 def new_client(
     *, timeout: httpx.Timeout, max_connections: int = 100, keepalive_expiry: float = 30.0
 ) -> httpx.AsyncClient:
-    """An httpx client on an :class:`AiohttpTransport` (redirects are not followed)."""
+    """An httpx client on an :class:`AiohttpTransport` (redirects are not followed, cookies not kept)."""
     transport = AiohttpTransport(max_connections=max_connections, keepalive_expiry=keepalive_expiry)
-    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, cookies=NoCookies())
+    return Client(transport=transport, timeout=timeout, follow_redirects=False)
