@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from pisces.protocols.sse import SSEParser
+from support.config import in_one_rate_window
 from support.fake_anthropic import THOUGHT, THOUGHT_SIGNATURE, TOOL_INPUT
 
 WEATHER = {
@@ -186,6 +187,7 @@ def test_unrouted_messages_path_is_an_anthropic_404(gateway):
 
 def test_rate_limit_is_the_sdks_rate_limit_error(gateway, clients):
     c = clients.anthropic(gateway.url, gateway.new_key(rpm=1))
+    in_one_rate_window()
     c.messages.create(model="mock-echo", max_tokens=5, messages=user("x"))
     with pytest.raises(anthropic.RateLimitError) as e:
         c.messages.create(model="mock-echo", max_tokens=5, messages=user("x"))

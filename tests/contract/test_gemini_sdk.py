@@ -19,7 +19,7 @@ from google.genai import errors, types
 from pisces.pipeline.logs import logger
 from pisces.store.keys import hash_key
 from support.clients import Clients
-from support.config import TEST_BALANCE
+from support.config import TEST_BALANCE, in_one_rate_window
 from support.fake_gemini import RECORDED_CALL, SIGNATURE, THOUGHT, TOOL_ARGS, UPSTREAM_SECRET
 
 WEATHER = types.FunctionDeclaration(
@@ -547,6 +547,7 @@ def test_model_not_allowed_for_the_key_is_permission_denied(gateway, clients):
 def test_rate_limit_is_resource_exhausted(gateway, clients):
     key = gateway.new_key(rpm=1)
     limited = make_client(clients, gateway, key=key)
+    in_one_rate_window()
     limited.models.generate_content(model="mock-echo", contents="x")
     e = _raises(lambda: limited.models.generate_content(model="mock-echo", contents="x"),
                 errors.ClientError, 429, "RESOURCE_EXHAUSTED", "RATE_LIMIT_EXCEEDED")  # fmt: skip

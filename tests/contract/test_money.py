@@ -21,6 +21,7 @@ from pisces.store import dynamo
 from pisces.store.keys import hash_key
 from pisces.store.schema import table_name
 from pisces.store.usage import UsageRecord, UsageStore
+from support.config import in_one_rate_window
 
 
 @pytest.fixture(scope="module")
@@ -290,6 +291,7 @@ def test_monthly_budget_spent_is_402(gateway, usage, sdk):
 
 def test_requests_per_minute_limit_is_429_with_retry_after(gateway, sdk):
     client = sdk(gateway.new_key(rpm=2))
+    in_one_rate_window()
     first = client.chat.completions.with_raw_response.create(**ask())
     assert first.headers["x-ratelimit-remaining-requests"] == "1"
     second = client.chat.completions.with_raw_response.create(**ask())

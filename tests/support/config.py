@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pisces.config import Config, parse_config
 from pisces.localaws import free_port
 
 TEST_BALANCE = 10**12  # micro-dollars ($1M): enough that no test but the money tests ever runs out
+
+
+def in_one_rate_window(margin: float = 5.0) -> None:
+    """Waits, if need be, until the next ``margin`` seconds lie in one of the gateway's one-minute rate
+    windows. A test that counts requests against ``rpm`` must not straddle a window's end: its second
+    request would be the first of a new minute (seen once: admitted 0.1 s apart, across 19:44:00)."""
+    from pisces.store.ledger import WINDOW_SECONDS
+
+    left = WINDOW_SECONDS - time.time() % WINDOW_SECONDS
+    if left < margin:
+        time.sleep(left + 0.05)
 
 
 # client-facing names of the fake Anthropic upstream's models (tests/support/fake_anthropic.py)
