@@ -142,10 +142,14 @@ def test_make_dev_serves_the_demo_key(tmp_path, clients):
         log.close()
 
 
-def _exchange(url: str, *requests: bytes) -> bytes:
-    """``requests`` on one connection; all the server answered until it closed (or went quiet)."""
+def _connect(url: str) -> socket.socket:
     host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as s:
+    return socket.create_connection((host, int(port)), timeout=30)
+
+
+def _exchange(url: str, *requests: bytes) -> bytes:
+    """``requests`` on one connection; all the server answered until it closed."""
+    with _connect(url) as s:
         for r in requests:
             s.sendall(r)
         s.shutdown(socket.SHUT_WR)
@@ -169,12 +173,11 @@ def test_run_sh_refuses_a_request_head_over_16_kib_with_a_431(run_sh):
     big = _exchange(url, _get(17 * 1024))
     assert big.startswith(b"HTTP/1.1 431 ") and big.count(b"HTTP/1.1") == 1
     # a head that never ends is refused as soon as it passes the limit, not buffered on
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as s:
+    with _connect(url) as s:
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (20 * 1024))
         assert s.recv(65536).startswith(b"HTTP/1.1 431 ")
     # the second request of a kept-alive connection is held to the same limit; a large body is not a head
-    with socket.create_connection((host, int(port)), timeout=30) as s:
+    with _connect(url) as s:
         s.sendall(_get(100))
         first = b""
         while b'"ok"' not in first:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ipaddress
-import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from pisces.httppool import AiohttpTransport, new_client
+from pisces.localaws import free_port
 from pisces.store.dynamo_http import AsyncDynamo
 from pisces.upstreams.base import new_http_client, transport_error
 
@@ -54,13 +54,13 @@ class Server:
 
 
 @asynccontextmanager
-async def serving(handler: Callable[[Server, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-                  ) -> AsyncIterator[tuple[Server, str]]:  # fmt: skip
+async def serving(handler: Callable[[Server, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+                  tls: ssl.SSLContext | None = None) -> AsyncIterator[tuple[Server, str]]:  # fmt: skip
     server = Server(lambda r, w: handler(server, r, w))
-    srv = await asyncio.start_server(server._serve, "127.0.0.1", 0)
+    srv = await asyncio.start_server(server._serve, "127.0.0.1", 0, ssl=tls)
     async with srv:
         try:
-            yield server, f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/"
+            yield server, f"{'https' if tls else 'http'}://127.0.0.1:{srv.sockets[0].getsockname()[1]}/"
         finally:
             server.stopped.set()
             await asyncio.gather(*server.tasks)
@@ -162,16 +162,10 @@ async def test_a_compressed_answer_is_decoded_by_httpx_and_cookies_are_never_kep
     assert not any(b"secret" in h for h in server.heads)  # one user's upstream cookie is not the next one's
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_a_refused_connection_is_a_connect_error_that_may_go_elsewhere():
     async with new_client(timeout=TIMEOUT) as client:
         with pytest.raises(httpx.ConnectError) as e:
-            await client.get(f"http://127.0.0.1:{_free_port()}/")
+            await client.get(f"http://127.0.0.1:{free_port()}/")  # nothing listens there
     assert transport_error(e.value, "c").retryable
 
 
@@ -237,10 +231,7 @@ async def test_https_is_verified_against_the_systems_cas_and_a_given_context_is_
     cert, key = _self_signed(tmp_path)
     server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_side.load_cert_chain(cert, key)
-    server = Server(lambda r, w: keep_alive(server, r, w))
-    srv = await asyncio.start_server(server._serve, "127.0.0.1", 0, ssl=server_side)
-    url = f"https://127.0.0.1:{srv.sockets[0].getsockname()[1]}/"
-    async with srv:
+    async with serving(keep_alive, tls=server_side) as (_, url):
         async with new_client(timeout=TIMEOUT) as client:
             with pytest.raises(httpx.ConnectError) as e:  # nobody vouches for this certificate
                 await client.get(url)
@@ -249,5 +240,3 @@ async def test_https_is_verified_against_the_systems_cas_and_a_given_context_is_
         transport = AiohttpTransport(ssl_context=trusting)
         async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
             assert (await client.get(url)).text == "ok"
-        server.stopped.set()
-        await asyncio.gather(*server.tasks, return_exceptions=True)

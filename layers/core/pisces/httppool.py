@@ -85,7 +85,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # given one: httpx's certifi context would load a second CA store per client (70+ ms at start)
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     def _new_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -99,17 +98,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             trust_env=False,
         )
 
-    def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
+    @staticmethod
+    def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
+        # aiohttp's ``connect`` is the wait for a pooled connection or a new one (httpx's pool),
+        # ``sock_connect`` the TCP and TLS connect, ``sock_read`` each read of the answer.
         t = request.extensions.get("timeout", {})
-        key = (t.get("pool"), t.get("connect"), t.get("read"))
-        timeout = self._timeouts.get(key)
-        if timeout is None:
-            # aiohttp's ``connect`` is the wait for a pooled connection or a new one (httpx's pool),
-            # ``sock_connect`` the TCP and TLS connect, ``sock_read`` each read of the answer.
-            timeout = aiohttp.ClientTimeout(total=None, connect=key[0], sock_connect=key[1], sock_read=key[2])
-            if len(self._timeouts) < 64:
-                self._timeouts[key] = timeout
-        return timeout
+        return aiohttp.ClientTimeout(total=None, connect=t.get("pool"), sock_connect=t.get("connect"),
+                                     sock_read=t.get("read"))  # fmt: skip
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._session is None:

@@ -11,18 +11,22 @@ CloudWatch's REPORT line names. The first such invocation of a process is its co
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
 from pisces.money import usd
 from pisces.pipeline.context import RequestContext
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.metrics import EphemeralMetrics
 
 
 def _message(text: str) -> Any:
@@ -37,7 +41,6 @@ LAMBDA_CONTEXT_HEADER = "x-amzn-lambda-context"
 METRICS_NAMESPACE = "Pisces"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _served = {"invocations": 0, "requests": 0}
-_emf: dict[str, Any] = {}
 
 
 def note_lambda_context(ctx: RequestContext, headers: Mapping[str, str]) -> None:
@@ -133,14 +136,11 @@ def emit_metrics(ctx: RequestContext, status: int) -> None:
     """The request's CloudWatch metrics as one EMF line on stdout (Powertools' serializer), by model
     and channel. Requests that reached no model (docs, spec, a 404) count under ``model: none``.
     ``POWERTOOLS_METRICS_DISABLED=true`` turns them off (``make dev`` does)."""
-    from aws_lambda_powertools.metrics import EphemeralMetrics
     from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
     if is_metrics_disabled():
         return
-    m = _emf.get("metrics")
-    if m is None:  # one serializer for the process (its setup is a third of a line's cost), emptied after each line
-        m = _emf["metrics"] = EphemeralMetrics(namespace=METRICS_NAMESPACE, service="pisces")
+    m = _serializer()
     try:
         _add_metrics(m, ctx, status)
         blob = json.dumps(m.serialize_metric_set(), separators=(",", ":"))
@@ -150,7 +150,16 @@ def emit_metrics(ctx: RequestContext, status: int) -> None:
     sys.stdout.flush()
 
 
-def _add_metrics(m: Any, ctx: RequestContext, status: int) -> None:
+@functools.cache
+def _serializer() -> EphemeralMetrics:
+    """One Powertools serializer for the process (its setup is a third of a line's cost), emptied after
+    each line."""
+    from aws_lambda_powertools.metrics import EphemeralMetrics
+
+    return EphemeralMetrics(namespace=METRICS_NAMESPACE, service="pisces")
+
+
+def _add_metrics(m: EphemeralMetrics, ctx: RequestContext, status: int) -> None:
     from aws_lambda_powertools.metrics import MetricUnit
 
     m.add_dimension("model", ctx.model or "none")

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -131,8 +130,8 @@ class AsyncDynamo:
         self, endpoint: str, region: str, credentials: Credentials | None = None, http: httpx.AsyncClient | None = None
     ) -> None:
         self.endpoint = endpoint.rstrip("/") + "/"
-        self.host = urlsplit(self.endpoint).netloc
         self._url = httpx.URL(self.endpoint)  # parsed once, not on every call
+        self.host = self._url.netloc.decode("ascii")  # the Host httpx writes, which the signature covers
         self.region = region
         self._credentials = credentials
         timeout = httpx.Timeout(READ_SECONDS, connect=CONNECT_SECONDS)
