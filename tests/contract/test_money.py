@@ -378,9 +378,12 @@ def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_e
     client.chat.completions.create(**ask("gpt-fake"))  # the key is now cached
     seen: list[str] = []
 
-    async def on_dynamo(request: httpx.Request) -> None:  # the hot path's DynamoDB, on the event loop
+    to_dynamo = gw.db.transport.handle_async_request
+
+    async def on_dynamo(request: httpx.Request) -> httpx.Response:  # the hot path's DynamoDB, on the event loop
         if mine.encode() in request.content:
             seen.append(request.headers["x-amz-target"].rsplit(".", 1)[-1])
+        return await to_dynamo(request)
 
     async def on_upstream(request: httpx.Request) -> None:
         if text.encode() in request.content:
@@ -392,7 +395,7 @@ def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_e
 
     events = gw.keys.client.meta.events
     events.register("before-call.dynamodb", on_botocore)
-    gw.db.http.event_hooks["request"].append(on_dynamo)
+    monkeypatch.setattr(gw.db.transport, "handle_async_request", on_dynamo)
     gw.http.event_hooks["request"].append(on_upstream)
     try:
         if stream:
@@ -402,6 +405,5 @@ def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_e
         done = list(seen)
     finally:
         events.unregister("before-call.dynamodb", on_botocore)
-        gw.db.http.event_hooks["request"].remove(on_dynamo)
         gw.http.event_hooks["request"].remove(on_upstream)
     assert done == ["UpdateItem", "upstream", "TransactWriteItems"]

@@ -304,8 +304,9 @@ def test_a_database_that_does_not_answer_is_a_503_with_retry_after(gateway, usag
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]  # nothing listens here once the socket is closed
-    # on the gateway's own HTTP client (closed with it)
-    monkeypatch.setattr(ledger, "db", AsyncDynamo(f"http://127.0.0.1:{closed}", "us-east-1", http=ledger.db.http))
+    # on the gateway's own transport (closed with it)
+    db = AsyncDynamo(f"http://127.0.0.1:{closed}", "us-east-1", transport=ledger.db.transport)
+    monkeypatch.setattr(ledger, "db", db)
     msgs = [{"role": "user", "content": "hi"}]
     if door == "openai":
         with pytest.raises(openai.InternalServerError) as e:

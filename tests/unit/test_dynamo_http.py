@@ -168,8 +168,8 @@ def scripted(answers: list[Any]) -> tuple[AsyncDynamo, list[httpx.Request]]:
             raise answer
         return answer
 
-    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return AsyncDynamo("https://dynamodb.us-east-1.amazonaws.com", "us-east-1", CREDS, http), sent
+    transport = httpx.MockTransport(handler)
+    return AsyncDynamo("https://dynamodb.us-east-1.amazonaws.com", "us-east-1", CREDS, transport), sent
 
 
 def answer(status: int, body: dict[str, Any], crc: int | None = None) -> httpx.Response:

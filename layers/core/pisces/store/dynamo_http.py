@@ -1,4 +1,4 @@
-"""DynamoDB on the event loop: its JSON protocol over the gateway's own httpx, signed with SigV4.
+"""DynamoDB on the event loop: its JSON protocol over an httpx transport (aiohttp), signed with SigV4.
 
 The request's hot path (the key read on a cache miss, admission's ``UpdateItem``, settlement's
 ``TransactWriteItems``) runs here instead of through botocore on a worker thread. Measured reasons
@@ -15,6 +15,10 @@ transport failures and throttling are retried like botocore's standard mode (3 a
 exponential backoff) and then raised as botocore's own connection/timeout errors, and the
 ``x-amz-crc32`` of every answer is checked. Signing follows the published SigV4 algorithm; a unit
 test checks it against ``botocore.auth.SigV4Auth`` byte for byte.
+
+Calls go to the transport itself (``handle_async_request``), not through an ``httpx.AsyncClient``:
+the client's layer (merging default headers, auth and redirect hooks, cookies) is a fifth of a
+call's CPU (bench/RESULTS.md, performance part 5) and a signed ``POST /`` needs none of it.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from pisces.httppool import new_client
+from pisces.httppool import AiohttpTransport
 
 ATTEMPTS = 3  # botocore's standard retry mode
 BACKOFF_SECONDS = 0.05  # DynamoDB's base delay in botocore's retry table
@@ -127,15 +131,19 @@ class AsyncDynamo:
     """One per process (per Lambda container), sharing its kept-alive connections across requests."""
 
     def __init__(
-        self, endpoint: str, region: str, credentials: Credentials | None = None, http: httpx.AsyncClient | None = None
+        self,
+        endpoint: str,
+        region: str,
+        credentials: Credentials | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/") + "/"
         self._url = httpx.URL(self.endpoint)  # parsed once, not on every call
         self.host = self._url.netloc.decode("ascii")  # the Host httpx writes, which the signature covers
         self.region = region
         self._credentials = credentials
-        timeout = httpx.Timeout(READ_SECONDS, connect=CONNECT_SECONDS)
-        self.http = http or new_client(timeout=timeout)
+        self._timeout = httpx.Timeout(READ_SECONDS, connect=CONNECT_SECONDS).as_dict()
+        self.transport = transport or AiohttpTransport()
 
     @classmethod
     def from_env(cls) -> AsyncDynamo:
@@ -182,8 +190,12 @@ class AsyncDynamo:
 
     async def _send(self, operation: str, body: bytes) -> tuple[int, dict[str, Any], str]:
         headers = sign(self.credentials(), self.region, self.host, TARGET_PREFIX + operation, body, datetime.now(UTC))
-        res = await self.http.post(self._url, content=body, headers=headers)
-        raw = res.content
+        request = httpx.Request("POST", self._url, content=body, headers=headers, extensions={"timeout": self._timeout})
+        res = await self.transport.handle_async_request(request)
+        try:
+            raw = await res.aread()
+        finally:
+            await res.aclose()
         crc = res.headers.get("x-amz-crc32")
         if crc is not None and crc.isdigit() and int(crc) != zlib.crc32(raw):
             raise _Garbled(f"the answer's CRC32 is {zlib.crc32(raw)}, its header says {crc}")
@@ -194,7 +206,7 @@ class AsyncDynamo:
         return res.status_code, data if isinstance(data, dict) else {}, res.headers.get("x-amzn-requestid", "")
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        await self.transport.aclose()
 
 
 class _Garbled(Exception):
