@@ -13,8 +13,10 @@ no-ops), Pisces with the full pipeline on moto, LiteLLM proxy, Portkey's gateway
 started alone and timed from process start to its first 200 (``ready_ms``). Then, in interleaved
 rounds (the order rotates every round, so machine noise falls on all alike): one non-streamed
 chat completion per path and straight to the upstream (added latency p50/p99 and, from each
-server's process tree in /proc, CPU per request), then bursts of 16 concurrent keep-alive
-connections per path (req/s at c=16, CPU per request under load). Ratios are to Portkey's.
+server's process tree in /proc, CPU per request), then streaks of 50 back-to-back requests per
+path (the added latency of a busy server: ``back_to_back`` says why both are shown), then bursts
+of 16 concurrent keep-alive connections per path (req/s at c=16, CPU per request under load).
+Ratios are to Portkey's.
 """
 
 from __future__ import annotations
@@ -137,6 +139,7 @@ class Path_:
         self.name, self.port, self.proc = name, port, proc
         self.req = request_bytes(port, "/v1/chat/completions", {"authorization": "Bearer x", **headers}, BODY)
         self.lat: list[float] = []
+        self.lat_hot: list[float] = []  # back-to-back requests (see back_to_back)
         self.cpu_seq = self.cpu_load = 0.0
         self.load_n = 0
         self.rates: list[float] = []
@@ -196,6 +199,27 @@ async def sequential(paths: list[Path_], rounds: int, warm: int) -> None:
     for p in paths:
         p.cpu_seq += p.cpu()
         conns[p.name].close()
+
+
+async def back_to_back(paths: list[Path_], rounds: int, streak: int) -> None:
+    """Each path in turn gets ``streak`` requests one after another on one connection (the first five
+    of a streak not counted): the added latency of a server that is busy, next to the interleaved
+    rounds' one of a server that was idle between requests. On this VM a process's CPU per request
+    grows with the idle gap before it (caches and the host's scheduling, not the server's code: the
+    raw-asyncio fake upstream costs about 4x the CPU with 20 ms between requests as back to back),
+    so the interleaved rounds count that cost on every path, and this view shows the code's own."""
+    conns = {p.name: Conn(p.port) for p in paths}
+    for i in range(rounds):
+        for p in paths[i % len(paths) :] + paths[: i % len(paths)]:
+            for j in range(streak + 5):
+                t = time.perf_counter()
+                status, body, _ = await conns[p.name].call(p.req)
+                if status != 200:
+                    raise RuntimeError(f"{p.name}: {status} {body[:300]!r}")
+                if j >= 5:
+                    p.lat_hot.append((time.perf_counter() - t) * 1000)
+    for c in conns.values():
+        c.close()
 
 
 async def burst(p: Path_, concurrency: int, each: int) -> float:
@@ -326,6 +350,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         moto_cpu0 = cpu_seconds(moto.pid)
         asyncio.run(sequential(paths, args.requests, 30))
         moto_seq = cpu_seconds(moto.pid) - moto_cpu0
+        asyncio.run(back_to_back(paths, max(args.requests // 50, 1), 50))
         asyncio.run(loaded(paths, args.load_rounds, args.concurrency, args.each))
     finally:
         for p in reversed(procs):
@@ -358,6 +383,7 @@ def versions(bins: dict[str, Path]) -> dict[str, str]:
 def table(paths: list[Path_], n: int) -> dict[str, dict[str, Any]]:
     direct = paths[0]
     d50, d99 = statistics.median(direct.lat), _pct(direct.lat, 99)
+    h50, h99 = statistics.median(direct.lat_hot), _pct(direct.lat_hot, 99)
     out: dict[str, dict[str, Any]] = {"direct": {"p50_ms": round(d50, 2), "p99_ms": round(d99, 2),
                                                  "req_s_c16": round(statistics.median(direct.rates), 1)}}  # fmt: skip
     for p in paths[1:]:
@@ -365,6 +391,8 @@ def table(paths: list[Path_], n: int) -> dict[str, dict[str, Any]]:
             "ready_ms": p.ready_ms,
             "added_p50_ms": round(statistics.median(p.lat) - d50, 2),
             "added_p99_ms": round(_pct(p.lat, 99) - d99, 2),
+            "added_p50_ms_b2b": round(statistics.median(p.lat_hot) - h50, 2),
+            "added_p99_ms_b2b": round(_pct(p.lat_hot, 99) - h99, 2),
             "cpu_ms_per_req_c1": round(p.cpu_seq / n * 1000, 2),
             "cpu_ms_per_req_c16": round(p.cpu_load / max(p.load_n, 1) * 1000, 2),
             "req_s_c16": round(statistics.median(p.rates), 1),
@@ -374,8 +402,8 @@ def table(paths: list[Path_], n: int) -> dict[str, dict[str, Any]]:
     ref = out.get("portkey")
     for name, row in out.items():
         if ref and name not in ("direct", "portkey"):
-            for k in ("added_p50_ms", "added_p99_ms", "cpu_ms_per_req_c1", "cpu_ms_per_req_c16", "req_s_c16",
-                      "ready_ms"):  # fmt: skip
+            for k in ("added_p50_ms", "added_p99_ms", "added_p50_ms_b2b", "added_p99_ms_b2b", "cpu_ms_per_req_c1",
+                      "cpu_ms_per_req_c16", "req_s_c16", "ready_ms"):  # fmt: skip
                 if ref.get(k):
                     row[f"{k}_x_portkey"] = round(row[k] / ref[k], 2)
     return out
@@ -387,11 +415,14 @@ def markdown(rows: dict[str, dict[str, Any]]) -> str:
         r = row.get(f"{k}_x_portkey")
         return "" if v is None else f"{v}" + (f" ({r}x)" if r is not None else "")
 
-    lines = ["| path | ready ms | added p50 ms | added p99 ms | CPU ms/req c=1 | CPU ms/req c=16 | req/s c=16 |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| path | ready ms | added p50 ms | added p99 ms | added p50 / p99 ms, back to back | CPU ms/req c=1 "
+             "| CPU ms/req c=16 | req/s c=16 |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, row in rows.items():
-        ks = ("ready_ms", "added_p50_ms", "added_p99_ms", "cpu_ms_per_req_c1", "cpu_ms_per_req_c16", "req_s_c16")
-        lines.append(f"| {name} | " + " | ".join(cell(row, k) for k in ks) + " |")
+        ks = ("ready_ms", "added_p50_ms", "added_p99_ms", "b2b", "cpu_ms_per_req_c1", "cpu_ms_per_req_c16",
+              "req_s_c16")  # fmt: skip
+        cells = [f"{cell(row, 'added_p50_ms_b2b')} / {cell(row, 'added_p99_ms_b2b')}" if k == "b2b" and
+                 "added_p50_ms_b2b" in row else cell(row, k) for k in ks]  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
