@@ -9,7 +9,9 @@ A peer that cannot be installed is reported and left out; the others are still m
 
 Processes on loopback: the fast fake upstream (bench/wire.py: raw asyncio, the same answer at
 once), moto's DynamoDB, and one server per path: Pisces with money off (admission and settlement
-no-ops), Pisces with the full pipeline on moto, LiteLLM proxy, Portkey's gateway. Each path is
+no-ops), Pisces with the full pipeline on moto, the same full pipeline on bench/wire.py's replaying
+front to moto (``pisces-full-replay``: DynamoDB's service time taken out, the gateway's own CPU
+left), LiteLLM proxy, Portkey's gateway. Each path is
 started alone and timed from process start to its first 200 (``ready_ms``). Then, in interleaved
 rounds (the order rotates every round, so machine noise falls on all alike): one non-streamed
 chat completion per path and straight to the upstream (added latency p50/p99 and, from each
@@ -40,7 +42,7 @@ OUT = ROOT / "bench" / "out"
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 
 from latency import KEY, _pct, _wait_tables, gateway_app, serve_dynamo  # noqa: E402
-from wire import Conn, request_bytes, serve_fast_upstream  # noqa: E402
+from wire import Conn, request_bytes, serve_fast_upstream, serve_replaying_dynamo  # noqa: E402
 
 BODY = {"model": "gpt-fake", "messages": [{"role": "user", "content": "Say hello in five words."}]}
 UPSTREAM_KEY = "sk-fake-upstream-secret-0123456789"
@@ -48,6 +50,7 @@ LITELLM_MASTER_KEY = "sk-bench-litellm-master-0123456789abcdef"  # it refuses to
 PORTKEY_VERSION = "1.15.2"
 HONO_NODE_SERVER = "1.13.8"
 TICK = os.sysconf("SC_CLK_TCK")
+PATHS = ("pisces-off", "pisces-full", "pisces-full-replay", "litellm", "portkey")
 
 
 def run_sh_uvicorn() -> dict[str, Any]:
@@ -254,17 +257,20 @@ def main() -> None:
     ap.add_argument("--load-rounds", type=int, default=5)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--each", type=int, default=20, help="requests per connection in a burst")
-    ap.add_argument("--only", default="", help="comma-separated subset of pisces-off,pisces-full,litellm,portkey")
+    ap.add_argument("--only", default="", help="comma-separated subset of " + ",".join(PATHS))
     ap.add_argument("--variant", help='a money-off gateway with these uvicorn options too: {"loop": "uvloop"}')
     ap.add_argument("--before", help="another tree of Pisces (git archive of a commit): its money-off gateway too")
     ap.add_argument("--serve-upstream", type=int)
     ap.add_argument("--serve-dynamo", type=int)
+    ap.add_argument("--serve-replay", nargs=2, type=int, help="PORT MOTO_PORT: bench/wire.py's replaying front")
     ap.add_argument("--serve-gateway", nargs=3)
     args = ap.parse_args()
     if args.serve_upstream:
         return serve_fast_upstream(args.serve_upstream)
     if args.serve_dynamo:
         return serve_dynamo(args.serve_dynamo)
+    if args.serve_replay:
+        return serve_replaying_dynamo(*args.serve_replay)
     if args.serve_gateway:
         return serve_gateway(int(args.serve_gateway[0]), args.serve_gateway[1], args.serve_gateway[2])
     print(json.dumps(run(args), indent=2))
@@ -274,7 +280,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from pisces.localaws import free_port
     from support.servers import wait_http
 
-    want = set(args.only.split(",")) if args.only else {"pisces-off", "pisces-full", "litellm", "portkey"}
+    want = set(args.only.split(",")) if args.only else set(PATHS)
     OUT.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"uptime_before": os.getloadavg(), "not_measured": {}}
     bins: dict[str, Path] = {}
@@ -302,6 +308,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             port = free_port()
             specs.append((name, [*me, "--serve-gateway", str(port), upstream, mode], env,
                           {"authorization": f"Bearer {KEY}-{mode}", "port": str(port)}, 60))  # fmt: skip
+        if "pisces-full-replay" in want:  # the full pipeline with DynamoDB's service time taken out (bench/wire.py)
+            replay_port, port = free_port(), free_port()
+            procs.append(subprocess.Popen([*me, "--serve-replay", str(replay_port), str(db_port)], env=env))
+            wait_http(f"http://127.0.0.1:{replay_port}", procs[-1], 60)
+            renv = {**env, "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{replay_port}", "BENCH_KEY": f"{KEY}-replay"}
+            specs.append(("pisces-full-replay", [*me, "--serve-gateway", str(port), upstream, "full"], renv,
+                          {"authorization": f"Bearer {KEY}-replay", "port": str(port)}, 60))  # fmt: skip
         if args.variant:
             port = free_port()
             specs.insert(1, ("pisces-off-variant", [*me, "--serve-gateway", str(port), upstream, "skeleton"],

@@ -9,7 +9,8 @@ arrives, and how many canonical stream events a core encodes per second.
 2. Time to first byte over HTTP: a streamed chat completion straight to the fast fake upstream
    (bench/wire.py: the whole stream at once) and through the gateway with money off and with the full
    pipeline on moto, interleaved rounds on kept-alive connections; p50/p99 of the time to the first
-   body byte, and what the gateway adds.
+   body byte, and what the gateway adds. Then the same in streaks of 50 back-to-back streams per path
+   (``ttfb_ms_back_to_back``): a busy server's view beside the interleaved one of a server woken from idle.
 3. Pacing: an upstream that sends its 6 chunks ``--gap-ms`` apart (flushed one by one); per chunk,
    when it reached the client through the gateway (money off) after it reached the client straight
    from the upstream, in the same round. A gateway that buffered would show lags of whole gaps.
@@ -172,17 +173,25 @@ async def chunk_times(port: int, req: bytes) -> dict[str, float]:
 # --- 2 and 3 over HTTP ---------------------------------------------------------------------------
 
 
-async def ttfb_rounds(paths: dict[str, tuple[int, bytes]], rounds: int, warm: int) -> dict[str, list[float]]:
+async def ttfb_rounds(
+    paths: dict[str, tuple[int, bytes]], rounds: int, warm: int, streak: int = 1
+) -> dict[str, list[float]]:
+    """Time to first body byte, ms, by path, in rounds whose order rotates. With ``streak`` > 1 each path
+    gets that many streams back to back in its turn (five more first, not counted): the view of a busy
+    server beside the interleaved one's of a server idle between requests (bench/peers.py's
+    ``back_to_back`` says why both are shown)."""
     conns = {name: Conn(port) for name, (port, _) in paths.items()}
     firsts: dict[str, list[float]] = {name: [] for name in paths}
     names = list(paths)
+    unseen = 5 if streak > 1 else 0
     for i in range(warm + rounds):
         for name in names[i % len(names) :] + names[: i % len(names)]:
-            status, body, first = await conns[name].call(paths[name][1])
-            if status != 200 or b"[DONE]" not in body:
-                raise RuntimeError(f"{name}: {status} {body[:300]!r}")
-            if i >= warm:
-                firsts[name].append(first * 1000)
+            for j in range(unseen + streak):
+                status, body, first = await conns[name].call(paths[name][1])
+                if status != 200 or b"[DONE]" not in body:
+                    raise RuntimeError(f"{name}: {status} {body[:300]!r}")
+                if i >= warm and j >= unseen:
+                    firsts[name].append(first * 1000)
     for c in conns.values():
         c.close()
     return firsts
@@ -198,6 +207,15 @@ async def pacing_rounds(direct: tuple[int, bytes], gateway: tuple[int, bytes], r
         for k, what in enumerate(straight):  # the same text (or finish), each way
             lags[k].append((through[what] - straight[what]) * 1000)
     return lags
+
+
+def _added(firsts: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    d50, d99 = _pct(firsts["direct"], 50), _pct(firsts["direct"], 99)
+    return {
+        name: {"p50": round(_pct(v, 50), 2), "p99": round(_pct(v, 99), 2),
+               "added_p50": round(_pct(v, 50) - d50, 2), "added_p99": round(_pct(v, 99) - d99, 2)}
+        for name, v in firsts.items()
+    }  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -232,13 +250,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         paths = {"direct": (up_port, req(up_port, UPSTREAM_KEY)),
                  "pisces-off": (ports["skeleton"], req(ports["skeleton"], f"{KEY}-skeleton")),
                  "pisces-full": (ports["full"], req(ports["full"], f"{KEY}-full"))}  # fmt: skip
-        firsts = asyncio.run(ttfb_rounds(paths, args.rounds, 30))
-        d50, d99 = _pct(firsts["direct"], 50), _pct(firsts["direct"], 99)
-        report["ttfb_ms"] = {
-            name: {"p50": round(_pct(v, 50), 2), "p99": round(_pct(v, 99), 2),
-                   "added_p50": round(_pct(v, 50) - d50, 2), "added_p99": round(_pct(v, 99) - d99, 2)}
-            for name, v in firsts.items()
-        }  # fmt: skip
+        report["ttfb_ms"] = _added(asyncio.run(ttfb_rounds(paths, args.rounds, 30)))
+        hot = asyncio.run(ttfb_rounds(paths, max(args.rounds // 50, 2), 0, streak=50))
+        report["ttfb_ms_back_to_back"] = _added(hot)
         straight, through = (
             (paced_port, req(paced_port, UPSTREAM_KEY)),
             (ports["paced"], req(ports["paced"], f"{KEY}-paced")),
