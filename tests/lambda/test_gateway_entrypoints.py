@@ -189,3 +189,34 @@ def test_run_sh_refuses_a_request_head_over_16_kib_with_a_431(run_sh):
             f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             ).encode() + body  # fmt: skip
     assert _exchange(url, post).startswith(b"HTTP/1.1 200 ")
+
+
+_LIFESPAN = """
+import asyncio, gc
+from pisces_gateway.app import app
+
+async def main() -> None:
+    before = gc.get_freeze_count()
+    inbox: asyncio.Queue = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+
+    async def send(message: dict) -> None:
+        if message["type"] == "lifespan.startup.complete":
+            print(before, gc.get_freeze_count())
+            await inbox.put({"type": "lifespan.shutdown"})
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, send)
+
+asyncio.run(main())
+"""
+
+
+def test_the_served_app_freezes_its_startup_heap_once_it_starts(local_dynamo):
+    """Everything alive when the gateway starts serving leaves the cyclic collector's generations
+    (pisces_gateway.app.freeze_heap): full collections no longer walk the modules and the app."""
+    env = _env(PISCES_CONFIG=str(ROOT / "pisces.yaml"), PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", _LIFESPAN], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after = map(int, out.stdout.split())
+    assert before == 0
+    assert after > 10_000  # the imported modules, the app and its clients

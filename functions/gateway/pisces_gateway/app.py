@@ -6,6 +6,8 @@ built from the route table itself.
 
 from __future__ import annotations
 
+import functools
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -75,6 +77,7 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: GatewayApp) -> AsyncIterator[None]:
+        freeze_heap()
         yield
         await app.state.gateway.aclose()
 
@@ -253,6 +256,16 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
 
     _head_like_get(app)
     return app
+
+
+@functools.cache
+def freeze_heap() -> None:
+    """Once per process, as it starts serving: what is alive now (modules, the app, its config and
+    clients: ~50,000 objects) lives as long as the process, so it leaves the cyclic collector's
+    generations (``gc.freeze``). Without this each full collection walked all of it, every few
+    hundred requests: 10% of a money-off request's CPU (bench/RESULTS.md, performance part 5). No
+    ``gc.collect()`` first: it would cost the cold start tens of ms to free a few startup cycles."""
+    gc.freeze()
 
 
 def _head_like_get(app: GatewayApp) -> None:
