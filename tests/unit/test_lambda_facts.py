@@ -94,6 +94,71 @@ def test_each_emf_line_holds_its_own_request_only(capsys, monkeypatch):
     assert two["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["model", "channel", "service"]]
 
 
+def _by_add_metric(ctx: RequestContext, status: int) -> dict:
+    """The EMF line as Powertools' own adders build it (name and unit checked on every call)."""
+    from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+    m = EphemeralMetrics(namespace="Pisces", service="pisces")
+    m.add_dimension("model", ctx.model or "none")
+    m.add_dimension("channel", ctx.channel or "none")
+    m.add_metric("Requests", MetricUnit.Count, 1)
+    m.add_metric("Errors", MetricUnit.Count, 1 if status >= 500 or (ctx.stream and ctx.error) else 0)
+    m.add_metric("LatencyMs", MetricUnit.Milliseconds, ctx.elapsed_ms())
+    if ctx.first_byte:
+        m.add_metric("TimeToFirstTokenMs", MetricUnit.Milliseconds, ctx.elapsed_ms(ctx.first_byte))
+    if ctx.usage is not None:
+        m.add_metric("InputTokens", MetricUnit.Count, ctx.usage.input_tokens)
+        m.add_metric("OutputTokens", MetricUnit.Count, ctx.usage.output_tokens)
+    if ctx.cost is not None:
+        m.add_metric("CostMicros", MetricUnit.Count, ctx.cost)
+    if ctx.upstream_status is not None:
+        m.add_metric("UpstreamErrors", MetricUnit.Count, 1 if ctx.upstream_status >= 400 else 0)
+        m.add_metadata("upstream_status", ctx.upstream_status)
+    m.add_metadata("status", status)
+    m.add_metadata("request_id", ctx.request_id)
+    if ctx.lambda_request_id:
+        m.add_metadata("lambda_request_id", ctx.lambda_request_id)
+    return json.loads(json.dumps(m.serialize_metric_set()))
+
+
+def _variants() -> list[tuple[RequestContext, int]]:
+    from pisces.canonical import Usage
+
+    bare = _ctx()
+    full = RequestContext(request_id="req_full", protocol="anthropic", model="claude-x", channel="anthropic",
+                          first_byte=1.0, stream=True, usage=Usage(input_tokens=7, output_tokens=11), cost=42,
+                          upstream_status=200, lambda_request_id="lambda-1")  # fmt: skip
+    cut = RequestContext(request_id="req_cut", protocol="gemini", model="g", channel="c", stream=True,
+                         error="client_cut", upstream_status=429)  # fmt: skip
+    return [(bare, 404), (full, 200), (cut, 200), (full, 502)]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_the_emf_line_is_the_one_powertools_adders_build(case, capsys, monkeypatch):
+    """The metric set is handed to Powertools' serializer whole: the same line, names, units and order
+    as its ``add_metric`` checks and builds, in every shape a request's line takes."""
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
+    monkeypatch.setattr(RequestContext, "elapsed_ms", lambda self, since=None: 12.5 if since is None else 3.25)
+    ctx, status = _variants()[case]
+    logs.emit_metrics(ctx, status)
+    ours = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    theirs = _by_add_metric(ctx, status)
+    ours["_aws"].pop("Timestamp"), theirs["_aws"].pop("Timestamp")
+    assert json.dumps(ours) == json.dumps(theirs)  # the same keys in the same order, the same values
+
+
+def test_a_blank_model_is_counted_under_none(capsys, monkeypatch):
+    """Powertools would drop a blank dimension (and file the line under another dimension set)."""
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
+    ctx = RequestContext(request_id="req_b", protocol="openai", model="  ", channel="")
+    logs.emit_metrics(ctx, 400)
+    blob = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (blob["model"], blob["channel"]) == ("none", "none")
+    assert blob["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["model", "channel", "service"]]
+
+
 def test_a_log_message_is_decoded_only_when_it_can_be_json(caplog):
     """What Powertools does with a message (a JSON one becomes an object), without trying the rest."""
     for message in ("request", '{"k": 2}', "[1, 2", "{not json"):
