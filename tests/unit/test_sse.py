@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 from pisces.protocols.sse import SSEParser, format_event
 from support.servers import recorded
@@ -50,3 +51,36 @@ def test_cr_split_from_lf_across_chunks():
 def test_format_round_trip():
     raw = format_event("line1\nline2", event="message_start") + format_event('{"a": 1}')
     assert [(e.event, e.data) for e in _events(raw)] == [("message_start", "line1\nline2"), (None, '{"a": 1}')]
+
+
+def _reference(data: bytes) -> list[tuple[str | None, str]]:
+    """The spec's reading, line by line (lines end at \\r\\n, \\r or \\n), for the whole stream at once."""
+    out, lines, event = [], [], None
+    for line in [*re.split(r"\r\n|\r|\n", data.decode()), ""]:
+        if line == "":
+            if lines or event is not None:
+                out.append((event, "\n".join(lines)))
+            lines, event = [], None
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                lines.append(value)
+            elif name == "event":
+                event = value
+    return out
+
+
+def test_mixed_line_endings_in_any_slicing_read_as_the_spec_says():
+    """\\n, \\r\\n and \\r mixed in one stream, cut anywhere (a \\r\\n split across two reads included)."""
+    rng = random.Random(7)
+    for _ in range(40):
+        parts = []
+        for i in range(rng.randint(1, 30)):
+            a, b, c, blank = (rng.choice(["\n", "\r\n", "\r"]) for _ in range(4))
+            parts.append(f'event: e{i}{a}data: {{"i": {i}}}{b}: note{c}{blank}')
+        data = "".join(parts).encode()
+        want = _reference(data)
+        assert [(e.event, e.data) for e in _events(data)] == want
+        for seed in range(3):
+            assert [(e.event, e.data) for e in _parse_in_slices(data, seed)] == want

@@ -26,19 +26,25 @@ class SSEParser:
         self._id: str | None = None
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        self._buf += chunk
+        buf = self._buf + chunk if self._buf else chunk
         out: list[SSEEvent] = []
+        pos, end = 0, len(buf)
+        crs = b"\r" in buf  # most streams end lines with \n alone: then only \n is looked for
         while True:
-            # a line ends at \n, \r\n or \r; a lone \r at the end of the buffer may be half of \r\n
-            i = min((p for p in (self._buf.find(b"\n"), self._buf.find(b"\r")) if p >= 0), default=-1)
-            if i < 0 or (self._buf[i : i + 1] == b"\r" and i + 1 == len(self._buf)):
+            # a line ends at \n, \r\n or \r; a lone \r at the end of the buffer may be half of \r\n.
+            # Each search starts where the last line ended (one pass over the buffer, not one a line).
+            i = buf.find(b"\n", pos)
+            if crs:
+                cr = buf.find(b"\r", pos, i if i >= 0 else end)
+                i = cr if cr >= 0 else i
+            if i < 0 or (buf[i] == 13 and i + 1 == end):
                 break
-            line = self._buf[:i].decode("utf-8", errors="replace")
-            step = 2 if self._buf[i : i + 2] == b"\r\n" else 1
-            self._buf = self._buf[i + step :]
+            line = buf[pos:i].decode("utf-8", errors="replace")
+            pos = i + (2 if buf[i : i + 2] == b"\r\n" else 1)
             ev = self._line(line)
             if ev is not None:
                 out.append(ev)
+        self._buf = buf[pos:]
         return out
 
     def close(self) -> list[SSEEvent]:
