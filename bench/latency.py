@@ -106,7 +106,7 @@ def gateway_app(upstream: str, mode: str = "full") -> object:
                     "kind": "openai",
                     "base_url": f"{upstream}/v1",
                     "api_key_env": "BENCH_UPSTREAM_KEY",
-                    "models": ["gpt-fake"],
+                    "models": ["gpt-fake", "gpt-fake-long"],
                 }
             ]
         }

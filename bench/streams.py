@@ -14,6 +14,9 @@ arrives, and how many canonical stream events a core encodes per second.
 3. Pacing: an upstream that sends its 6 chunks ``--gap-ms`` apart (flushed one by one); per chunk,
    when it reached the client through the gateway (money off) after it reached the client straight
    from the upstream, in the same round. A gateway that buffered would show lags of whole gaps.
+4. Relay: a stream of 1,000 text deltas that the upstream sends in one piece (model ``gpt-fake-long``),
+   through the money-off gateway, ``--relay-streams`` of them on 4 connections; the gateway's CPU
+   (from /proc) per relayed event, everything included (SSE parsing, decoding, encoding, writes).
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench"), str(ROOT / "layers" / "core")]
 
 from latency import KEY, _pct, _wait_tables  # noqa: E402
-from peers import BODY, UPSTREAM_KEY, start  # noqa: E402
-from wire import NON_STREAM, Conn, request_bytes  # noqa: E402
+from peers import BODY, UPSTREAM_KEY, cpu_seconds, start  # noqa: E402
+from wire import LONG_DELTAS, NON_STREAM, Conn, request_bytes  # noqa: E402
 
 STREAM_BODY = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
 DELTAS = 2_000
@@ -209,6 +212,30 @@ async def pacing_rounds(direct: tuple[int, bytes], gateway: tuple[int, bytes], r
     return lags
 
 
+async def relay_cpu(port: int, pid: int, req: bytes, streams: int, conns: int = 4) -> dict[str, float]:
+    """CPU per relayed event of ``streams`` long streams (``conns`` at a time), after one not counted."""
+    pool = [Conn(port) for _ in range(conns)]
+    await pool[0].call(req)
+    left = streams
+
+    async def worker(c: Conn) -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            status, body, _ = await c.call(req)
+            if status != 200 or body.count(b"data: ") < LONG_DELTAS:
+                raise RuntimeError(f"relay: {status} {body[:300]!r}")
+
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in pool))
+    cpu, wall = cpu_seconds(pid) - cpu0, time.perf_counter() - t0
+    for c in pool:
+        c.close()
+    events = streams * (LONG_DELTAS + 3)  # the role chunk, the deltas, the finish, the usage
+    return {"streams": streams, "events_per_stream": LONG_DELTAS + 3, "cpu_us_per_event": round(cpu / events * 1e6, 2),
+            "events_per_cpu_second": round(events / cpu), "streams_per_s": round(streams / wall, 1)}  # fmt: skip
+
+
 def _added(firsts: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     d50, d99 = _pct(firsts["direct"], 50), _pct(firsts["direct"], 99)
     return {
@@ -235,6 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wait_http(f"http://127.0.0.1:{db_port}", procs[-1], 60)
         _wait_tables(f"http://127.0.0.1:{db_port}")
         ports: dict[str, int] = {}
+        pids: dict[str, int] = {}
         for mode, upstream_port in (("skeleton", up_port), ("full", up_port), ("paced", paced_port)):
             port = free_port()
             gw_mode = "skeleton" if mode == "paced" else mode
@@ -243,6 +271,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             start(cmd, penv, port, {"authorization": f"Bearer {KEY}-{mode}"}, 60)
             procs.append(start.proc)  # type: ignore[attr-defined]
             ports[mode] = port
+            pids[mode] = start.proc.pid  # type: ignore[attr-defined]
 
         def req(port: int, key: str) -> bytes:
             return request_bytes(port, "/v1/chat/completions", {"authorization": f"Bearer {key}"}, STREAM_BODY)
@@ -263,6 +292,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "lag_ms_p50_by_chunk": [round(statistics.median(v), 2) for v in lags],
             "lag_ms_max_by_chunk": [round(max(v), 2) for v in lags],
         }
+        long_req = request_bytes(ports["skeleton"], "/v1/chat/completions",
+                                 {"authorization": f"Bearer {KEY}-skeleton"},
+                                 {**STREAM_BODY, "model": "gpt-fake-long"})  # fmt: skip
+        report["relay"] = asyncio.run(relay_cpu(ports["skeleton"], pids["skeleton"], long_req, args.relay_streams))
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -277,6 +310,7 @@ def main() -> None:
     ap.add_argument("--paced-rounds", type=int, default=20)
     ap.add_argument("--gap-ms", type=float, default=50.0)
     ap.add_argument("--encode-rounds", type=int, default=30)
+    ap.add_argument("--relay-streams", type=int, default=200)
     ap.add_argument("--serve-paced", nargs=2)
     args = ap.parse_args()
     if args.serve_paced:

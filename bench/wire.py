@@ -40,9 +40,9 @@ COMPLETION = {
 }
 
 
-def _sse() -> bytes:
+def _sse(words: list[str] | None = None) -> bytes:
     out = []
-    words = ["Hello", " there,", " friend,", " how are", " you?"]
+    words = words or ["Hello", " there,", " friend,", " how are", " you?"]
     for i, w in enumerate(words):
         delta: dict[str, Any] = {"content": w} if i else {"role": "assistant", "content": w}
         chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
@@ -62,6 +62,9 @@ def _response(body: bytes, media: str) -> bytes:
 
 NON_STREAM = _response(json.dumps(COMPLETION).encode(), "application/json")
 STREAM = _response(_sse(), "text/event-stream")
+LONG_DELTAS = 1_000
+# model "gpt-fake-long": a stream of LONG_DELTAS text deltas in one piece (what the relay costs an event)
+LONG_STREAM = _response(_sse([f" word{i}" for i in range(LONG_DELTAS)]), "text/event-stream")
 MODELS = _response(json.dumps({"object": "list", "data": [{"id": "gpt-fake", "object": "model"}]}).encode(),
                    "application/json")  # fmt: skip
 
@@ -78,7 +81,11 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             if head.startswith(b"GET"):
                 writer.write(MODELS)
             else:
-                writer.write(STREAM if b'"stream":true' in body.replace(b" ", b"") else NON_STREAM)
+                flat = body.replace(b" ", b"")
+                if b'"stream":true' not in flat:
+                    writer.write(NON_STREAM)
+                else:
+                    writer.write(LONG_STREAM if b'"model":"gpt-fake-long"' in flat else STREAM)
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,92 @@ def _note(ctx: RequestContext, ev: StreamEvent) -> None:
         ctx.error = ev.code
 
 
+class _Failed:
+    """The upstream's exception, handed over in its place in the stream."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
+_END = object()  # the upstream's stream ended
+SILENT = object()  # nothing came for a heartbeat interval
+
+
+class Ahead:
+    """The upstream's events, read by one task for the whole stream, at most ``limit`` ahead of the
+    client. The relay takes them with :meth:`next`, which says :data:`SILENT` after ``silence``
+    seconds without one (a heartbeat is due) and never cancels a read: an async generator cancelled
+    mid-read is finished. Events that came together (one network read holds several) are taken
+    without waiting; the wait, when there is one, is a future and a timer, not a task per event
+    (``asyncio.wait`` on a new task for each event was 25-50 µs an event, bench/RESULTS.md part 5)."""
+
+    def __init__(self, events: AsyncGenerator[StreamEvent, None], limit: int = 64) -> None:
+        self._events = events
+        self._limit = limit
+        self._items: deque[Any] = deque()
+        self._loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] | None = None  # the relay's, while the buffer is empty
+        self._room: asyncio.Future[None] | None = None  # the reader's, while the buffer is full
+        self._task = self._loop.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for ev in self._events:
+                self._put(ev)
+                if len(self._items) >= self._limit:
+                    self._room = self._loop.create_future()
+                    await self._room
+        except Exception as exc:  # raised to the relay where it happened, after what came before it
+            self._put(_Failed(exc))
+        else:
+            self._put(_END)
+
+    def _put(self, item: Any) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def take(self) -> Any:
+        """The next event if it is here already, None at the stream's end, else :data:`SILENT`; the
+        upstream's error raised in its place."""
+        if not self._items:
+            return SILENT
+        item = self._items.popleft()
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
+        if item is _END:
+            return None
+        if isinstance(item, _Failed):
+            raise item.exc
+        return item
+
+    async def next(self, silence: float) -> Any:
+        """:meth:`take`, waiting up to ``silence`` seconds for the next event (:data:`SILENT` if none came)."""
+        if not self._items:
+            waiter = self._waiter = self._loop.create_future()
+            timer = self._loop.call_later(silence, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        return self.take()
+
+    async def close(self) -> list[StreamEvent]:
+        """Stop reading (the upstream's generator finishes where it stood); the events read but not
+        taken, for the bill: the upstream generated them."""
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        return [e for e in self._items if e is not _END and not isinstance(e, _Failed)]
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 async def relay(
     gw: Gateway,
     ctx: RequestContext,
@@ -68,7 +155,8 @@ async def relay(
 ) -> AsyncIterator[bytes]:
     beat = getattr(encoder, "heartbeat", None)
     sent: list[bytes] = []  # kept only for an Idempotency-Key's replay
-    waiting: asyncio.Future[StreamEvent | None] | None = None
+    pending: list[bytes] = []  # encoded, not yet yielded: the events that came together go in one write
+    ahead: Ahead | None = None
     try:
         ev: StreamEvent | None = first
         while ev is not None:
@@ -79,15 +167,26 @@ async def relay(
             if chunk:
                 if claim:
                     sent.append(chunk)
-                yield chunk
+                pending.append(chunk)
             if beat is None:
+                out, pending = b"".join(pending), []
+                if out:
+                    yield out
                 ev = await anext(events, None)
                 continue
-            # the next event, awaited in this task's frame; a heartbeat for every silent interval
-            waiting = asyncio.ensure_future(anext(events, None))
-            while not (await asyncio.wait({waiting}, timeout=gw.config.limits.heartbeat_seconds))[0]:
+            if ahead is None:
+                ahead = Ahead(events)  # after the first event: its chunk goes out at once, below
+            elif (ev := ahead.take()) is not SILENT:
+                continue  # here already: it goes out with the chunks before it
+            if pending:
+                out, pending = b"".join(pending), []
+                yield out
+            # the next event, as soon as it comes; a heartbeat for every silent interval
+            while (ev := await ahead.next(gw.config.limits.heartbeat_seconds)) is SILENT:
                 yield beat()
-            ev, waiting = waiting.result(), None
+        if pending:  # what came with the end: sent before the settling, the terminal event after it
+            out, pending = b"".join(pending), []
+            yield out
         if isinstance(ev, ErrorEvent):
             tail = encoder.encode(ev) + encoder.close()
         else:
@@ -97,7 +196,7 @@ async def relay(
     except (asyncio.CancelledError, GeneratorExit):
         ctx.error = ctx.error or "client_cut"  # the client hung up: settle what was generated, then stop
         with anyio.CancelScope(shield=True):
-            await _conclude(gw, ctx, req, bill, claim, events, waiting, None, media_type, settled)
+            await _conclude(gw, ctx, req, bill, claim, events, ahead, None, media_type, settled)
         raise
     except Exception as exc:  # a fault mid-stream: tell the client in its protocol, then end
         if isinstance(exc, PiscesError):
@@ -108,8 +207,8 @@ async def relay(
         ctx.error = err.code
         tail = encoder.encode(err) + encoder.close()
     with anyio.CancelScope(shield=True):
-        await _conclude(gw, ctx, req, bill, claim, events, waiting, [*sent, tail], media_type, settled)
-    yield tail
+        await _conclude(gw, ctx, req, bill, claim, events, ahead, [*sent, tail], media_type, settled)
+    yield b"".join(pending) + tail  # pending: what came before a fault mid-stream
 
 
 async def _conclude(
@@ -119,16 +218,17 @@ async def _conclude(
     bill: Bill,
     claim: Claim | None,
     events: AsyncGenerator[StreamEvent, None],
-    waiting: asyncio.Future[StreamEvent | None] | None,
+    ahead: Ahead | None,
     sent: list[bytes] | None,
     media_type: str,
     settled: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Close the upstream, settle, run the door's ``settled`` hook (the Responses door stores its
     response), complete or release the Idempotency-Key, write the log line."""
-    if waiting is not None:
-        waiting.cancel()
-        await asyncio.gather(waiting, return_exceptions=True)
+    if ahead is not None:
+        for ev in await ahead.close():  # read from the upstream, never sent: generated all the same
+            if isinstance(ev, TextDelta | ThinkingDelta | ToolArgsDelta | UsageEvent):
+                _note(ctx, ev)
     with contextlib.suppress(Exception):
         await events.aclose()
     # the status is 200 once started: a stream that failed or was cut says so in `error`

@@ -1,0 +1,173 @@
+"""The relay's reader (``Ahead``) and its writes: events that came together go to the client in one
+write, an event that comes alone goes at once, a heartbeat only after a silent interval, the
+upstream's error in its place, and what was read but never sent still counted for the bill.
+
+Causal throughout: a paced upstream moves only when the test has seen the chunk before; the one wait
+on a timer (the heartbeat) is against an upstream that can never answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from pisces.canonical import ChatRequest, Finish, StreamEvent, StreamStart, TextDelta
+from pisces.pipeline.context import RequestContext
+from pisces.pipeline.relay import SILENT, Ahead, relay
+from pisces.protocols import openai_chat_stream
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _together(n: int, tail: list[StreamEvent] | None = None) -> AsyncGenerator[StreamEvent, None]:
+    """``n`` text deltas that arrive at once (no wait between them), as from one network read."""
+    for i in range(n):
+        yield TextDelta(index=0, text=f"w{i} ")
+    for ev in tail or []:
+        yield ev
+
+
+class Paced:
+    """An upstream that sends its next event only when told to."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.go, self.closed = n, asyncio.Event(), False
+
+    async def events(self) -> AsyncGenerator[StreamEvent, None]:
+        try:
+            for ev in [*(TextDelta(index=0, text=f"p{i} ") for i in range(self.n)), Finish(reason="stop")]:
+                await self.go.wait()
+                self.go.clear()
+                yield ev
+        finally:
+            self.closed = True
+
+
+def test_events_that_came_together_are_taken_without_waiting():
+    async def go() -> None:
+        ahead = Ahead(_together(5))
+        assert ahead.take() is SILENT  # its reader has not run yet
+        first = await ahead.next(10)
+        rest = [ahead.take() for _ in range(4)]
+        assert [e.text for e in [first, *rest]] == ["w0 ", "w1 ", "w2 ", "w3 ", "w4 "]
+        assert await ahead.next(10) is None  # the end
+        assert await ahead.close() == []
+
+    _run(go())
+
+
+def test_it_reads_at_most_its_limit_ahead_and_close_hands_back_the_unread():
+    async def go() -> None:
+        gen = _together(100)
+        ahead = Ahead(gen, limit=8)
+        await ahead.next(10)
+        for _ in range(3):
+            await asyncio.sleep(0)  # the reader runs as far as it may
+        unread = await ahead.close()
+        assert 7 <= len(unread) <= 8, "bounded by the limit, not the upstream's length"
+        assert not gen.ag_running
+        await gen.aclose()  # the relay closes it next: no read of it is still going on
+
+    _run(go())
+
+
+def test_silent_after_the_interval_and_the_read_is_never_cancelled():
+    async def go() -> None:
+        up = Paced(1)
+        ahead = Ahead(up.events())
+        assert await ahead.next(0.01) is SILENT  # the upstream cannot answer until told
+        up.go.set()
+        ev = await ahead.next(10)
+        assert ev.text == "p0 " and not up.closed, "the same read went on after the silence"
+        up.go.set()
+        assert isinstance(await ahead.next(10), Finish)
+        await ahead.close()
+        assert up.closed
+
+    _run(go())
+
+
+def test_the_upstreams_error_is_raised_after_what_came_before_it():
+    async def failing() -> AsyncGenerator[StreamEvent, None]:
+        yield TextDelta(index=0, text="a")
+        raise RuntimeError("upstream broke")
+
+    async def go() -> None:
+        ahead = Ahead(failing())
+        assert (await ahead.next(10)).text == "a"
+        with pytest.raises(RuntimeError, match="upstream broke"):
+            await ahead.next(10)
+
+    _run(go())
+
+
+# --- the relay's writes ---------------------------------------------------------------------------
+
+
+def _gateway(settled: list[RequestContext]) -> Any:
+    async def settle(ctx: RequestContext, req: Any, bill: Any, status: int) -> None:
+        settled.append(ctx)
+
+    limits = SimpleNamespace(heartbeat_seconds=10)
+    return SimpleNamespace(config=SimpleNamespace(limits=limits), billing=SimpleNamespace(settle=settle))
+
+
+def _relay(events: AsyncGenerator[StreamEvent, None], settled: list[RequestContext]) -> tuple[Any, RequestContext]:
+    ctx = RequestContext(request_id="req_relay", protocol="openai")
+    req = ChatRequest(model="m", messages=[])
+    encoder = openai_chat_stream.StreamEncoder({"gateway": "Pisces"})
+    first = StreamStart(id="r1", model="m")
+    body = relay(_gateway(settled), ctx, encoder, req, None, None, first, events, "text/event-stream")
+    return body, ctx
+
+
+def _expected(events: list[StreamEvent]) -> bytes:
+    enc = openai_chat_stream.StreamEncoder({"gateway": "Pisces"})
+    return b"".join(enc.encode(e) for e in events) + enc.close()
+
+
+def test_what_came_together_goes_in_one_write_and_the_first_event_at_once():
+    async def go() -> None:
+        settled: list[RequestContext] = []
+        body, ctx = _relay(_together(50, [Finish(reason="stop")]), settled)
+        chunks = [c async for c in body]
+        deltas = [TextDelta(index=0, text=f"w{i} ") for i in range(50)]
+        assert b"".join(chunks) == _expected([StreamStart(id="r1", model="m"), *deltas, Finish(reason="stop")])
+        assert len(chunks) == 3, "the first event's chunk, the 50 deltas and the finish, the terminal chunk"
+        assert chunks[0].count(b"data: ") == 1 and chunks[1].count(b"data: ") == 51
+        assert settled == [ctx] and ctx.finish == "stop"
+
+    _run(go())
+
+
+def test_an_event_that_comes_alone_is_sent_alone():
+    async def go() -> None:
+        up, settled = Paced(3), []
+        body, _ = _relay(up.events(), settled)
+        chunks = []
+        async for chunk in body:
+            chunks.append(chunk)
+            up.go.set()  # the next event only once this chunk is out
+        assert [c.count(b"data: ") for c in chunks[:5]] == [1, 1, 1, 1, 1]
+        assert b"p0 " in chunks[1] and b"p2 " in chunks[3] and b'"finish_reason":"stop"' in chunks[4]
+
+    _run(go())
+
+
+def test_a_client_that_hangs_up_is_billed_for_what_was_read_but_not_sent():
+    async def go() -> None:
+        settled: list[RequestContext] = []
+        body, ctx = _relay(_together(40), settled)
+        await anext(body)  # the first chunk; the reader then takes the deltas in
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await body.aclose()  # the client is gone before they were sent
+        assert settled == [ctx] and ctx.error == "client_cut"
+        assert ctx.generated_tokens >= 40, "the deltas the upstream generated are counted"
+
+    _run(go())
