@@ -171,3 +171,42 @@ def test_a_client_that_hangs_up_is_billed_for_what_was_read_but_not_sent():
         assert ctx.generated_tokens >= 40, "the deltas the upstream generated are counted"
 
     _run(go())
+
+
+# --- the gateway's streamed response -------------------------------------------------------------
+
+
+def test_the_head_and_first_chunk_go_out_before_the_disconnect_listener_starts():
+    """PipelineStream sends them from the request's own task; then a client that hangs up is noticed
+    (Starlette's listener) and the body is closed in that same task, before the response returns."""
+    from pisces_gateway.chat import PipelineStream
+
+    async def go() -> None:
+        log: list[str] = []
+        closed = asyncio.Event()
+        hang_up = asyncio.Event()
+
+        async def body() -> AsyncGenerator[bytes, None]:
+            try:
+                yield b"data: 1\n\n"
+                yield b"data: 2\n\n"
+                await asyncio.Event().wait()  # an upstream that says nothing more
+            finally:
+                closed.set()
+
+        async def receive() -> dict[str, Any]:
+            log.append("receive")
+            await hang_up.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            log.append(message["type"].rsplit(".", 1)[1] + ":" + message.get("body", b"").decode().strip())
+            if message.get("body") == b"data: 2\n\n":
+                hang_up.set()
+
+        scope = {"type": "http", "asgi": {"spec_version": "2.3"}, "method": "POST"}
+        await PipelineStream(body(), media_type="text/event-stream")(scope, receive, send)
+        assert log[:2] == ["start:", "body:data: 1"] and log.index("body:data: 1") < log.index("receive")
+        assert closed.is_set(), "the body was closed before the response returned"
+
+    _run(go())

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Send
+from starlette.types import Receive, Scope, Send
 
 from pisces.pipeline.gateway import Gateway
 from pisces.pipeline.lifecycle import Incoming, Lifecycle, Reply, models_protocol
@@ -21,11 +21,36 @@ from pisces.pipeline.lifecycle import Incoming, Lifecycle, Reply, models_protoco
 class PipelineStream(StreamingResponse):
     """A streamed reply whose body iterator is always closed in the request's own task: a client
     that hangs up mid-stream is settled before the request returns, not when the generator is
-    garbage-collected (on Lambda, maybe never)."""
+    garbage-collected (on Lambda, maybe never).
+
+    Its head and first chunk are sent from the request's own task before Starlette starts the
+    listener that notices a client hanging up (a task group and a task: ~50 µs of the time to the
+    first byte, bench/RESULTS.md part 5); the rest is streamed under that listener. The first chunk is
+    ready at once (the pipeline has the upstream's first event before it replies), and a client gone
+    by then is noticed by the listener as soon as it starts."""
+
+    _head_sent = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            first = await anext(self.body_iterator, None)  # type: ignore[call-overload]
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            self._head_sent = True
+            if first is not None:
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+            raise
+        await super().__call__(scope, receive, send)
 
     async def stream_response(self, send: Send) -> None:
         try:
-            await super().stream_response(send)
+            if not self._head_sent:
+                await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             with anyio.CancelScope(shield=True):
                 await self.body_iterator.aclose()  # type: ignore[attr-defined]
