@@ -87,7 +87,7 @@ def install_litellm() -> Path:
             raise RuntimeError("uv is not on PATH (make install brings it)")
         subprocess.run([uv, "venv", "-q", "--allow-existing", "-p", ">=3.11", str(venv)], check=True)
         env = {**os.environ, "VIRTUAL_ENV": str(venv)}
-        subprocess.run([uv, "pip", "install", "-q", "litellm[proxy]"], check=True, env=env)
+        subprocess.run([uv, "pip", "install", "-q", "litellm[proxy]"], check=True, env=env, stdout=sys.stderr)
     return exe
 
 
@@ -102,7 +102,8 @@ def install_portkey() -> Path:
             raise RuntimeError("npm is not on PATH")
         d.mkdir(parents=True, exist_ok=True)
         (d / "package.json").write_text(json.dumps(pkg, indent=1))
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=d, check=True)
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=d, check=True,
+                       stdout=sys.stderr)  # stdout is the report's JSON  # fmt: skip
     for found in d.glob("node_modules/**/@hono/node-server/package.json"):
         version = json.loads(found.read_text())["version"]
         if version != HONO_NODE_SERVER:
@@ -409,6 +410,8 @@ def table(paths: list[Path_], n: int) -> dict[str, dict[str, Any]]:
             "cpu_ms_per_req_c1": round(p.cpu_seq / n * 1000, 2),
             "cpu_ms_per_req_c16": round(p.cpu_load / max(p.load_n, 1) * 1000, 2),
             "req_s_c16": round(statistics.median(p.rates), 1),
+            # cores busy at c=16 (req/s x CPU a request): a Python process is held to one, Node is not
+            "cores_c16": round(statistics.median(p.rates) * p.cpu_load / max(p.load_n, 1), 2),
             "errors_c16": len(p.errors),
             **({"first_error": p.errors[0]} if p.errors else {}),
         }
@@ -429,10 +432,10 @@ def markdown(rows: dict[str, dict[str, Any]]) -> str:
         return "" if v is None else f"{v}" + (f" ({r}x)" if r is not None else "")
 
     lines = ["| path | ready ms | added p50 ms | added p99 ms | added p50 / p99 ms, back to back | CPU ms/req c=1 "
-             "| CPU ms/req c=16 | req/s c=16 |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| CPU ms/req c=16 | req/s c=16 | cores c=16 |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, row in rows.items():
         ks = ("ready_ms", "added_p50_ms", "added_p99_ms", "b2b", "cpu_ms_per_req_c1", "cpu_ms_per_req_c16",
-              "req_s_c16")  # fmt: skip
+              "req_s_c16", "cores_c16")  # fmt: skip
         cells = [f"{cell(row, 'added_p50_ms_b2b')} / {cell(row, 'added_p99_ms_b2b')}" if k == "b2b" and
                  "added_p50_ms_b2b" in row else cell(row, k) for k in ks]  # fmt: skip
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
