@@ -378,12 +378,12 @@ def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_e
     client.chat.completions.create(**ask("gpt-fake"))  # the key is now cached
     seen: list[str] = []
 
-    to_dynamo = gw.db.transport.handle_async_request
+    to_dynamo = gw.db.transport.exchange
 
-    async def on_dynamo(request: httpx.Request) -> httpx.Response:  # the hot path's DynamoDB, on the event loop
-        if mine.encode() in request.content:
-            seen.append(request.headers["x-amz-target"].rsplit(".", 1)[-1])
-        return await to_dynamo(request)
+    async def on_dynamo(method: str, url: str, headers: dict, body: bytes, timeouts: dict) -> object:
+        if mine.encode() in body:  # the hot path's DynamoDB, on the event loop
+            seen.append(headers["x-amz-target"].rsplit(".", 1)[-1])
+        return await to_dynamo(method, url, headers, body, timeouts)
 
     async def on_upstream(request: httpx.Request) -> None:
         if text.encode() in request.content:
@@ -395,7 +395,7 @@ def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_e
 
     events = gw.keys.client.meta.events
     events.register("before-call.dynamodb", on_botocore)
-    monkeypatch.setattr(gw.db.transport, "handle_async_request", on_dynamo)
+    monkeypatch.setattr(gw.db.transport, "exchange", on_dynamo)
     gw.http.event_hooks["request"].append(on_upstream)
     try:
         if stream:

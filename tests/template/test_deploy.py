@@ -188,18 +188,18 @@ def test_gateway_dynamodb_actions_are_the_ones_it_calls(template, gateway, clien
     on_loop: set[str] = set()
 
     db = gateway.app.state.gateway.db
-    to_dynamo = db.transport.handle_async_request
+    to_dynamo = db.transport.exchange
 
-    async def on_the_loop(request: httpx.Request) -> httpx.Response:  # the hot path's calls, over dynamo_http
-        op = request.headers["x-amz-target"].rsplit(".", 1)[-1]
+    async def on_the_loop(method: str, url: str, headers: dict, body: bytes, timeouts: dict) -> object:
+        op = headers["x-amz-target"].rsplit(".", 1)[-1]  # the hot path's calls, over dynamo_http
         on_loop.add(op)
-        record(json.loads(request.content), SimpleNamespace(name=op))
-        return await to_dynamo(request)
+        record(json.loads(body), SimpleNamespace(name=op))
+        return await to_dynamo(method, url, headers, body, timeouts)
 
     key = gateway.new_key(name="least-privilege")  # the admin's work, not the gateway's
     events = gateway.store.client.meta.events
     events.register("before-parameter-build.dynamodb", record, unique_id="least-privilege")
-    db.transport.handle_async_request = on_the_loop  # type: ignore[method-assign]
+    db.transport.exchange = on_the_loop  # type: ignore[method-assign]
     try:
         c = clients.openai(gateway.v1, key)
         ask = [{"role": "user", "content": "hi"}]
@@ -221,7 +221,7 @@ def test_gateway_dynamodb_actions_are_the_ones_it_calls(template, gateway, clien
         c.responses.delete(stored.id)
     finally:
         events.unregister("before-parameter-build.dynamodb", unique_id="least-privilege")
-        del db.transport.handle_async_request  # the class's method again
+        del db.transport.exchange  # the class's method again
     assert {"GetItem", "UpdateItem", "TransactWriteItems"} <= on_loop  # the key, admission, settlement
     allowed = _allowed(template)
     denied = {(r, a) for r, a in calls if a not in allowed.get(r, set())}

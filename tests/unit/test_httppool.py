@@ -206,6 +206,69 @@ async def test_no_answer_in_time_is_a_read_timeout():
     assert server.heads
 
 
+# --- exchange: a whole answer without httpx's objects (DynamoDB's calls) ------------------------------
+
+EXCHANGE_TIMEOUTS = {"connect": 10.0, "read": 30.0, "write": 30.0, "pool": 30.0}
+
+
+async def test_an_exchange_sends_what_it_is_given_and_reads_the_whole_answer_on_a_kept_alive_connection():
+    async def dynamo(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            fields = dict(line.lower().partition(b":")[::2] for line in head.split(b"\r\n")[1:] if line)
+            server.heads.append(head + await reader.readexactly(int(fields[b"content-length"])))
+            writer.write(b'HTTP/1.1 200 OK\r\nX-Amz-Crc32: 7\r\nContent-Length: 9\r\n\r\n{"a": 1}\n')
+            await writer.drain()
+
+    transport = AiohttpTransport()
+    async with serving(dynamo) as (server, url):
+        try:
+            headers = {"host": "db.example:8000", "content-type": "application/x-amz-json-1.0", "x-amz-target": "T.Op"}
+            first = await transport.exchange("POST", url, headers, b'{"q":1}', EXCHANGE_TIMEOUTS)
+            second = await transport.exchange("POST", url, headers, b'{"q":2}', EXCHANGE_TIMEOUTS)
+        finally:
+            await transport.aclose()  # the server's connection ends with it
+    assert (first.status, first.body, first.headers["x-amz-crc32"]) == (200, b'{"a": 1}\n', "7")
+    assert second.body == first.body and server.connections == 1  # pooled
+    sent = server.heads[0].lower()
+    assert sent.startswith(b"post / http/1.1\r\n") and sent.endswith(b'\r\n\r\n{"q":1}')
+    for line in (b"host: db.example:8000", b"x-amz-target: t.op", b"content-type: application/x-amz-json-1.0"):
+        assert line in sent.split(b"\r\n")
+    assert b"user-agent" not in sent and server.heads[1].endswith(b'{"q":2}')
+
+
+@pytest.mark.parametrize(("handler", "error"), [(None, httpx.ConnectError), (hang_up, httpx.RemoteProtocolError),
+                                                  (short_body, httpx.RemoteProtocolError),
+                                                  (garbage, httpx.RemoteProtocolError)])  # fmt: skip
+async def test_an_exchange_fails_with_the_httpx_error_handle_async_request_raises(handler, error):
+    transport = AiohttpTransport()
+    try:
+        if handler is None:
+            with pytest.raises(error):
+                await transport.exchange("POST", f"http://127.0.0.1:{free_port()}/", {}, b"{}", EXCHANGE_TIMEOUTS)
+        else:
+            async with serving(handler) as (server, url):
+                with pytest.raises(error):
+                    await transport.exchange("POST", url, {}, b"{}", EXCHANGE_TIMEOUTS)
+            assert server.heads
+    finally:
+        await transport.aclose()
+
+
+async def test_an_exchange_without_an_answer_in_time_is_a_read_timeout():
+    async def silent(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.head(reader)
+        await server.stopped.wait()
+
+    transport = AiohttpTransport()
+    try:
+        async with serving(silent) as (_server, url):
+            with pytest.raises(httpx.ReadTimeout):
+                await transport.exchange("POST", url, {}, b"{}", {**EXCHANGE_TIMEOUTS, "read": 0.2})
+    finally:
+        await transport.aclose()
+
+
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 that no CA signed, and its key."""
     from cryptography import x509

@@ -16,9 +16,12 @@ exponential backoff) and then raised as botocore's own connection/timeout errors
 ``x-amz-crc32`` of every answer is checked. Signing follows the published SigV4 algorithm; a unit
 test checks it against ``botocore.auth.SigV4Auth`` byte for byte.
 
-Calls go to the transport itself (``handle_async_request``), not through an ``httpx.AsyncClient``:
-the client's layer (merging default headers, auth and redirect hooks, cookies) is a fifth of a
-call's CPU (bench/RESULTS.md, performance part 5) and a signed ``POST /`` needs none of it.
+Calls go to the transport itself, not through an ``httpx.AsyncClient``: the client's layer (merging
+default headers, auth and redirect hooks, cookies) was a fifth of a call's CPU, and httpx's request and
+response objects most of the rest that was not the wire (bench/RESULTS.md, performance part 5). A
+signed ``POST /`` needs none of them: :meth:`pisces.httppool.AiohttpTransport.exchange` sends it and
+reads the whole answer on aiohttp's session (another httpx transport, a test's, through
+:class:`pisces.httppool.HttpxExchange`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from pisces.httppool import AiohttpTransport
+from pisces.httppool import AiohttpTransport, HttpxExchange
 
 ATTEMPTS = 3  # botocore's standard retry mode
 BACKOFF_SECONDS = 0.05  # DynamoDB's base delay in botocore's retry table
@@ -107,7 +110,7 @@ def sign(
     headers["authorization"] = (
         f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
     )
-    del headers["host"]  # httpx writes it from the URL
+    del headers["host"]  # the caller sends it
     headers["accept-encoding"] = "identity"  # the CRC32 is of the body as sent: no gzip in between
     return headers
 
@@ -138,12 +141,12 @@ class AsyncDynamo:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/") + "/"
-        self._url = httpx.URL(self.endpoint)  # parsed once, not on every call
-        self.host = self._url.netloc.decode("ascii")  # the Host httpx writes, which the signature covers
+        self.host = httpx.URL(self.endpoint).netloc.decode("ascii")  # the Host sent, which the signature covers
         self.region = region
         self._credentials = credentials
         self._timeout = httpx.Timeout(READ_SECONDS, connect=CONNECT_SECONDS).as_dict()
         self.transport = transport or AiohttpTransport()
+        self._wire = self.transport if isinstance(self.transport, AiohttpTransport) else HttpxExchange(self.transport)
 
     @classmethod
     def from_env(cls) -> AsyncDynamo:
@@ -190,20 +193,17 @@ class AsyncDynamo:
 
     async def _send(self, operation: str, body: bytes) -> tuple[int, dict[str, Any], str]:
         headers = sign(self.credentials(), self.region, self.host, TARGET_PREFIX + operation, body, datetime.now(UTC))
-        request = httpx.Request("POST", self._url, content=body, headers=headers, extensions={"timeout": self._timeout})
-        res = await self.transport.handle_async_request(request)
-        try:
-            raw = await res.aread()
-        finally:
-            await res.aclose()
+        headers["host"] = self.host  # as signed (aiohttp would write its own)
+        res = await self._wire.exchange("POST", self.endpoint, headers, body, self._timeout)
+        raw = res.body
         crc = res.headers.get("x-amz-crc32")
         if crc is not None and crc.isdigit() and int(crc) != zlib.crc32(raw):
             raise _Garbled(f"the answer's CRC32 is {zlib.crc32(raw)}, its header says {crc}")
         try:
             data = json.loads(raw) if raw else {}
         except ValueError as e:
-            raise _Garbled(f"the answer is not JSON (HTTP {res.status_code})") from e
-        return res.status_code, data if isinstance(data, dict) else {}, res.headers.get("x-amzn-requestid", "")
+            raise _Garbled(f"the answer is not JSON (HTTP {res.status})") from e
+        return res.status, data if isinstance(data, dict) else {}, res.headers.get("x-amzn-requestid", "")
 
     async def aclose(self) -> None:
         await self.transport.aclose()
