@@ -92,6 +92,24 @@ def test_silent_after_the_interval_and_the_read_is_never_cancelled():
     _run(go())
 
 
+def test_every_silent_interval_is_noticed_after_events_and_after_a_heartbeat():
+    """One timer serves the stream: it moves on while events come, and each silent wait still ends."""
+
+    async def go() -> None:
+        up = Paced(3)
+        ahead = Ahead(up.events())
+        for i in range(3):
+            up.go.set()
+            assert (await ahead.next(10)).text == f"p{i} "  # the timer, set for 10 s, moves on
+        assert await ahead.next(0.01) is SILENT  # a shorter interval now: its own deadline
+        assert await ahead.next(0.01) is SILENT  # and again, after the heartbeat
+        up.go.set()
+        assert isinstance(await ahead.next(10), Finish)
+        await ahead.close()
+
+    _run(go())
+
+
 def test_the_upstreams_error_is_raised_after_what_came_before_it():
     async def failing() -> AsyncGenerator[StreamEvent, None]:
         yield TextDelta(index=0, text="a")
