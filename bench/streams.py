@@ -14,9 +14,11 @@ arrives, and how many canonical stream events a core encodes per second.
 3. Pacing: an upstream that sends its 6 chunks ``--gap-ms`` apart (flushed one by one); per chunk,
    when it reached the client through the gateway (money off) after it reached the client straight
    from the upstream, in the same round. A gateway that buffered would show lags of whole gaps.
-4. Relay: a stream of 1,000 text deltas that the upstream sends in one piece (model ``gpt-fake-long``),
-   through the money-off gateway, ``--relay-streams`` of them on 4 connections; the gateway's CPU
-   (from /proc) per relayed event, everything included (SSE parsing, decoding, encoding, writes).
+4. Relay, beside Portkey's gateway (bench/peers.py installs it; left out if it cannot be): the CPU
+   (from /proc) per relayed event, everything included (SSE parsing, decoding, encoding, writes), of
+   ``--relay-streams`` streams on 4 connections, each of model ``gpt-fake-long``: 1,000 text deltas the
+   upstream sends in one piece (``burst``), and 200 deltas it sends 1 ms apart, each written and
+   drained alone (``paced``: an event a network read, as a model's tokens come).
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench"), str(ROOT / "layers" / "core")]
 
 from latency import KEY, _pct, _wait_tables  # noqa: E402
-from peers import BODY, UPSTREAM_KEY, cpu_seconds, start  # noqa: E402
+from peers import BODY, PORTKEY_VERSION, UPSTREAM_KEY, cpu_seconds, install_portkey, start  # noqa: E402
 from wire import LONG_DELTAS, NON_STREAM, Conn, request_bytes  # noqa: E402
 
 STREAM_BODY = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
 DELTAS = 2_000
 PACED_CHUNKS = 6
+PACED_LONG, PACED_LONG_GAP_MS = 200, 1.0  # model gpt-fake-long from the paced upstream
 
 
 # --- 1. encoders ---------------------------------------------------------------------------------
@@ -104,9 +107,18 @@ def _paced_chunks() -> list[bytes]:
     return out
 
 
+def _paced_long_chunks() -> list[bytes]:
+    base = {"id": "chatcmpl-paced", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-fake"}
+    out = [f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'content': f' w{i}'}}]})}\n\n".encode()
+           for i in range(PACED_LONG)]  # fmt: skip
+    last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    return [*out, f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode()]
+
+
 def serve_paced_upstream(port: int, gap_ms: float) -> None:
-    """Each chunk of the stream written and drained ``gap_ms`` after the one before (chunked encoding)."""
-    chunks = _paced_chunks()
+    """Each chunk of the stream written and drained ``gap_ms`` after the one before (chunked encoding);
+    for model ``gpt-fake-long``, PACED_LONG deltas PACED_LONG_GAP_MS apart."""
+    short, long = _paced_chunks(), _paced_long_chunks()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -124,9 +136,11 @@ def serve_paced_upstream(port: int, gap_ms: float) -> None:
                 writer.write(
                     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
                 )
+                is_long = b'"model":"gpt-fake-long"' in body.replace(b" ", b"")
+                chunks, gap = (long, PACED_LONG_GAP_MS) if is_long else (short, gap_ms)
                 for i, c in enumerate(chunks):
                     if i:
-                        await asyncio.sleep(gap_ms / 1000)
+                        await asyncio.sleep(gap / 1000)
                     writer.write(b"%x\r\n%s\r\n" % (len(c), c))
                     await writer.drain()
                 writer.write(b"0\r\n\r\n")
@@ -212,8 +226,8 @@ async def pacing_rounds(direct: tuple[int, bytes], gateway: tuple[int, bytes], r
     return lags
 
 
-async def relay_cpu(port: int, pid: int, req: bytes, streams: int, conns: int = 4) -> dict[str, float]:
-    """CPU per relayed event of ``streams`` long streams (``conns`` at a time), after one not counted."""
+async def relay_cpu(port: int, pid: int, req: bytes, streams: int, deltas: int, conns: int = 4) -> dict[str, float]:
+    """CPU per relayed event of ``streams`` streams of ``deltas`` (``conns`` at a time), after one not counted."""
     pool = [Conn(port) for _ in range(conns)]
     await pool[0].call(req)
     left = streams
@@ -223,7 +237,7 @@ async def relay_cpu(port: int, pid: int, req: bytes, streams: int, conns: int = 
         while left > 0:
             left -= 1
             status, body, _ = await c.call(req)
-            if status != 200 or body.count(b"data: ") < LONG_DELTAS:
+            if status != 200 or body.count(b"data:") < deltas:
                 raise RuntimeError(f"relay: {status} {body[:300]!r}")
 
     cpu0, t0 = cpu_seconds(pid), time.perf_counter()
@@ -231,9 +245,42 @@ async def relay_cpu(port: int, pid: int, req: bytes, streams: int, conns: int = 
     cpu, wall = cpu_seconds(pid) - cpu0, time.perf_counter() - t0
     for c in pool:
         c.close()
-    events = streams * (LONG_DELTAS + 3)  # the role chunk, the deltas, the finish, the usage
-    return {"streams": streams, "events_per_stream": LONG_DELTAS + 3, "cpu_us_per_event": round(cpu / events * 1e6, 2),
+    events = streams * (deltas + 3)  # about: the role chunk, the deltas, the finish, the usage
+    return {"streams": streams, "events_per_stream": deltas + 3, "cpu_us_per_event": round(cpu / events * 1e6, 2),
             "events_per_cpu_second": round(events / cpu), "streams_per_s": round(streams / wall, 1)}  # fmt: skip
+
+
+def relay_rows(ports: dict[str, int], pids: dict[str, int], up_port: int, paced_port: int, env: dict[str, str],
+               streams: int, procs: list[subprocess.Popen]) -> dict[str, Any]:  # fmt: skip
+    """Part 4: the money-off gateway and Portkey's, burst and paced (the gateways of part 3 serve paced)."""
+    from pisces.localaws import free_port
+
+    body = {**STREAM_BODY, "model": "gpt-fake-long"}
+    rows: dict[str, Any] = {}
+    targets = {"pisces-off": {"burst": (ports["skeleton"], {"authorization": f"Bearer {KEY}-skeleton"}),
+                              "paced": (ports["paced"], {"authorization": f"Bearer {KEY}-paced"})}}  # fmt: skip
+    pid_of = {"pisces-off": {"burst": pids["skeleton"], "paced": pids["paced"]}}
+    try:
+        entry = install_portkey()
+    except Exception as e:  # a peer that cannot be installed is said, the rest still measured
+        rows["portkey"] = f"not measured: {e}"
+    else:
+        port = free_port()
+        hdrs = {"authorization": f"Bearer {UPSTREAM_KEY}", "x-portkey-provider": "openai"}
+        probe = {**hdrs, "x-portkey-custom-host": f"http://127.0.0.1:{up_port}/v1"}
+        start(["node", str(entry), f"--port={port}", "--headless"], {**env, "NODE_ENV": "production"}, port, probe, 60)
+        procs.append(start.proc)  # type: ignore[attr-defined]
+        targets["portkey"] = {kind: (port, {**hdrs, "x-portkey-custom-host": f"http://127.0.0.1:{up}/v1"})
+                              for kind, up in (("burst", up_port), ("paced", paced_port))}  # fmt: skip
+        pid_of["portkey"] = {"burst": start.proc.pid, "paced": start.proc.pid}  # type: ignore[attr-defined]
+        rows["portkey_version"] = PORTKEY_VERSION
+    for name, kinds in targets.items():
+        rows[name] = {}
+        for kind, (port, headers) in kinds.items():
+            req = request_bytes(port, "/v1/chat/completions", headers, body)
+            deltas, n = (LONG_DELTAS, streams) if kind == "burst" else (PACED_LONG, max(streams // 5, 8))
+            rows[name][kind] = asyncio.run(relay_cpu(port, pid_of[name][kind], req, n, deltas))
+    return rows
 
 
 def _added(firsts: dict[str, list[float]]) -> dict[str, dict[str, float]]:
@@ -292,10 +339,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "lag_ms_p50_by_chunk": [round(statistics.median(v), 2) for v in lags],
             "lag_ms_max_by_chunk": [round(max(v), 2) for v in lags],
         }
-        long_req = request_bytes(ports["skeleton"], "/v1/chat/completions",
-                                 {"authorization": f"Bearer {KEY}-skeleton"},
-                                 {**STREAM_BODY, "model": "gpt-fake-long"})  # fmt: skip
-        report["relay"] = asyncio.run(relay_cpu(ports["skeleton"], pids["skeleton"], long_req, args.relay_streams))
+        report["relay"] = relay_rows(ports, pids, up_port, paced_port, env, args.relay_streams, procs)
     finally:
         for p in reversed(procs):
             p.terminate()
