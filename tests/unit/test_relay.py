@@ -228,3 +228,56 @@ def test_the_head_and_first_chunk_go_out_before_the_disconnect_listener_starts()
         assert closed.is_set(), "the body was closed before the response returned"
 
     _run(go())
+
+
+def test_a_first_event_that_says_nothing_still_starts_the_response_at_once():
+    """Gemini's stream says nothing for its start: the relay yields an empty chunk, so the response
+    starts (and with it the watch for a client that hangs up) while the upstream is still thinking."""
+    from pisces.protocols import CODECS
+
+    async def go() -> None:
+        up, settled = Paced(1), []
+        ctx = RequestContext(request_id="req_gemini", protocol="gemini")
+        encoder = CODECS["gemini"].StreamEncoder({"gateway": "Pisces"}, True)
+        first = StreamStart(id="r1", model="m")
+        body = relay(_gateway(settled), ctx, encoder, ChatRequest(model="m", messages=[]), None, None, first,
+                     up.events(), "text/event-stream")  # fmt: skip
+        assert await anext(body) == b"" and not up.go.is_set()  # out before the upstream said a word
+        chunks = []
+        up.go.set()
+        async for chunk in body:
+            chunks.append(chunk)
+            up.go.set()
+        assert b"p0 " in b"".join(chunks) and settled == [ctx]
+
+    _run(go())
+
+
+def test_an_empty_first_chunk_sends_the_head_alone_and_the_listener_starts_at_once():
+    from pisces_gateway.chat import PipelineStream
+
+    async def go() -> None:
+        log: list[str] = []
+        closed = asyncio.Event()
+
+        async def body() -> AsyncGenerator[bytes, None]:
+            try:
+                yield b""
+                await asyncio.Event().wait()  # an upstream still thinking
+                yield b"never"
+            finally:
+                closed.set()
+
+        async def receive() -> dict[str, Any]:
+            log.append("receive")
+            return {"type": "http.disconnect"}  # the client is gone already
+
+        async def send(message: dict[str, Any]) -> None:
+            log.append(message["type"].rsplit(".", 1)[1] + ":" + message.get("body", b"").decode())
+
+        scope = {"type": "http", "asgi": {"spec_version": "2.3"}, "method": "POST"}
+        await PipelineStream(body(), media_type="text/event-stream")(scope, receive, send)
+        assert log[:2] == ["start:", "receive"] and "body:never" not in log
+        assert closed.is_set()
+
+    _run(go())

@@ -26,8 +26,9 @@ class PipelineStream(StreamingResponse):
     Its head and first chunk are sent from the request's own task before Starlette starts the
     listener that notices a client hanging up (a task group and a task: ~50 µs of the time to the
     first byte, bench/RESULTS.md part 5); the rest is streamed under that listener. The first chunk is
-    ready at once (the pipeline has the upstream's first event before it replies), and a client gone
-    by then is noticed by the listener as soon as it starts."""
+    ready at once (the pipeline has the upstream's first event before it replies; the relay yields an
+    empty chunk when that event says nothing), and a client gone by then is noticed by the listener as
+    soon as it starts."""
 
     _head_sent = False
 
@@ -36,7 +37,7 @@ class PipelineStream(StreamingResponse):
             first = await anext(self.body_iterator, None)  # type: ignore[call-overload]
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             self._head_sent = True
-            if first is not None:
+            if first:  # the relay's first chunk may be empty (an event that says nothing): the head alone
                 await send({"type": "http.response.body", "body": first, "more_body": True})
         except BaseException:
             with anyio.CancelScope(shield=True):

@@ -176,6 +176,8 @@ async def relay(
                 continue
             if ahead is None:
                 ahead = Ahead(events)  # after the first event: its chunk goes out at once, below
+                if not pending:  # it says nothing (Gemini's start): the response starts all the same,
+                    yield b""  # and with it the watch for a client that hangs up while the upstream thinks
             elif (ev := ahead.take()) is not SILENT:
                 continue  # here already: it goes out with the chunks before it
             if pending:
