@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench"), str(ROOT / "layers" / "core")]
 
 from latency import KEY, _pct, _wait_tables  # noqa: E402
-from peers import BODY, PORTKEY_VERSION, UPSTREAM_KEY, cpu_seconds, install_portkey, start  # noqa: E402
+from peers import UPSTREAM_KEY  # noqa: E402
+from servers import BODY, PORTKEY_VERSION, cpu_seconds, install_portkey, start  # noqa: E402
 from wire import LONG_DELTAS, NON_STREAM, Conn, request_bytes  # noqa: E402
 
 STREAM_BODY = {**BODY, "stream": True, "stream_options": {"include_usage": True}}

@@ -1,0 +1,120 @@
+"""What the benches share to run their servers: the peers' installs (LiteLLM proxy, Portkey's
+gateway, each under bench/out/, ignored by git), starting a server and timing it to its first 200,
+and the CPU of a process tree from /proc.
+
+bench/peers.py and bench/streams.py use them; a peer that cannot be installed raises, and the bench
+that asked leaves it out and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
+
+from wire import Conn, request_bytes  # noqa: E402
+
+BODY = {"model": "gpt-fake", "messages": [{"role": "user", "content": "Say hello in five words."}]}
+PORTKEY_VERSION = "1.15.2"
+HONO_NODE_SERVER = "1.13.8"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+# --- the peers' installs -------------------------------------------------------------------------
+
+
+def install_litellm() -> Path:
+    venv = OUT / "litellm-venv"
+    exe = venv / "bin" / "litellm"
+    if not exe.exists():
+        uv = shutil.which("uv")
+        if uv is None:
+            raise RuntimeError("uv is not on PATH (make install brings it)")
+        subprocess.run([uv, "venv", "-q", "--allow-existing", "-p", ">=3.11", str(venv)], check=True)
+        env = {**os.environ, "VIRTUAL_ENV": str(venv)}
+        subprocess.run([uv, "pip", "install", "-q", "litellm[proxy]"], check=True, env=env, stdout=sys.stderr)
+    return exe
+
+
+def install_portkey() -> Path:
+    d = OUT / "portkey"
+    entry = d / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+    pkg = {"name": "portkey-bench", "private": True,
+           "dependencies": {"@portkey-ai/gateway": PORTKEY_VERSION, "@hono/node-server": HONO_NODE_SERVER},
+           "overrides": {"@hono/node-server": HONO_NODE_SERVER}}  # fmt: skip
+    if not entry.exists():
+        if shutil.which("npm") is None:
+            raise RuntimeError("npm is not on PATH")
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "package.json").write_text(json.dumps(pkg, indent=1))
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=d, check=True,
+                       stdout=sys.stderr)  # stdout is the report's JSON  # fmt: skip
+    for found in d.glob("node_modules/**/@hono/node-server/package.json"):
+        version = json.loads(found.read_text())["version"]
+        if version != HONO_NODE_SERVER:
+            raise RuntimeError(f"{found} is @hono/node-server {version}, not {HONO_NODE_SERVER}")
+    return entry
+
+
+# --- processes and their CPU ---------------------------------------------------------------------
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
+
+
+def start(cmd: list[str], env: dict[str, str], port: int, headers: dict[str, str], seconds: float) -> float:
+    """Start ``cmd`` and wait for its first 200 on a chat completion: ms from process start."""
+    t0 = time.perf_counter()
+    log = (OUT / f"server-{port}.log").open("w")  # a server's own lines, for when something fails
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    req = request_bytes(port, "/v1/chat/completions", {"authorization": "Bearer x", **headers}, BODY)
+    deadline = time.monotonic() + seconds
+
+    async def probe() -> int:
+        c = Conn(port)
+        try:
+            return (await c.call(req))[0]
+        finally:
+            c.close()
+
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{cmd[0]} exited with {proc.returncode}")
+        try:
+            if asyncio.run(probe()) == 200:
+                start.proc = proc  # type: ignore[attr-defined]
+                return (time.perf_counter() - t0) * 1000
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        time.sleep(0.02)
+    proc.terminate()
+    raise RuntimeError(f"{cmd[0]} gave no 200 in {seconds} s")
