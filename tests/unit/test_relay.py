@@ -163,6 +163,33 @@ def test_what_came_together_goes_in_one_write_and_the_first_event_at_once():
     _run(go())
 
 
+def test_a_cut_stream_leaves_no_reader_behind_and_closes_the_upstream_before_settling():
+    """The reader task is the one piece of a stream's work on the side: it is stopped and awaited before
+    the settling, so nothing of the request runs after its last byte (Lambda freezes there)."""
+
+    async def go() -> None:
+        up = Paced(5)
+        order: list[str] = []
+        gw = _gateway([])
+
+        async def settle(ctx: RequestContext, req: Any, bill: Any, status: int) -> None:
+            order.append("settle: upstream closed" if up.closed else "settle: upstream open")
+
+        gw.billing.settle = settle
+        ctx = RequestContext(request_id="req_cut", protocol="openai")
+        encoder = openai_chat_stream.StreamEncoder({"gateway": "Pisces"})
+        body = relay(gw, ctx, encoder, ChatRequest(model="m", messages=[]), None, None,
+                     StreamStart(id="r1", model="m"), up.events(), "text/event-stream")  # fmt: skip
+        await anext(body)
+        up.go.set()
+        await anext(body)  # the reader now waits on an upstream that says nothing more
+        await body.aclose()
+        assert order == ["settle: upstream closed"] and ctx.error == "client_cut"
+        assert asyncio.all_tasks() == {asyncio.current_task()}, "no reader left behind"
+
+    _run(go())
+
+
 def test_an_event_that_comes_alone_is_sent_alone():
     async def go() -> None:
         up, settled = Paced(3), []

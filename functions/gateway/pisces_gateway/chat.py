@@ -30,13 +30,10 @@ class PipelineStream(StreamingResponse):
     empty chunk when that event says nothing), and a client gone by then is noticed by the listener as
     soon as it starts."""
 
-    _head_sent = False
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             first = await anext(self.body_iterator, None)  # type: ignore[call-overload]
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            self._head_sent = True
             if first:  # the relay's first chunk may be empty (an event that says nothing): the head alone
                 await send({"type": "http.response.body", "body": first, "more_body": True})
         except BaseException:
@@ -46,9 +43,8 @@ class PipelineStream(StreamingResponse):
         await super().__call__(scope, receive, send)
 
     async def stream_response(self, send: Send) -> None:
+        """The rest of the body (its head went in ``__call__``), under Starlette's disconnect listener."""
         try:
-            if not self._head_sent:
-                await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             async for chunk in self.body_iterator:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})

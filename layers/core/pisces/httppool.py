@@ -108,26 +108,29 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             trust_env=False,
         )
 
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = self._new_session()
+        return self._session
+
     @staticmethod
-    def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
-        # aiohttp's ``connect`` is the wait for a pooled connection or a new one (httpx's pool),
-        # ``sock_connect`` the TCP and TLS connect, ``sock_read`` each read of the answer.
-        t = request.extensions.get("timeout", {})
+    def _timeout(t: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+        # httpx's timeouts (a request's ``timeout`` extension) as aiohttp's: ``connect`` is the wait for
+        # a pooled connection or a new one (httpx's pool), ``sock_connect`` the TCP and TLS connect,
+        # ``sock_read`` each read of the answer.
         return aiohttp.ClientTimeout(total=None, connect=t.get("pool"), sock_connect=t.get("connect"),
                                      sock_read=t.get("read"))  # fmt: skip
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._session is None:
-            self._session = self._new_session()
         body = await request.aread()
         try:
-            response = await self._session.request(
+            response = await self._open().request(
                 request.method,
                 str(request.url),
                 headers=request.headers.multi_items(),
                 data=body or None,
                 allow_redirects=False,
-                timeout=self._timeout(request),
+                timeout=self._timeout(request.extensions.get("timeout", {})),
                 server_hostname=request.extensions.get("sni_hostname"),
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -143,13 +146,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """One request and its whole answer on the same session, without httpx's request and response
         objects (DynamoDB's calls: 0.1-0.2 ms of CPU a call here, bench/RESULTS.md part 5); failures
         raise the httpx errors :meth:`handle_async_request` raises."""
-        if self._session is None:
-            self._session = self._new_session()
-        t = aiohttp.ClientTimeout(total=None, connect=timeouts.get("pool"), sock_connect=timeouts.get("connect"),
-                                  sock_read=timeouts.get("read"))  # fmt: skip
         try:
-            async with self._session.request(
-                method, url, headers=headers, data=body or None, allow_redirects=False, timeout=t
+            async with self._open().request(
+                method, url, headers=headers, data=body or None, allow_redirects=False, timeout=self._timeout(timeouts)
             ) as response:
                 return Exchange(response.status, response.headers, await response.read())
         except (TimeoutError, aiohttp.ClientError) as exc:

@@ -35,7 +35,8 @@ def _message(text: str) -> Any:
     return json.loads(text) if text[:1] in ("{", "[") else text
 
 
-logger = Logger(service="pisces", json_deserializer=_message)
+SERVICE = "pisces"  # the log line's and the metrics' service
+logger = Logger(service=SERVICE, json_deserializer=_message)
 
 LAMBDA_CONTEXT_HEADER = "x-amzn-lambda-context"
 METRICS_NAMESPACE = "Pisces"
@@ -168,7 +169,6 @@ _UNITS = {
     "CostMicros": "Count",
     "UpstreamErrors": "Count",
 }
-SERVICE = "pisces"
 
 
 def _dimension(value: str | None) -> str:

@@ -83,6 +83,8 @@ class Ahead:
         self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future[None] | None = None  # the relay's, while the buffer is empty
         self._room: asyncio.Future[None] | None = None  # the reader's, while the buffer is full
+        # it only reads the upstream: nothing owed is in it, and _conclude cancels and awaits it before
+        # the settling and the terminal chunk (a task still reading when Lambda freezes owes nothing)
         self._task = self._loop.create_task(self._read())
 
     async def _read(self) -> None:
