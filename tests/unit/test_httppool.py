@@ -8,6 +8,7 @@ import asyncio
 import gzip
 import ipaddress
 import ssl
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pisces.httppool import AiohttpTransport, new_client
+from pisces.httppool import AiohttpTransport, Wire, new_client
 from pisces.localaws import free_port
 from pisces.store.dynamo_http import AsyncDynamo
 from pisces.upstreams.base import new_http_client, transport_error
@@ -267,6 +268,92 @@ async def test_an_exchange_without_an_answer_in_time_is_a_read_timeout():
                 await transport.exchange("POST", url, {}, b"{}", {**EXCHANGE_TIMEOUTS, "read": 0.2})
     finally:
         await transport.aclose()
+
+
+# --- open and Wire: a channel's calls without httpx's objects, where httpx would have used aiohttp ------
+
+
+async def test_open_reads_a_compressed_stream_chunk_by_chunk_decoded_and_an_early_close_drops_its_connection():
+    first_read = asyncio.Event()
+    packer = zlib.compressobj(wbits=31)  # gzip, flushed chunk by chunk as a server that streams sends it
+    one, two = packer.compress(b"one\n\n") + packer.flush(zlib.Z_SYNC_FLUSH), packer.compress(b"two\n\n")
+    two += packer.flush(zlib.Z_SYNC_FLUSH)
+
+    async def chunks(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.head(reader)
+        if server.connections > 1:
+            writer.write(OK)
+            await writer.drain()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: gzip\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%b\r\n" % (len(one), one))  # fmt: skip
+        await writer.drain()
+        await first_read.wait()  # the second chunk only once the client has the first
+        writer.write(b"%x\r\n%b\r\n" % (len(two), two))
+        await writer.drain()
+        await server.stopped.wait()  # never ends
+
+    transport = AiohttpTransport()
+    try:
+        async with serving(chunks) as (server, url):
+            answer = await transport.open("POST", url, {"Accept-Encoding": "gzip"}, b"{}", EXCHANGE_TIMEOUTS)
+            got = answer.chunks()
+            assert (answer.status, answer.headers["content-type"]) == (200, "text/event-stream")
+            assert await anext(got) == b"one\n\n"
+            first_read.set()
+            assert await anext(got) == b"two\n\n"
+            await answer.aclose()
+            again = await transport.open("GET", url, {}, b"", EXCHANGE_TIMEOUTS)
+            assert await again.read() == b"ok"  # not on the half-read connection
+            await again.aclose()
+    finally:
+        await transport.aclose()
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(("handler", "error"), [(None, httpx.ConnectError), (hang_up, httpx.RemoteProtocolError),
+                                                  (short_body, httpx.RemoteProtocolError)])  # fmt: skip
+async def test_open_fails_with_the_httpx_errors_a_channel_sorts_into_never_sent_and_sent(handler, error):
+    transport = AiohttpTransport()
+    try:
+        if handler is None:
+            with pytest.raises(error) as e:
+                await transport.open("POST", f"http://127.0.0.1:{free_port()}/", {}, b"{}", EXCHANGE_TIMEOUTS)
+            assert transport_error(e.value, "c").retryable
+        else:
+            async with serving(handler) as (server, url):
+                with pytest.raises(error) as e:  # the head (a hang-up) or the body (cut short)
+                    await (await transport.open("POST", url, {}, b"{}", EXCHANGE_TIMEOUTS)).read()
+            assert server.heads and not transport_error(e.value, "c").retryable
+    finally:
+        await transport.aclose()
+
+
+async def test_a_wire_goes_straight_to_aiohttp_and_through_httpx_where_the_client_has_hooks():
+    async with serving(keep_alive) as (server, url), new_client(timeout=TIMEOUT) as client:
+        wire, opened, hooked = Wire(client), [], []
+        to_aiohttp = client.aiohttp.open
+
+        async def spy(*args: object) -> object:
+            opened.append(args[1])
+            return await to_aiohttp(*args)  # type: ignore[arg-type]
+
+        client.aiohttp.open = spy  # type: ignore[method-assign]
+        answer = await wire.open("POST", url + "direct", {"X-Custom": "yes"}, b'{"q":1}', TIMEOUT)
+        assert (answer.status, await answer.read()) == (200, b"ok")
+        await answer.aclose()
+
+        async def hook(request: httpx.Request) -> None:
+            hooked.append(str(request.url))
+
+        client.event_hooks["request"].append(hook)
+        answer = await wire.open("POST", url + "hooked", {}, b"{}", TIMEOUT)
+        assert await answer.read() == b"ok"
+        await answer.aclose()
+    assert opened == [url + "direct"] and hooked == [url + "hooked"]
+    direct = server.heads[0].decode().lower().split("\r\n")
+    assert direct[0] == "post /direct http/1.1" and "x-custom: yes" in direct and "content-length: 7" in direct
+    assert not any(line.startswith("user-agent") for line in direct)  # only what it was given
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:

@@ -1,25 +1,30 @@
-"""The gateway's outbound HTTP: httpx's API over aiohttp's connection pool and its C parser.
+"""The gateway's outbound HTTP: aiohttp's connection pool and its C parser, under httpx's API where a
+caller wants that API.
 
-Every upstream call and every DynamoDB call of a request goes through an ``httpx.AsyncClient``. Its
+Every upstream call and every DynamoDB call of a request went through an ``httpx.AsyncClient``. Its
 default transport (httpcore over anyio, h11 in pure Python) was the largest cost of the money-off
 gateway: 45-58% of its CPU at 16 concurrent connections in py-spy, most of it the pool's per-request
 scan of its idle connections, anyio's cancel scopes and h11 (bench/RESULTS.md, performance parts 3
-and 4). :class:`AiohttpTransport` keeps httpx's client (its requests, responses, timeouts, decoding
-and errors, so the callers are unchanged) and hands the wire to aiohttp's ``ClientSession``: the
-same request over the same kept-alive connections for about a fifth of the CPU.
+and 4). :class:`AiohttpTransport` hands the wire to aiohttp's ``ClientSession``: the same request over
+the same kept-alive connections for about a fifth of the CPU. The hot calls then left httpx's objects
+too: DynamoDB's through :meth:`AiohttpTransport.exchange`, a channel's chat and embeddings calls
+through :class:`Wire` and :meth:`AiohttpTransport.open`. The rest (images, tests) keep httpx's client.
 
 What it keeps as httpx promises:
-- ``stream=True`` answers chunk by chunk as they arrive; a response closed before its end closes its
-  connection instead of pooling it with unread bytes (aiohttp's own rule).
+- ``stream=True`` (and :meth:`~AiohttpTransport.open`) answers chunk by chunk as they arrive; a
+  response closed before its end closes its connection instead of pooling it with unread bytes
+  (aiohttp's own rule).
 - aiohttp's errors become httpx's, with the line httpx draws: only a failure to *connect*
   (``ConnectError``, ``ConnectTimeout``) says the request was never sent. A connection lost after
   sending is a ``RemoteProtocolError``, a read timeout a ``ReadTimeout``.
-- the body as the server sent it (``auto_decompress`` off): httpx decodes ``Content-Encoding``.
+- the body as the server sent it to httpx (``auto_decompress`` off: httpx decodes ``Content-Encoding``),
+  decoded by aiohttp for :meth:`~AiohttpTransport.open`'s callers, who have no httpx to do it.
 
 What it does not do: keep cookies (a shared gateway must not send one user's upstream cookie with
-another's request: :class:`NoCookies` for httpx, ``DummyCookieJar`` for aiohttp), add headers httpx did not (no default
-``Content-Type``), follow redirects, or read proxies from the environment (httpx still does, with
-its own transport mounted for them).
+another's request: :class:`NoCookies` for httpx, ``DummyCookieJar`` for aiohttp), add headers it was
+not given (no default ``Content-Type`` or ``User-Agent``), follow redirects, or read proxies from the
+environment (neither does httpx's client over it: httpx mounts the environment's proxies only for a
+client without a transport of its own).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
+from typing import Protocol
 
 import aiohttp
 import httpx
@@ -154,10 +160,104 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise httpx_error(exc, httpx.Request(method, url)) from exc
 
+    async def open(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeouts: Mapping[str, float | None]
+    ) -> Answer:
+        """A request whose answer is read as it arrives (an upstream's stream), decoded as httpx decodes
+        ``Content-Encoding``, without httpx's request and response objects (the upstream calls: about
+        a tenth of a money-off request's CPU, bench/RESULTS.md part 6); failures raise the httpx errors
+        :meth:`handle_async_request` raises."""
+        try:
+            response = await self._open().request(method, url, headers=headers, data=body or None,
+                                                  allow_redirects=False, timeout=self._timeout(timeouts),
+                                                  auto_decompress=True)  # fmt: skip
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise httpx_error(exc, httpx.Request(method, url)) from exc
+        return _AiohttpAnswer(response, method, url)
+
     async def aclose(self) -> None:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+class Answer(Protocol):
+    """An answer whose head is in and whose body is read as it arrives (:meth:`AiohttpTransport.open`)."""
+
+    status: int
+    headers: Mapping[str, str]  # case-insensitive
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body, decoded, chunk by chunk as it arrives."""
+        ...
+
+    async def read(self) -> bytes:
+        """The whole body, decoded."""
+        ...
+
+    async def aclose(self) -> None:
+        """Done with it: its connection is pooled again only when the body was read to its end."""
+        ...
+
+
+class _AiohttpAnswer:
+    def __init__(self, response: aiohttp.ClientResponse, method: str, url: str) -> None:
+        self._response, self._method, self._url = response, method, url
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+
+    def _error(self, exc: BaseException) -> httpx.TransportError:
+        return httpx_error(exc, httpx.Request(self._method, self._url))
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._error(exc) from exc
+
+    async def read(self) -> bytes:
+        try:
+            return await self._response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._error(exc) from exc
+
+    async def aclose(self) -> None:
+        self._response.release()
+
+
+class _HttpxAnswer:
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status = response.status_code
+        self.headers: Mapping[str, str] = response.headers
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._response.aiter_bytes()
+
+    async def read(self) -> bytes:
+        return await self._response.aread()
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class Wire:
+    """How a channel's chat and embeddings calls go out: straight onto the gateway client's aiohttp
+    transport, or through the httpx client where it has more to do (event hooks, a test's transport)."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+        self._direct = http.aiohttp if isinstance(http, Client) else None
+
+    async def open(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeouts: httpx.Timeout
+    ) -> Answer:
+        hooks = self.http.event_hooks
+        if self._direct is not None and not hooks["request"] and not hooks["response"]:
+            return await self._direct.open(method, url, headers, body, timeouts.as_dict())
+        request = self.http.build_request(method, url, content=body, headers=headers, timeout=timeouts)
+        return _HttpxAnswer(await self.http.send(request, stream=True))
 
 
 class HttpxExchange:
@@ -204,9 +304,14 @@ class _NoCookies(httpx.Cookies):
 
 
 class Client(httpx.AsyncClient):
-    """httpx's client whose ``cookies`` are always :class:`_NoCookies` (setting them does nothing)."""
+    """httpx's client whose ``cookies`` are always :class:`_NoCookies` (setting them does nothing), and
+    which names its :class:`AiohttpTransport` (``aiohttp``) for the calls that go straight onto it."""
 
     _none = _NoCookies()
+
+    def __init__(self, *, transport: AiohttpTransport, **kw: object) -> None:
+        super().__init__(transport=transport, **kw)  # type: ignore[arg-type]
+        self.aiohttp = transport
 
     @property  # type: ignore[override]
     def cookies(self) -> httpx.Cookies:

@@ -9,13 +9,15 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 import httpx
+from multidict import CIMultiDict
 
+from pisces import __version__
 from pisces.canonical import ChatRequest, ChatResponse, ErrorEvent, StreamEvent
 from pisces.canonical_embeddings import EmbedRequest, EmbedResponse
 from pisces.canonical_images import ImageRequest, ImageResponse
 from pisces.config import ChannelConfig
 from pisces.errors import PiscesError
-from pisces.httppool import new_client
+from pisces.httppool import Answer, Wire, new_client
 from pisces.protocols.sse import SSEParser
 from pisces.upstreams.credentials import resolve_api_key
 from pisces.upstreams.redact import error_kind, passable, redact
@@ -104,17 +106,8 @@ class Channel(abc.ABC):
     def __init__(self, cfg: ChannelConfig, http: httpx.AsyncClient) -> None:
         self.cfg = cfg
         self.name = cfg.name
-        self.http = http
-        self._urls: dict[str, httpx.URL] = {}
-
-    def parsed(self, url: str) -> httpx.URL:
-        """``url`` parsed once: httpx parses a string URL on every request (~90 µs, 4% of a request)."""
-        parsed = self._urls.get(url)
-        if parsed is None:
-            parsed = httpx.URL(url)
-            if len(self._urls) < 256:  # a URL per model at most (Gemini's): bounded all the same
-                self._urls[url] = parsed
-        return parsed
+        self.http = http  # httpx's API, for what is not on the hot path (images)
+        self.wire = Wire(http)  # chat and embeddings: straight onto aiohttp where httpx would send them there
 
     async def images(self, req: ImageRequest, model: str) -> ImageResponse:
         """Generate or edit images (kinds whose ``operations`` include "images")."""
@@ -135,6 +128,11 @@ class Channel(abc.ABC):
         """One vector per input, from the upstream's ``model`` (kinds with ``embed`` in ``operations``)."""
         raise UpstreamError("invalid_request", f"Channel {self.name} ({self.cfg.kind}) has no embeddings API.",
                             retryable=False, param="model")  # fmt: skip
+
+
+# What every chat and embeddings call says of itself; the gzip and deflate httpx decodes (and offered).
+BASE_HEADERS = {"Content-Type": "application/json", "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate", "User-Agent": f"Pisces/{__version__}"}  # fmt: skip
 
 
 class HttpCodecChannel(Channel):
@@ -159,8 +157,8 @@ class HttpCodecChannel(Channel):
     def url_for(self, model: str, stream: bool) -> str:
         return (self.cfg.base_url or "").rstrip("/") + self.path
 
-    async def _headers(self, req: ChatRequest | EmbedRequest) -> httpx.Headers:
-        headers = httpx.Headers({"Content-Type": "application/json", "Accept": "application/json"})
+    async def _headers(self, req: ChatRequest | EmbedRequest) -> CIMultiDict[str]:
+        headers = CIMultiDict(BASE_HEADERS)
         headers.update(self.default_headers)
         headers.update(self.cfg.headers)  # case-insensitive: a channel's header replaces a default
         # headers the client sent for its own protocol (anthropic-beta): joined to the channel's own
@@ -198,34 +196,38 @@ class HttpCodecChannel(Channel):
         if self.embed_codec is None:
             return await super().embed(req, model)
         body = self.embed_codec.encode_embed_request(req, model)
-        resp = await self._send(req, model, body, stream=False, url=self.embed_url(model))
+        payload = await self._json(await self._send(req, model, body, url=self.embed_url(model)))
         try:
-            out: EmbedResponse = self.embed_codec.decode_embed_response(resp.json(), len(req.inputs))
+            out: EmbedResponse = self.embed_codec.decode_embed_response(payload, len(req.inputs))
         except ValueError as e:
             raise UpstreamError("upstream_error", f"upstream: malformed embeddings ({e})", retryable=False) from None
         return out if out.model else out.model_copy(update={"model": model})
 
     async def _send(
-        self, req: ChatRequest | EmbedRequest, model: str, body: dict[str, Any], stream: bool, url: str | None = None
-    ) -> httpx.Response:
+        self, req: ChatRequest | EmbedRequest, model: str, body: dict[str, Any], stream: bool = False,
+        url: str | None = None,
+    ) -> Answer:  # fmt: skip
+        """The request sent, and its answer once its head is in (an HTTP error raised as the client's)."""
         attempts = 1 + self.cfg.retries
-        target = self.parsed(url or self.url_for(model, stream))
+        target = url or self.url_for(model, stream)
+        content = json.dumps(body).encode()
         for attempt in range(attempts):
             try:
-                request = self.http.build_request(
-                    "POST", target, content=json.dumps(body), headers=await self._headers(req), timeout=self.timeout()
-                )
-                resp = await self.http.send(request, stream=stream)
+                resp = await self.wire.open("POST", target, await self._headers(req), content, self.timeout())
             except httpx.HTTPError as exc:
                 err = transport_error(exc, self.name)
                 if err.retryable and attempt + 1 < attempts:
                     continue
                 raise err from None
-            if resp.status_code >= 400:
-                raw = await resp.aread()
-                await resp.aclose()
+            if resp.status >= 400:
+                try:
+                    raw = await resp.read()
+                except httpx.HTTPError as exc:
+                    raise transport_error(exc, self.name) from None
+                finally:
+                    await resp.aclose()
                 raise status_error(
-                    self.status_of(resp.status_code, raw),
+                    self.status_of(resp.status, raw),
                     self.codec.upstream_error_message(raw),
                     resp.headers.get("retry-after"),
                     kind=error_kind(raw),
@@ -234,14 +236,22 @@ class HttpCodecChannel(Channel):
             return resp
         raise AssertionError("unreachable")
 
-    async def complete(self, req: ChatRequest, model: str) -> ChatResponse:
-        body = self.codec.encode_request(req.model_copy(update={"stream": False}), model)
-        resp = await self._send(req, model, body, stream=False)
+    async def _json(self, resp: Answer) -> Any:
+        """A whole answer's JSON body."""
         try:
-            payload = resp.json()
+            raw = await resp.read()
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, self.name) from None
+        finally:
+            await resp.aclose()
+        try:
+            return json.loads(raw)
         except ValueError:
             raise UpstreamError("upstream_error", "upstream: the response is not JSON", retryable=False) from None
-        return self.codec.decode_response(payload)
+
+    async def complete(self, req: ChatRequest, model: str) -> ChatResponse:
+        body = self.codec.encode_request(req.model_copy(update={"stream": False}), model)
+        return self.codec.decode_response(await self._json(await self._send(req, model, body)))
 
     async def _safe(self, ev: StreamEvent) -> StreamEvent:
         """Every stream event on its way out: an error event's message (the provider's words, from a
@@ -253,7 +263,7 @@ class HttpCodecChannel(Channel):
         resp = await self._send(req, model, body, stream=True)
         parser, decoder = SSEParser(), self.codec.StreamDecoder()
         try:
-            async for chunk in resp.aiter_bytes():  # decoded if the upstream compresses, still chunk by chunk
+            async for chunk in resp.chunks():  # decoded if the upstream compresses, still chunk by chunk
                 for sse in parser.feed(chunk):
                     for ev in decoder.feed(sse):
                         yield await self._safe(ev)
