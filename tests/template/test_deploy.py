@@ -292,7 +292,7 @@ def test_make_build_compiles_and_ships_each_package_once():
     missing = [p for p in sources if p.with_suffix("") not in compiled]
     assert not missing, f"{len(missing)} modules without a cpython-313 .pyc, e.g. {missing[:3]}"
     assert all(p.name.endswith(".cpython-313.pyc") for p in layer.rglob("*.pyc")), "only Lambda's interpreter's"
-    assert {"fastapi", "uvicorn", "pydantic", "boto3", "mangum", "aiohttp", "httptools"} <= _packages(layer)
+    assert {"fastapi", "uvicorn", "pydantic", "boto3", "mangum", "aiohttp", "httptools", "orjson"} <= _packages(layer)
     assert (layer / "pisces" / "upstreams" / "bedrock.py").is_file()
     for function in ("GatewayFunction", "AdminFunction", "ReconcilerFunction"):
         shipped = _packages(build / function)

@@ -184,7 +184,8 @@ def test_imports_no_other_codec(module):
         elif isinstance(node, ast.Import):
             imported.update(a.name for a in node.names)
     pisces = {m for m in imported if m.startswith("pisces")}
-    allowed = {"pisces.canonical", "pisces.errors", "pisces.protocols.sse", "pisces.protocols.common"}
+    shared = {"pisces.protocols.sse", "pisces.protocols.common", "pisces.jsonwire"}
+    allowed = {"pisces.canonical", "pisces.errors", *shared}
     own = {f"pisces.protocols.{m}" for m in ("gemini_request", "gemini_request_config", "gemini_stream")}
     assert pisces <= allowed | own
 

@@ -17,7 +17,6 @@ are logged before they are sent. Nothing in this module knows an HTTP framework.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from pisces import jsonwire
 from pisces.canonical import ChatRequest, ChatResponse
 from pisces.errors import PiscesError
 from pisces.pipeline.auth import extract_key
@@ -74,11 +74,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def json_bytes(body: Any) -> bytes:
-    try:
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    except UnicodeEncodeError:  # a lone surrogate (from a client's \\ud800) cannot be UTF-8: escape it
-        return json.dumps(body, separators=(",", ":")).encode()
+json_bytes = jsonwire.dumps  # a lone surrogate (from a client's \\ud800) is written as its escape
 
 
 def models_protocol(incoming: Incoming) -> str:

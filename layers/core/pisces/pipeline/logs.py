@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
+from pisces import jsonwire
 from pisces.money import usd
 from pisces.pipeline.context import RequestContext
 
@@ -36,7 +37,8 @@ def _message(text: str) -> Any:
 
 
 SERVICE = "pisces"  # the log line's and the metrics' service
-logger = Logger(service=SERVICE, json_deserializer=_message)
+# Powertools' own serializer is json.dumps (default=str, compact, UTF-8): the same line from orjson
+logger = Logger(service=SERVICE, json_deserializer=_message, json_serializer=jsonwire.dumps_str)
 
 LAMBDA_CONTEXT_HEADER = "x-amzn-lambda-context"
 METRICS_NAMESPACE = "Pisces"
@@ -142,7 +144,7 @@ def emit_metrics(ctx: RequestContext, status: int) -> None:
     if is_metrics_disabled():
         return
     metrics, dimensions, metadata = metric_set(ctx, status)
-    blob = json.dumps(_serializer().serialize_metric_set(metrics, dimensions, metadata), separators=(",", ":"))
+    blob = jsonwire.dumps_str(_serializer().serialize_metric_set(metrics, dimensions, metadata))
     sys.stdout.write(blob + "\n")
     sys.stdout.flush()
 

@@ -3,12 +3,12 @@ message ids, SSE event framing, the blocks only Anthropic can say."""
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from typing import Any
 
 from pisces.canonical import FinishReason, Usage
+from pisces.jsonwire import dumps
 from pisces.protocols.common import token_count
 
 # ---------------------------------------------------------------------------------------------
@@ -102,5 +102,4 @@ def message_id(raw: str) -> str:
 
 def event_bytes(body: dict[str, Any]) -> bytes:
     """One SSE event as the Messages API writes it: ``event: <type>`` then its JSON."""
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {body['type']}\ndata: {data}\n\n".encode()
+    return b"event: " + body["type"].encode() + b"\ndata: " + dumps(body) + b"\n\n"

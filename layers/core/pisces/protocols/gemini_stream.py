@@ -36,6 +36,7 @@ from pisces.canonical import (
     Usage,
     UsageEvent,
 )
+from pisces.jsonwire import dumps
 from pisces.protocols.common import is_generated_id, new_call_id, token_count
 from pisces.protocols.sse import SSEEvent
 
@@ -271,11 +272,11 @@ class StreamEncoder:
         self.ended = False
 
     def _frame(self, body: dict[str, Any]) -> bytes:
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        data = dumps(body)
         self.sent += 1
         if self.sse:
-            return f"data: {data}\r\n\r\n".encode()
-        return ("[" if self.sent == 1 else ",\r\n").encode() + data.encode()
+            return b"data: " + data + b"\r\n\r\n"
+        return (b"[" if self.sent == 1 else b",\r\n") + data
 
     def _chunk(self, parts: list[dict[str, Any]], last: bool = False) -> bytes:
         cand: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}

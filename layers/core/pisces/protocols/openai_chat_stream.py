@@ -28,6 +28,7 @@ from pisces.canonical import (
     UsageEvent,
     merge_usage,
 )
+from pisces.jsonwire import dumps
 from pisces.protocols.common import token_count
 from pisces.protocols.sse import SSEEvent, comment
 
@@ -268,4 +269,4 @@ class StreamEncoder:
 
 
 def _data(body: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + dumps(body) + b"\n\n"

@@ -35,6 +35,7 @@ from pisces.canonical import (
     UsageEvent,
     merge_usage,
 )
+from pisces.jsonwire import dumps
 from pisces.protocols.openai_responses_output import (
     call_item,
     echo_of,
@@ -211,7 +212,7 @@ class StreamEncoder:
 
 
 def _json(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return dumps(body)
 
 
 class StreamDecoder:

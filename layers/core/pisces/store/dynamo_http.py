@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import os
 import random
 import zlib
@@ -40,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from pisces import jsonwire
 from pisces.httppool import AiohttpTransport, HttpxExchange
 
 ATTEMPTS = 3  # botocore's standard retry mode
@@ -172,7 +172,7 @@ class AsyncDynamo:
         """``method`` as botocore's client names it, ``params`` as it takes them; its answer, or its
         ClientError. Retries what botocore's standard mode retries."""
         operation = operation_name(method)
-        body = json.dumps(params, separators=(",", ":")).encode()
+        body = jsonwire.dumps(params)
         for attempt in range(ATTEMPTS):
             last = attempt + 1 == ATTEMPTS
             try:
@@ -200,7 +200,7 @@ class AsyncDynamo:
         if crc is not None and crc.isdigit() and int(crc) != zlib.crc32(raw):
             raise _Garbled(f"the answer's CRC32 is {zlib.crc32(raw)}, its header says {crc}")
         try:
-            data = json.loads(raw) if raw else {}
+            data = jsonwire.loads(raw) if raw else {}
         except ValueError as e:
             raise _Garbled(f"the answer is not JSON (HTTP {res.status})") from e
         return res.status, data if isinstance(data, dict) else {}, res.headers.get("x-amzn-requestid", "")

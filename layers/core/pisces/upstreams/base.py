@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import json
 from collections.abc import AsyncGenerator, Iterable
 from types import ModuleType
 from typing import Any, ClassVar
@@ -11,7 +10,7 @@ from typing import Any, ClassVar
 import httpx
 from multidict import CIMultiDict
 
-from pisces import __version__
+from pisces import __version__, jsonwire
 from pisces.canonical import ChatRequest, ChatResponse, ErrorEvent, StreamEvent
 from pisces.canonical_embeddings import EmbedRequest, EmbedResponse
 from pisces.canonical_images import ImageRequest, ImageResponse
@@ -210,7 +209,7 @@ class HttpCodecChannel(Channel):
         """The request sent, and its answer once its head is in (an HTTP error raised as the client's)."""
         attempts = 1 + self.cfg.retries
         target = url or self.url_for(model, stream)
-        content = json.dumps(body).encode()
+        content = jsonwire.dumps(body)
         for attempt in range(attempts):
             try:
                 resp = await self.wire.open("POST", target, await self._headers(req), content, self.timeout())
@@ -245,7 +244,7 @@ class HttpCodecChannel(Channel):
         finally:
             await resp.aclose()
         try:
-            return json.loads(raw)
+            return jsonwire.loads(raw)
         except ValueError:
             raise UpstreamError("upstream_error", "upstream: the response is not JSON", retryable=False) from None
 
