@@ -12,18 +12,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from pisces.config import Config
 from pisces.config_source import ConfigSource
-from pisces.errors import PiscesError
 from pisces.pipeline.gateway import Gateway
 from pisces.spec import RouteInfo, build_spec
 from pisces.store.keys import KeyStore
 from pisces_gateway import chat
-from pisces_gateway.middleware import RequestIdMiddleware, context_of, error_response, json_response
+from pisces_gateway.middleware import RequestIdMiddleware, context_of, json_response
 from pisces_gateway.routes import DoorRoute, GatewayApp
 from pisces_gateway.static import CONSOLE_HTML, DOCS_HTML, FAVICON
 
@@ -86,19 +84,7 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
     app.state.gateway = Gateway(config or source.load(), key_store)  # type: ignore[union-attr]
     if source is not None and source.parameter:
         app.state.gateway.source = source  # pisces.yaml from SSM: looked at again as its cache expires
-    app.add_middleware(RequestIdMiddleware)
-
-    @app.exception_handler(PiscesError)
-    async def _pisces_error(request: Request, exc: PiscesError) -> Response:
-        return error_response(request, exc)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 405:
-            err = PiscesError("method_not_allowed", f"{request.method} is not allowed on {request.url.path}.")
-        else:
-            err = PiscesError("not_found", f"Unknown request URL: {request.method} {request.url.path}.")
-        return error_response(request, err)
+    app.add_middleware(RequestIdMiddleware)  # the one error boundary: every exception in the client's protocol
 
     @app.post(
         "/v1/chat/completions",

@@ -7,6 +7,8 @@ The road itself (authenticate, decode, route, idempotency, admit, upstream, enco
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import anyio
@@ -16,6 +18,9 @@ from starlette.types import Receive, Scope, Send
 
 from pisces.pipeline.gateway import Gateway
 from pisces.pipeline.lifecycle import Incoming, Lifecycle, Reply, models_protocol
+from pisces_gateway.middleware import path_of
+
+NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
 
 class PipelineStream(StreamingResponse):
@@ -57,9 +62,9 @@ def incoming(request: Request) -> Incoming:
     rid = request.state.request_id
     return Incoming(
         method=request.method,
-        path=request.url.path,
+        path=path_of(request.scope),
         headers=request.headers,
-        query=request.query_params,
+        query=request.query_params if request.scope["query_string"] else NO_QUERY,
         body=request.stream(),
         request_id=rid,
         client_request_id=rid if request.headers.get("x-request-id") == rid else None,

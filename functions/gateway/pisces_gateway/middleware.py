@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +30,11 @@ def protocol_for_path(path: str) -> str:
     return "openai"
 
 
+def path_of(scope: Scope) -> str:
+    """The request's path as ``request.url.path`` says it, without building the URL (its host, its query)."""
+    return scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(json_bytes(body), status_code=status, media_type=JSON, headers=headers)
 
@@ -39,8 +45,8 @@ def context_of(request: Request, protocol: str | None = None) -> RequestContext:
     if ctx is None:
         ctx = RequestContext(
             request_id=request.state.request_id,
-            protocol=protocol or protocol_for_path(request.url.path),
-            path=request.url.path,
+            protocol=protocol or protocol_for_path(path_of(request.scope)),
+            path=path_of(request.scope),
         )
         note_lambda_context(ctx, request.headers)
         request.state.ctx = ctx
@@ -63,8 +69,10 @@ class RequestIdMiddleware:
 
     A HEAD request's response goes without its body (the headers are the GET's).
 
-    It also turns an unhandled exception into the protocol's 500 ``internal_error`` (logged with its
-    trace, never sent to the client), when the response has not started yet. A client that hung up
+    It is the app's one error boundary (:mod:`pisces_gateway.routes`): a :class:`PiscesError` becomes
+    its own error, the router's 404 and 405 the protocol's ``not_found`` and ``method_not_allowed``, and
+    any other exception the protocol's 500 ``internal_error`` (logged with its trace, never sent to the
+    client), when the response has not started yet. A client that hung up
     before its body was read (Starlette's ``ClientDisconnect``) is no fault: one quiet log line, status
     499, ``error: client_closed`` (the doors say the same from :func:`pisces.pipeline.body.read_json`).
     """
@@ -107,10 +115,24 @@ class RequestIdMiddleware:
             ctx = context_of(request)
             ctx.error = ctx.error or "client_closed"
             record_request(ctx, status if started else 499)
-        except Exception:
-            logger.exception("unhandled error", extra={"request_id": rid, "path": scope.get("path")})
+        except Exception as exc:
+            err = said(request, exc)
+            if err is None or started:
+                logger.exception("unhandled error", extra={"request_id": rid, "path": scope.get("path")})
             if started:  # the response had started: nothing more can be said to the client
                 record_request(context_of(request), status)
                 raise
-            err = PiscesError("internal_error", "The gateway failed to process the request. Quote the request id.")
+            err = err or PiscesError("internal_error", "The gateway failed to process the request. Quote the "
+                                     "request id.")  # fmt: skip
             await error_response(request, err)(scope, receive, send_with_id)
+
+
+def said(request: Request, exc: Exception) -> PiscesError | None:
+    """The error an exception means to the client: its own, or the router's 404 and 405; None for a fault."""
+    if isinstance(exc, PiscesError):
+        return exc
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        return PiscesError("method_not_allowed", f"{request.method} is not allowed on {request.url.path}.")
+    if isinstance(exc, HTTPException) and exc.status_code == 404:
+        return PiscesError("not_found", f"Unknown request URL: {request.method} {request.url.path}.")
+    return None

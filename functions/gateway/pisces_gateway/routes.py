@@ -6,6 +6,11 @@ compatibility models, its routing and params). Starlette, FastAPI's own foundati
 routes: ``GatewayApp.get/post/delete`` take FastAPI's ``description``, ``openapi_extra`` and
 ``name`` and keep them on the route (``route_table`` reads them), and call the endpoint with the
 request and its path parameters by name, as FastAPI would.
+
+The app's one error boundary is its :class:`~pisces_gateway.middleware.RequestIdMiddleware`, which
+renders every exception in the client's protocol: Starlette's own ``ServerErrorMiddleware`` and
+``ExceptionMiddleware``, and the exception wrapper around each route, would only pass a request's
+messages through three more layers to reach it (bench/RESULTS.md part 6).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 Endpoint = Callable[..., Awaitable[Response]]
 
@@ -28,8 +34,19 @@ class DoorRoute(Route):
     def __init__(self, path: str, endpoint: Endpoint, methods: list[str], name: str | None, description: str,
                  openapi_extra: dict[str, Any] | None) -> None:  # fmt: skip
         super().__init__(path, _by_name(endpoint), methods=methods, name=name or endpoint.__name__)
+        self.app = _responder(_by_name(endpoint))  # its errors reach the middleware as they are
         self.description = description
         self.openapi_extra = openapi_extra
+
+
+def _responder(endpoint: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+    """Starlette's ``request_response`` without its exception wrapper (the middleware is the boundary)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        response = await endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+    return app
 
 
 def _by_name(fn: Endpoint) -> Callable[[Request], Awaitable[Response]]:
@@ -75,9 +92,9 @@ class GatewayApp(Starlette):
     def delete(self, path: str, **kw: Any) -> Callable[[Endpoint], Endpoint]:
         return self._route(["DELETE"], path, **kw)
 
-    def exception_handler(self, exc: type[Exception] | int) -> Callable[[Any], Any]:
-        def add(fn: Any) -> Any:
-            self.add_exception_handler(exc, fn)
-            return fn
-
-        return add
+    def build_middleware_stack(self) -> ASGIApp:
+        """The app's own middleware straight over its router (see the module's docstring)."""
+        app: ASGIApp = self.router
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
