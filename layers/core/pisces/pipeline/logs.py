@@ -112,7 +112,8 @@ def log_request(ctx: RequestContext, status: int, path: str) -> None:
         sys.stdout.write(text_line(fields) + "\n")
         sys.stdout.flush()
         return
-    logger.info("request", extra=fields)
+    # Powertools leaves a None out of the line: left out here, it is not copied through the record either
+    logger.info("request", extra={name: value for name, value in fields.items() if value is not None})
 
 
 def text_line(f: dict[str, Any]) -> str:

@@ -26,6 +26,8 @@ Candidates = list[tuple[Channel, str]]  # (channel, the upstream's model name), 
 
 
 def _weighted_order(channels: list[ChannelConfig], rng: random.Random) -> list[ChannelConfig]:
+    if len(channels) == 1:  # nothing to draw (most models, most requests)
+        return list(channels)
     pool, out = list(channels), []
     while pool:
         pick = rng.choices(pool, weights=[c.weight for c in pool])[0]
