@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 
 import pytest
 
@@ -167,3 +169,34 @@ def test_a_log_message_is_decoded_only_when_it_can_be_json(caplog):
     lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name == "pisces"]
     assert [line["message"] for line in lines] == ["request", {"k": 2}, "[1, 2", "{not json"]
     assert all(line["request_id"] == "req_x" for line in lines)
+
+
+class _Pipe(io.RawIOBase):
+    """stdout as Lambda has it, a pipe: what reaches it, one write at a time."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        self.writes.append(bytes(b))
+        return len(b)
+
+
+def test_a_requests_metrics_and_log_line_leave_in_one_write_before_it_returns(monkeypatch):
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    monkeypatch.delenv("PISCES_LOG_FORMAT", raising=False)
+    pipe = _Pipe()
+    stdout = io.TextIOWrapper(io.BufferedWriter(pipe), encoding="utf-8")  # block-buffered, as a pipe is
+    monkeypatch.setattr(sys, "stdout", stdout)
+    handler = logs.logger.registered_handler
+    monkeypatch.setattr(handler, "stream", stdout)
+    ctx = _ctx()
+    ctx.model, ctx.channel, ctx.path = "m", "c", "/v1/chat/completions"
+    logs.record_request(ctx, 200)
+    (written,) = pipe.writes  # flushed, and in one write: not one a line
+    emf, line = (json.loads(x) for x in written.decode().splitlines())
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Pisces" and emf["Requests"] == [1.0]
+    assert (line["message"], line["request_id"], line["status"]) == ("request", "req_x", 200)

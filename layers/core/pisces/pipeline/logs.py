@@ -136,10 +136,11 @@ def text_line(f: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def emit_metrics(ctx: RequestContext, status: int) -> None:
+def emit_metrics(ctx: RequestContext, status: int, flush: bool = True) -> None:
     """The request's CloudWatch metrics as one EMF line on stdout (Powertools' serializer), by model
     and channel. Requests that reached no model (docs, spec, a 404) count under ``model: none``.
-    ``POWERTOOLS_METRICS_DISABLED=true`` turns them off (``make dev`` does)."""
+    ``POWERTOOLS_METRICS_DISABLED=true`` turns them off (``make dev`` does). Unflushed, it goes out
+    with the next flush of stdout."""
     from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
     if is_metrics_disabled():
@@ -147,7 +148,8 @@ def emit_metrics(ctx: RequestContext, status: int) -> None:
     metrics, dimensions, metadata = metric_set(ctx, status)
     blob = jsonwire.dumps_str(_serializer().serialize_metric_set(metrics, dimensions, metadata))
     sys.stdout.write(blob + "\n")
-    sys.stdout.flush()
+    if flush:
+        sys.stdout.flush()
 
 
 @functools.cache
@@ -210,8 +212,9 @@ def record_request(ctx: RequestContext, status: int) -> None:
     if ctx.logged:
         return
     ctx.logged = True
-    log_request(ctx, status, ctx.path)
-    try:
-        emit_metrics(ctx, status)
+    try:  # the metrics line first, unflushed: the log line's flush sends both in one write
+        emit_metrics(ctx, status, flush=False)
     except Exception:  # metrics never fail a request
         logger.exception("metrics failed", extra={"request_id": ctx.request_id})
+    log_request(ctx, status, ctx.path)
+    sys.stdout.flush()  # where the log line went elsewhere (a handler on another stream); else nothing left
