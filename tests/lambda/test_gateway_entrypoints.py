@@ -15,6 +15,7 @@ from mangum import Mangum
 
 from pisces.localaws import free_port
 from pisces.protocols.sse import SSEParser
+from pisces_gateway.app import GC_THRESHOLDS
 from support.config import TEST_BALANCE, gateway_config
 from support.loops import thread_loop
 from support.servers import wait_http
@@ -202,7 +203,7 @@ async def main() -> None:
 
     async def send(message: dict) -> None:
         if message["type"] == "lifespan.startup.complete":
-            print(before, gc.get_freeze_count())
+            print(before, gc.get_freeze_count(), *gc.get_threshold())
             await inbox.put({"type": "lifespan.shutdown"})
 
     await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, send)
@@ -211,12 +212,13 @@ asyncio.run(main())
 """
 
 
-def test_the_served_app_freezes_its_startup_heap_once_it_starts(local_dynamo):
+def test_the_served_app_freezes_its_startup_heap_once_it_starts_and_collects_less_often(local_dynamo):
     """Everything alive when the gateway starts serving leaves the cyclic collector's generations
     (pisces_gateway.app.freeze_heap): full collections no longer walk the modules and the app."""
     env = _env(PISCES_CONFIG=str(ROOT / "pisces.yaml"), PYTHONPATH=os.pathsep.join(sys.path))
     out = subprocess.run([sys.executable, "-c", _LIFESPAN], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    before, after = map(int, out.stdout.split())
+    before, after, *thresholds = map(int, out.stdout.split())
     assert before == 0
     assert after > 10_000  # the imported modules, the app and its clients
+    assert tuple(thresholds) == GC_THRESHOLDS  # and the collector runs less often than its default 700
