@@ -7,10 +7,14 @@ Large`` and closes the connection, before any application code runs, once a requ
 headers pass :data:`HEAD_LIMIT` (counted as the parser reports them, so a pipelined request is held
 to it too), or once that much has arrived without a head's end (so what the parser buffers is at
 most the limit and one read).
+
+Its connections write through :class:`Corked`: what uvicorn writes in one turn of the event loop (a
+response's head and body) leaves in one send.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -28,6 +32,42 @@ class HeadTooLarge(Exception):
     """Raised in a parser callback: the parser stops, and uvicorn's error path answers (here a 431)."""
 
 
+class Corked:
+    """A connection's transport whose writes in one turn of the event loop leave in one send.
+
+    uvicorn writes a response's head and its body apart (a stream's head and first chunk too): two
+    send calls, each a system call, where one will do (bench/RESULTS.md, performance part 6). What is
+    written waits for the loop's next turn, the first thing it runs, and leaves whole; ``close`` sends
+    what waits first. Nothing is held past the turn that wrote it: a stream's chunks leave as they come,
+    and a response is out as soon as its writer's turn ends (Lambda freezes only once the adapter has
+    the last byte, and what the request owes is written before its last byte is)."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._waiting: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._waiting:
+            self._loop.call_soon(self.flush)
+        self._waiting.append(data)
+
+    def flush(self) -> None:
+        if not self._waiting:
+            return
+        data = self._waiting[0] if len(self._waiting) == 1 else b"".join(self._waiting)
+        self._waiting = []
+        if not self._transport.is_closing():  # a connection already gone drops what it had
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the transport's own
+        return getattr(self._transport, name)
+
+
 class HttpToolsProtocol(_Uvicorn):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -35,6 +75,9 @@ class HttpToolsProtocol(_Uvicorn):
         self._head_bytes = 0  # bytes received meanwhile: what the parser may be holding of a head
         self._head_size = 0  # this message's request line and headers, as parsed
         self._too_large = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(Corked(transport, self.loop))  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:

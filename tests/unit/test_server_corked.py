@@ -1,0 +1,106 @@
+"""run.sh's protocol (pisces_gateway.server) sends what uvicorn writes in one turn of the event loop in one
+send: a response's head and body together, a stream's chunks as they come, nothing held past its turn."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+from uvicorn.server import ServerState
+
+from pisces_gateway.server import Corked, HttpToolsProtocol
+
+
+class Transport(asyncio.Transport):
+    """A socket's transport as the protocol sees it: each send noted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sends: list[bytes] = []
+        self.closed = False
+        self.wrote = asyncio.Event()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.sends.append(bytes(data))
+        self.wrote.set()
+
+    async def until(self, n: int) -> list[bytes]:
+        """The sends once there are ``n`` (a hang, if one never comes, ends the test with a timeout)."""
+        async with asyncio.timeout(30):
+            while len(self.sends) < n:
+                self.wrote.clear()
+                await self.wrote.wait()
+        return self.sends
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8080)}.get(name, default)
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+async def test_writes_of_one_turn_leave_in_one_send_and_close_sends_what_waits_first():
+    transport = Transport()
+    corked = Corked(transport, asyncio.get_running_loop())
+    corked.write(b"head ")
+    corked.write(b"body")
+    assert transport.sends == []  # not yet: the turn is not over
+    await asyncio.sleep(0)
+    assert transport.sends == [b"head body"]
+    corked.write(b"tail")
+    corked.close()
+    assert (transport.sends, transport.closed) == ([b"head body", b"tail"], True)
+    await asyncio.sleep(0)
+    assert transport.sends == [b"head body", b"tail"]  # sent once
+    assert corked.get_extra_info("peername") == ("127.0.0.1", 5000)  # the rest is the transport's
+
+
+async def test_a_connection_gone_drops_what_waits():
+    transport = Transport()
+    corked = Corked(transport, asyncio.get_running_loop())
+    corked.write(b"late")
+    transport.closed = True
+    await asyncio.sleep(0)
+    assert transport.sends == []
+
+
+async def test_a_response_goes_out_in_one_send_and_a_streams_chunks_as_they_come():
+    release = asyncio.Event()
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/whole":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await release.wait()
+        await send({"type": "http.response.body", "body": b"second", "more_body": False})
+
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", proxy_headers=False)
+    protocol = HttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    transport = Transport()
+    protocol.connection_made(transport)
+    protocol.data_received(b"GET /whole HTTP/1.1\r\nHost: x\r\n\r\n")
+    (whole,) = await transport.until(1)
+    assert whole.startswith(b"HTTP/1.1 200 OK\r\n") and whole.endswith(b"\r\n\r\nok")  # head and body, one send
+
+    protocol.data_received(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    await transport.until(2)
+    for _ in range(5):  # the first chunk is out; nothing waits for the rest
+        await asyncio.sleep(0)
+    assert transport.sends[1].endswith(b"\r\n\r\n5\r\nfirst\r\n") and len(transport.sends) == 2
+    release.set()
+    await transport.until(3)
+    assert transport.sends[2] == b"6\r\nsecond\r\n0\r\n\r\n"
+    protocol.connection_lost(None)
