@@ -47,19 +47,22 @@ class Transport(asyncio.Transport):
     def resume_reading(self) -> None: ...
 
 
-async def test_writes_of_one_turn_leave_in_one_send_and_close_sends_what_waits_first():
+async def test_the_writes_of_one_turn_leave_together_a_lone_one_as_the_turn_ends_and_close_sends_what_waits():
     transport = Transport()
     corked = Corked(transport, asyncio.get_running_loop())
     corked.write(b"head ")
+    assert transport.sends == []  # not yet: a body may follow in this turn
     corked.write(b"body")
-    assert transport.sends == []  # not yet: the turn is not over
-    await asyncio.sleep(0)
+    assert transport.sends == [b"head body"]  # both, at once
+    corked.write(b"chunk")
     assert transport.sends == [b"head body"]
+    await asyncio.sleep(0)  # a lone write leaves as the turn ends
+    assert transport.sends == [b"head body", b"chunk"]
     corked.write(b"tail")
     corked.close()
-    assert (transport.sends, transport.closed) == ([b"head body", b"tail"], True)
+    assert (transport.sends, transport.closed) == ([b"head body", b"chunk", b"tail"], True)
     await asyncio.sleep(0)
-    assert transport.sends == [b"head body", b"tail"]  # sent once
+    assert transport.sends == [b"head body", b"chunk", b"tail"]  # sent once
     assert corked.get_extra_info("peername") == ("127.0.0.1", 5000)  # the rest is the transport's
 
 

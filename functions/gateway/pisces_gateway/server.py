@@ -36,27 +36,32 @@ class Corked:
     """A connection's transport whose writes in one turn of the event loop leave in one send.
 
     uvicorn writes a response's head and its body apart (a stream's head and first chunk too): two
-    send calls, each a system call, where one will do (bench/RESULTS.md, performance part 6). What is
-    written waits for the loop's next turn, the first thing it runs, and leaves whole; ``close`` sends
-    what waits first. Nothing is held past the turn that wrote it: a stream's chunks leave as they come,
-    and a response is out as soon as its writer's turn ends (Lambda freezes only once the adapter has
-    the last byte, and what the request owes is written before its last byte is)."""
+    send calls, each a system call, where one will do (bench/RESULTS.md, performance part 6). A write
+    waits, and leaves with the next one if that comes in the same turn (the body after its head: both
+    at once, then), else at the start of the loop's next turn; ``close`` sends what waits first. Nothing
+    is held past the turn that wrote it: a stream's chunks leave as they come, and a response is out as
+    soon as its writer's turn ends (Lambda freezes only once the adapter has the last byte, and what
+    the request owes is written before its last byte is)."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
-        self._waiting: list[bytes] = []
+        self._waiting: bytes | None = None
 
     def write(self, data: bytes) -> None:
-        if not self._waiting:
+        if self._waiting is None:
+            self._waiting = data
             self._loop.call_soon(self.flush)
-        self._waiting.append(data)
+        else:  # the second write of a turn: both leave now (the scheduled flush finds nothing)
+            data, self._waiting = self._waiting + data, None
+            self._send(data)
 
     def flush(self) -> None:
-        if not self._waiting:
-            return
-        data = self._waiting[0] if len(self._waiting) == 1 else b"".join(self._waiting)
-        self._waiting = []
+        if self._waiting is not None:
+            data, self._waiting = self._waiting, None
+            self._send(data)
+
+    def _send(self, data: bytes) -> None:
         if not self._transport.is_closing():  # a connection already gone drops what it had
             self._transport.write(data)
 

@@ -31,6 +31,7 @@ from pisces.canonical import (
     UsageEvent,
     merge_usage,
 )
+from pisces.jsonwire import loads
 from pisces.protocols.anthropic_messages_wire import (
     ERROR_IN,
     SERVER_BLOCKS,
@@ -84,7 +85,7 @@ class StreamDecoder:
         if self.done or not ev.data.strip():
             return []
         try:
-            body = json.loads(ev.data)
+            body = loads(ev.data)
         except ValueError:
             return self._fail("upstream: an event is not JSON")
         if not isinstance(body, dict):

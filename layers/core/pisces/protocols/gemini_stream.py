@@ -36,7 +36,7 @@ from pisces.canonical import (
     Usage,
     UsageEvent,
 )
-from pisces.jsonwire import dumps
+from pisces.jsonwire import dumps, loads
 from pisces.protocols.common import is_generated_id, new_call_id, token_count
 from pisces.protocols.sse import SSEEvent
 
@@ -179,7 +179,7 @@ class StreamDecoder:
         if self.done or not sse.data.strip():
             return []
         try:
-            body = json.loads(sse.data)
+            body = loads(sse.data)
         except ValueError:
             return []  # not a chunk (a comment line): skipped, as the SDK does
         if isinstance(body, list):  # one element of an array stream served as one event

@@ -10,7 +10,6 @@ raises as ``APIError``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pisces.canonical import (
@@ -28,7 +27,7 @@ from pisces.canonical import (
     UsageEvent,
     merge_usage,
 )
-from pisces.jsonwire import dumps
+from pisces.jsonwire import dumps, loads
 from pisces.protocols.common import token_count
 from pisces.protocols.sse import SSEEvent, comment
 
@@ -125,7 +124,7 @@ class StreamDecoder:
             self.done = True
             return []
         try:
-            chunk = json.loads(data)
+            chunk = loads(data)
         except ValueError:
             self.done = True
             return [*self._end_open(), ErrorEvent(code="upstream_error", message="upstream: an event is not JSON")]

@@ -14,7 +14,6 @@ failure is an ``error`` event and ``response.failed``. There is no ``[DONE]``.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -35,7 +34,7 @@ from pisces.canonical import (
     UsageEvent,
     merge_usage,
 )
-from pisces.jsonwire import dumps
+from pisces.jsonwire import dumps, loads
 from pisces.protocols.openai_responses_output import (
     call_item,
     echo_of,
@@ -234,7 +233,7 @@ class StreamDecoder:
         if self.done or not sse.data.strip() or sse.data.strip() == "[DONE]":
             return []
         try:
-            ev = json.loads(sse.data)
+            ev = loads(sse.data)
         except ValueError:
             self.done = True
             return [ErrorEvent(code="upstream_error", message="upstream: an event is not JSON")]
