@@ -52,7 +52,8 @@ def run_sh_uvicorn() -> dict[str, Any]:
     """uvicorn's options as functions/gateway/run.sh gives them (the benches serve as Lambda does)."""
     # --before serves with its own tree's run.sh options
     text = Path(os.environ.get("BENCH_RUN_SH") or ROOT / "functions" / "gateway" / "run.sh").read_text()
-    opts: dict[str, Any] = {"access_log": "--no-access-log" not in text}
+    opts: dict[str, Any] = {"access_log": "--no-access-log" not in text,
+                            "proxy_headers": "--no-proxy-headers" not in text}  # fmt: skip
     for flag, key in (("--http", "http"), ("--loop", "loop")):
         m = re.search(rf"{flag}[ =]([\w.:]+)", text)
         if m:

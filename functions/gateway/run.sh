@@ -7,5 +7,8 @@ export PYTHONPATH="${LAMBDA_TASK_ROOT:-/var/task}:/opt/python${PYTHONPATH:+:$PYT
 # connection is closed after PISCES_KEEP_ALIVE_SECONDS; a request head (line and headers) of more than
 # PISCES_HEAD_LIMIT_BYTES (16 KiB) is a 431 (pisces_gateway.server: uvicorn's httptools protocol, with
 # that bound); the body's own deadline (PISCES_BODY_READ_SECONDS, 30 s) is the gateway's.
+# --no-proxy-headers: the gateway reads neither the client's address nor the scheme, so uvicorn need not
+# rewrite them from the adapter's X-Forwarded-* on every request.
 exec python -m uvicorn pisces_gateway.app:app --host 0.0.0.0 --port "${PORT:-8080}" --no-access-log \
-    --http pisces_gateway.server:HttpToolsProtocol --timeout-keep-alive "${PISCES_KEEP_ALIVE_SECONDS:-5}"
+    --http pisces_gateway.server:HttpToolsProtocol --timeout-keep-alive "${PISCES_KEEP_ALIVE_SECONDS:-5}" \
+    --no-proxy-headers
