@@ -120,8 +120,8 @@ async def test_an_idle_connection_the_server_closed_is_not_reused():
     assert server.connections == 2
 
 
-async def test_a_stream_arrives_chunk_by_chunk_and_an_early_close_drops_its_connection():
-    first_read = asyncio.Event()
+def two_chunks(first_read: asyncio.Event, one: bytes, two: bytes, head: bytes = b"") -> Callable[..., Awaitable[None]]:
+    """A stream's first chunk, its second once ``first_read`` is set, then no end; ``OK`` on later connections."""
 
     async def chunks(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await server.head(reader)
@@ -129,13 +129,20 @@ async def test_a_stream_arrives_chunk_by_chunk_and_an_early_close_drops_its_conn
             writer.write(OK)
             await writer.drain()
             return
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     b"5\r\none\n\n\r\n")  # fmt: skip
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n%bTransfer-Encoding: chunked\r\n\r\n"
+                     b"%x\r\n%b\r\n" % (head, len(one), one))  # fmt: skip
         await writer.drain()
         await first_read.wait()  # the second chunk only once the client has the first
-        writer.write(b"5\r\ntwo\n\n\r\n")
+        writer.write(b"%x\r\n%b\r\n" % (len(two), two))
         await writer.drain()
         await server.stopped.wait()  # never ends
+
+    return chunks
+
+
+async def test_a_stream_arrives_chunk_by_chunk_and_an_early_close_drops_its_connection():
+    first_read = asyncio.Event()
+    chunks = two_chunks(first_read, b"one\n\n", b"two\n\n")
 
     async with serving(chunks) as (server, url), new_client(timeout=TIMEOUT) as client:
         async with client.stream("POST", url, content=b"{}") as r:
@@ -278,20 +285,7 @@ async def test_open_reads_a_compressed_stream_chunk_by_chunk_decoded_and_an_earl
     packer = zlib.compressobj(wbits=31)  # gzip, flushed chunk by chunk as a server that streams sends it
     one, two = packer.compress(b"one\n\n") + packer.flush(zlib.Z_SYNC_FLUSH), packer.compress(b"two\n\n")
     two += packer.flush(zlib.Z_SYNC_FLUSH)
-
-    async def chunks(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.head(reader)
-        if server.connections > 1:
-            writer.write(OK)
-            await writer.drain()
-            return
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: gzip\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%b\r\n" % (len(one), one))  # fmt: skip
-        await writer.drain()
-        await first_read.wait()  # the second chunk only once the client has the first
-        writer.write(b"%x\r\n%b\r\n" % (len(two), two))
-        await writer.drain()
-        await server.stopped.wait()  # never ends
+    chunks = two_chunks(first_read, one, two, b"Content-Encoding: gzip\r\n")
 
     transport = AiohttpTransport()
     try:

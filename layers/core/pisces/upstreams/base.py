@@ -219,12 +219,7 @@ class HttpCodecChannel(Channel):
                     continue
                 raise err from None
             if resp.status >= 400:
-                try:
-                    raw = await resp.read()
-                except httpx.HTTPError as exc:
-                    raise transport_error(exc, self.name) from None
-                finally:
-                    await resp.aclose()
+                raw = await self._read(resp)
                 raise status_error(
                     self.status_of(resp.status, raw),
                     self.codec.upstream_error_message(raw),
@@ -235,14 +230,18 @@ class HttpCodecChannel(Channel):
             return resp
         raise AssertionError("unreachable")
 
-    async def _json(self, resp: Answer) -> Any:
-        """A whole answer's JSON body."""
+    async def _read(self, resp: Answer) -> bytes:
+        """A whole answer's body, and the answer closed (a failure to read it as the client's error)."""
         try:
-            raw = await resp.read()
+            return await resp.read()
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.name) from None
         finally:
             await resp.aclose()
+
+    async def _json(self, resp: Answer) -> Any:
+        """A whole answer's JSON body."""
+        raw = await self._read(resp)
         try:
             return jsonwire.loads(raw)
         except ValueError:
