@@ -246,8 +246,8 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
 
 # The collector's thresholds while serving: the youngest generation collected every 10,000 net
 # allocations (Python's default is 700: a request allocates a few thousand objects, so it ran several
-# times a request), the older ones as often relative to it as by default. 3-8% less CPU a request, memory
-# flat over 60,000 requests (bench/RESULTS.md, performance part 6).
+# times a request); the middle one every 20 of those, the oldest every 10 of the middle one's. 3-8% less
+# CPU a request, memory flat over 60,000 requests (bench/RESULTS.md, performance part 6).
 GC_THRESHOLDS = (10_000, 20, 10)
 
 

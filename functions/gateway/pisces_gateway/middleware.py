@@ -132,7 +132,7 @@ def said(request: Request, exc: Exception) -> PiscesError | None:
     if isinstance(exc, PiscesError):
         return exc
     if isinstance(exc, HTTPException) and exc.status_code == 405:
-        return PiscesError("method_not_allowed", f"{request.method} is not allowed on {request.url.path}.")
+        return PiscesError("method_not_allowed", f"{request.method} is not allowed on {path_of(request.scope)}.")
     if isinstance(exc, HTTPException) and exc.status_code == 404:
-        return PiscesError("not_found", f"Unknown request URL: {request.method} {request.url.path}.")
+        return PiscesError("not_found", f"Unknown request URL: {request.method} {path_of(request.scope)}.")
     return None

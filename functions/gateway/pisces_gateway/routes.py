@@ -33,8 +33,9 @@ class DoorRoute(Route):
 
     def __init__(self, path: str, endpoint: Endpoint, methods: list[str], name: str | None, description: str,
                  openapi_extra: dict[str, Any] | None) -> None:  # fmt: skip
-        super().__init__(path, _by_name(endpoint), methods=methods, name=name or endpoint.__name__)
-        self.app = _responder(_by_name(endpoint))  # its errors reach the middleware as they are
+        handler = _by_name(endpoint)
+        super().__init__(path, handler, methods=methods, name=name or endpoint.__name__)
+        self.app = _responder(handler)  # its errors reach the middleware as they are
         self.description = description
         self.openapi_extra = openapi_extra
 
