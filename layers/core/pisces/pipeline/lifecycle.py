@@ -199,7 +199,8 @@ class Lifecycle:
             return Reply(200, stream_media, body_iter, ctx, {**SSE_HEADERS, **ctx.headers})
         resp: ChatResponse = answer
         ctx.usage, ctx.finish, ctx.answered = resp.usage, resp.finish_reason, True
-        ctx.generated_tokens = estimate_output(resp.content)  # what is charged if the upstream says no usage
+        if resp.usage is None or not resp.usage.output_tokens:  # what is charged if the upstream says no usage
+            ctx.generated_tokens = estimate_output(resp.content)  # (counted only then: it is not free)
         encode = door.encode_response if door is not None else codec.encode_response
         out: dict[str, Any] = {}
 
