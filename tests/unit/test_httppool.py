@@ -385,3 +385,204 @@ async def test_https_is_verified_against_the_systems_cas_and_a_given_context_is_
         transport = AiohttpTransport(ssl_context=trusting)
         async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
             assert (await client.get(url)).text == "ok"
+
+
+# --- pisces.h1: the pool under open and exchange ------------------------------------------------------
+
+
+def _wire_head(server: Server, i: int = 0) -> list[str]:
+    return server.heads[i].decode().split("\r\n")
+
+
+async def test_h1_skips_an_informational_answer_and_reads_a_chunked_one_chunk_by_chunk():
+    first_read = asyncio.Event()
+
+    async def early_hints(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.head(reader)
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+                     b"HTTP/1.1 201 Created\r\nX-Id: 7\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n")  # fmt: skip
+        await writer.drain()
+        await first_read.wait()
+        writer.write(b"3\r\ntwo\r\n0\r\n\r\n")
+        await writer.drain()
+        await server.head(reader)  # the connection is kept for the next request
+        writer.write(OK)
+        await writer.drain()
+
+    transport = AiohttpTransport()
+    try:
+        async with serving(early_hints) as (server, url):
+            answer = await transport.open("POST", url, {}, b"{}", EXCHANGE_TIMEOUTS)
+            assert (answer.status, answer.headers["x-id"], "link" in answer.headers) == (201, "7", False)
+            got = answer.chunks()
+            assert await anext(got) == b"one"
+            first_read.set()
+            assert [c async for c in got] == [b"two"]
+            await answer.aclose()
+            again = await transport.exchange("POST", url, {}, b"{}", EXCHANGE_TIMEOUTS)
+            assert again.body == b"ok"
+    finally:
+        await transport.aclose()
+    assert server.connections == 1
+
+
+async def test_h1_reads_a_body_that_ends_with_its_connection_and_does_not_reuse_that_connection():
+    async def until_close(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.head(reader)
+        if server.connections > 1:
+            writer.write(OK)
+            await writer.drain()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it")
+        await writer.drain()
+        writer.close()
+
+    transport = AiohttpTransport()
+    try:
+        async with serving(until_close) as (server, url):
+            assert (await transport.exchange("GET", url, {}, b"", EXCHANGE_TIMEOUTS)).body == b"all of it"
+            assert (await transport.exchange("GET", url, {}, b"", EXCHANGE_TIMEOUTS)).body == b"ok"
+    finally:
+        await transport.aclose()
+    assert server.connections == 2
+
+
+async def test_h1_frames_the_request_host_and_length_and_percent_encodes_the_target():
+    async with serving(keep_alive) as (server, url):
+        transport = AiohttpTransport()
+        try:
+            port = url.rsplit(":", 1)[1].strip("/")
+            weird = url.replace("127.0.0.1", "localhost") + "v1beta/models/my model é:generateContent?alt=sse&x=%zz"
+            answer = await transport.open("POST", weird, {"X-A": "1", "x-a": "2"}, b"{}", EXCHANGE_TIMEOUTS)
+            await answer.read()
+            await answer.aclose()
+            await transport.exchange("GET", url, {"Host": "db.example"}, b"", EXCHANGE_TIMEOUTS)
+        finally:
+            await transport.aclose()  # the server's connections end with it
+    post, get = _wire_head(server), _wire_head(server, 1)
+    assert post[0] == "POST /v1beta/models/my%20model%20%C3%A9:generateContent?alt=sse&x=%25zz HTTP/1.1"
+    assert {"X-A: 1", "x-a: 2", f"Host: localhost:{port}", "Content-Length: 2"} <= set(post)
+    assert get[0] == "GET / HTTP/1.1" and "Host: db.example" in get and not any("Length" in h for h in get)
+    assert [h.split(":")[0].lower() for h in get].count("host") == 1
+
+
+@pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "a\nb", "a\rb", "a\x00b"])
+async def test_h1_refuses_a_header_that_would_split_the_request_and_sends_nothing(value):
+    transport = AiohttpTransport()
+    try:
+        async with serving(keep_alive) as (server, url):
+            with pytest.raises(httpx.LocalProtocolError) as e:
+                await transport.open("POST", url, {"anthropic-beta": value}, b"{}", EXCHANGE_TIMEOUTS)
+    finally:
+        await transport.aclose()
+    assert not server.heads and server.connections == 0
+    assert e.value.request.url == url and not transport_error(e.value, "c").retryable
+
+
+async def test_h1_waits_for_a_free_connection_and_without_one_in_time_fails_as_never_sent():
+    from pisces.h1 import H1Pool
+
+    pool = H1Pool(max_connections=1)
+    async with serving(keep_alive) as (server, url):
+        try:
+            held = await pool.open("GET", url, {}, b"", EXCHANGE_TIMEOUTS)
+            with pytest.raises(httpx.ConnectTimeout) as e:  # the one connection is held: never freed
+                await pool.open("GET", url, {}, b"", {**EXCHANGE_TIMEOUTS, "pool": 0.1})
+            assert transport_error(e.value, "c").retryable
+            waiting = asyncio.ensure_future(pool.open("GET", url, {}, b"", EXCHANGE_TIMEOUTS))
+            await asyncio.sleep(0)
+            assert not waiting.done()
+            assert await held.read() == b"ok"
+            await held.aclose()  # pooled: the waiting call takes it
+            answer = await waiting
+            assert await answer.read() == b"ok"
+            await answer.aclose()
+        finally:
+            await pool.aclose()
+    assert server.connections == 1
+
+
+async def test_h1_pauses_reading_while_a_large_answer_waits_unread_and_delivers_all_of_it():
+    from pisces.h1 import HIGH_WATER, H1Pool
+
+    body = bytes(range(256)) * (4 * HIGH_WATER // 256)
+
+    async def big(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+        await writer.drain()
+        await server.stopped.wait()
+
+    pool = H1Pool()
+    try:
+        async with serving(big) as (_, url):
+            answer = await pool.open("GET", url, {}, b"", EXCHANGE_TIMEOUTS)
+            conn = answer._conn
+            while conn.buffered <= HIGH_WATER and not conn.complete:
+                await conn.wait()
+            assert conn.complete or not conn.transport.is_reading()  # unread: the socket is not read
+            assert await answer.read() == body
+            await answer.aclose()
+    finally:
+        await pool.aclose()
+
+
+async def test_h1_does_not_reuse_a_connection_that_said_more_than_its_answer():
+    async def chatty(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.head(reader)
+        writer.write(OK + (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale" if server.connections == 1 else b""))
+        await writer.drain()
+        if server.connections == 1:
+            await server.stopped.wait()
+        else:
+            await server.head(reader)
+
+    async with serving(chatty) as (server, url):
+        transport = AiohttpTransport()
+        try:
+            assert (await transport.exchange("GET", url, {}, b"", EXCHANGE_TIMEOUTS)).body == b"ok"
+            assert (await transport.exchange("GET", url, {}, b"", EXCHANGE_TIMEOUTS)).body == b"ok"  # not "stale"
+        finally:
+            await transport.aclose()
+    assert server.connections == 2
+
+
+async def test_h1_over_https_is_verified_against_the_systems_cas_and_a_given_context_is_used(tmp_path):
+    from pisces.h1 import H1Pool
+
+    cert, key = _self_signed(tmp_path)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+    async with serving(keep_alive, tls=server_side) as (_, url):
+        pool = H1Pool()
+        try:
+            with pytest.raises(httpx.ConnectError) as e:
+                await pool.open("GET", url, {}, b"", EXCHANGE_TIMEOUTS)
+            assert "certificate" in str(e.value).lower() and transport_error(e.value, "c").retryable
+        finally:
+            await pool.aclose()
+        pool = H1Pool(ssl_context=ssl.create_default_context(cafile=str(cert)))
+        try:
+            answer = await pool.open("GET", url, {}, b"", EXCHANGE_TIMEOUTS)
+            assert await answer.read() == b"ok"
+            await answer.aclose()
+        finally:
+            await pool.aclose()
+
+
+def test_h1_pool_serves_one_event_loop_after_another():
+    from pisces.h1 import H1Pool
+
+    pool = H1Pool()
+
+    async def once() -> bytes:
+        async with serving(keep_alive) as (_, url):
+            answer = await pool.open("GET", url, {}, b"", EXCHANGE_TIMEOUTS)
+            try:
+                return await answer.read()
+            finally:
+                await answer.aclose()
+                await pool.aclose()
+
+    assert asyncio.run(once()) == b"ok"
+    assert asyncio.run(once()) == b"ok"  # the first loop's connections are not the second's

@@ -6,9 +6,11 @@ default transport (httpcore over anyio, h11 in pure Python) was the largest cost
 gateway: 45-58% of its CPU at 16 concurrent connections in py-spy, most of it the pool's per-request
 scan of its idle connections, anyio's cancel scopes and h11 (bench/RESULTS.md, performance parts 3
 and 4). :class:`AiohttpTransport` hands the wire to aiohttp's ``ClientSession``: the same request over
-the same kept-alive connections for about a fifth of the CPU. The hot calls then left httpx's objects
-too: DynamoDB's through :meth:`AiohttpTransport.exchange`, a channel's chat and embeddings calls
-through :class:`Wire` and :meth:`AiohttpTransport.open`. The rest (images, tests) keep httpx's client.
+the same kept-alive connections for about a fifth of the CPU. The hot calls then left httpx's objects,
+and aiohttp's too: DynamoDB's through :meth:`AiohttpTransport.exchange`, a channel's chat and embeddings
+calls through :class:`Wire` and :meth:`AiohttpTransport.open`, both on :class:`pisces.h1.H1Pool`
+(asyncio's transports and httptools' parser: a fifth of aiohttp's CPU a call, bench/RESULTS.md part 7).
+The rest (images, tests) keep httpx's client over aiohttp.
 
 What it keeps as httpx promises:
 - ``stream=True`` (and :meth:`~AiohttpTransport.open`) answers chunk by chunk as they arrive; a
@@ -18,7 +20,7 @@ What it keeps as httpx promises:
   (``ConnectError``, ``ConnectTimeout``) says the request was never sent. A connection lost after
   sending is a ``RemoteProtocolError``, a read timeout a ``ReadTimeout``.
 - the body as the server sent it to httpx (``auto_decompress`` off: httpx decodes ``Content-Encoding``),
-  decoded by aiohttp for :meth:`~AiohttpTransport.open`'s callers, who have no httpx to do it.
+  decoded by :mod:`pisces.h1` for :meth:`~AiohttpTransport.open`'s callers, who have no httpx to do it.
 
 What it does not do: keep cookies (a shared gateway must not send one user's upstream cookie with
 another's request: :class:`NoCookies` for httpx, ``DummyCookieJar`` for aiohttp), add headers it was
@@ -38,6 +40,8 @@ from typing import Protocol
 
 import aiohttp
 import httpx
+
+from pisces.h1 import H1Pool
 
 # aiohttp's errors, most specific first, as the httpx errors the callers catch.
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
@@ -101,6 +105,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # given one: httpx's certifi context would load a second CA store per client (70+ ms at start)
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
+        self.h1 = H1Pool(max_connections=max_connections, keepalive_expiry=keepalive_expiry, ssl_context=ssl_context)
 
     def _new_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -149,33 +154,24 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def exchange(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeouts: Mapping[str, float | None]
     ) -> Exchange:
-        """One request and its whole answer on the same session, without httpx's request and response
-        objects (DynamoDB's calls: 0.1-0.2 ms of CPU a call here, bench/RESULTS.md part 5); failures
+        """One request and its whole answer (DynamoDB's calls), on :class:`pisces.h1.H1Pool`; failures
         raise the httpx errors :meth:`handle_async_request` raises."""
+        answer = await self.h1.open(method, url, headers, body, timeouts)
         try:
-            async with self._open().request(
-                method, url, headers=headers, data=body or None, allow_redirects=False, timeout=self._timeout(timeouts)
-            ) as response:
-                return Exchange(response.status, response.headers, await response.read())
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise httpx_error(exc, httpx.Request(method, url)) from exc
+            return Exchange(answer.status, answer.headers, await answer.read())
+        finally:
+            await answer.aclose()
 
     async def open(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeouts: Mapping[str, float | None]
     ) -> Answer:
-        """A request whose answer is read as it arrives (an upstream's stream), decoded as httpx decodes
-        ``Content-Encoding``, without httpx's request and response objects (the upstream calls: about
-        a tenth of a money-off request's CPU, bench/RESULTS.md part 6); failures raise the httpx errors
-        :meth:`handle_async_request` raises."""
-        try:
-            response = await self._open().request(method, url, headers=headers, data=body or None,
-                                                  allow_redirects=False, timeout=self._timeout(timeouts),
-                                                  auto_decompress=True)  # fmt: skip
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise httpx_error(exc, httpx.Request(method, url)) from exc
-        return _AiohttpAnswer(response, method, url)
+        """A request whose answer is read as it arrives (an upstream's stream), decoded from
+        ``Content-Encoding`` as httpx decodes it, on :class:`pisces.h1.H1Pool` (a channel's calls:
+        bench/RESULTS.md part 7); failures raise the httpx errors :meth:`handle_async_request` raises."""
+        return await self.h1.open(method, url, headers, body, timeouts)
 
     async def aclose(self) -> None:
+        await self.h1.aclose()
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -198,32 +194,6 @@ class Answer(Protocol):
     async def aclose(self) -> None:
         """Done with it: its connection is pooled again only when the body was read to its end."""
         ...
-
-
-class _AiohttpAnswer:
-    def __init__(self, response: aiohttp.ClientResponse, method: str, url: str) -> None:
-        self._response, self._method, self._url = response, method, url
-        self.status = response.status
-        self.headers: Mapping[str, str] = response.headers
-
-    def _error(self, exc: BaseException) -> httpx.TransportError:
-        return httpx_error(exc, httpx.Request(self._method, self._url))
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self._error(exc) from exc
-
-    async def read(self) -> bytes:
-        try:
-            return await self._response.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self._error(exc) from exc
-
-    async def aclose(self) -> None:
-        self._response.release()
 
 
 class _HttpxAnswer:
