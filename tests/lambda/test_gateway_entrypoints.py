@@ -222,3 +222,27 @@ def test_the_served_app_freezes_its_startup_heap_once_it_starts_and_collects_les
     assert before == 0
     assert after > 10_000  # the imported modules, the app and its clients
     assert tuple(thresholds) == GC_THRESHOLDS  # and the collector runs less often than its default 700
+
+
+def test_a_cold_start_imports_no_aiohttp_and_loads_tls_only_for_an_https_endpoint(tmp_path):
+    """aiohttp (130 ms of a cold start) serves only httpx's API (images): the hot calls go over pisces.h1.
+    The system's CAs (40+ ms) are loaded as the gateway is built when it will call an https endpoint."""
+    code = """
+import sys
+from pisces.config import parse_config
+from pisces.h1 import tls_context
+from pisces.pipeline.gateway import Gateway
+from pisces_gateway import app
+
+def channel(url):
+    return {"channels": [{"name": "c", "kind": "openai", "base_url": url, "models": ["m"]}]}
+
+Gateway(parse_config(channel("http://127.0.0.1:1/v1")))
+plain = tls_context.cache_info().currsize
+Gateway(parse_config(channel("https://api.example/v1")))
+print(plain, tls_context.cache_info().currsize, "aiohttp" in sys.modules)
+"""
+    env = _env(AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:1", AWS_DEFAULT_REGION="us-east-1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "1", "False"]

@@ -266,3 +266,16 @@ def test_usage_table_from_flag_and_stack_output(local_dynamo, key_store, usage_s
     assert json.loads(out)["total"]["cost"] == 42
     code, out, _ = run(capsys, *ep, "usage", rec.key_id, *dates, "--json")  # without --stack: the default table
     assert code == 0 and json.loads(out)["total"]["cost"] == 0
+
+
+def test_an_item_that_is_no_key_is_not_listed_and_does_not_fail_the_list(local_dynamo, key_store):
+    """A settlement's update of a key deleted in between leaves an item with only what it added."""
+    key_store.client.update_item(
+        TableName=key_store.table,
+        Key={"key_hash": {"S": "h-of-a-deleted-key"}},
+        UpdateExpression="SET balance = :b",
+        ExpressionAttributeValues={":b": {"N": "1"}},
+    )
+    created = key_store.create(name="listed")[1]
+    listed = key_store.list()
+    assert created.key_id in {k.key_id for k in listed} and all(k.key_hash != "h-of-a-deleted-key" for k in listed)

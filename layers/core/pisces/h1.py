@@ -367,7 +367,7 @@ class H1Pool:
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl is None:  # the system's CAs, loaded at the first https call (not at import)
-            self._ssl = _default_context()
+            self._ssl = tls_context()
         return self._ssl
 
     async def open(
@@ -480,5 +480,8 @@ class H1Pool:
 
 
 @functools.cache
-def _default_context() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
+    """The process's verified TLS context: the system's CAs (40+ ms to load). :class:`~pisces.pipeline.
+    gateway.Gateway` loads it while the process starts when an endpoint it will call is https (as aiohttp
+    did on import), so that the first request does not wait for it."""
     return ssl.create_default_context()

@@ -32,34 +32,42 @@ client without a transport of its own).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import aiohttp
 import httpx
 
 from pisces.h1 import H1Pool
 
-# aiohttp's errors, most specific first, as the httpx errors the callers catch.
-_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
-    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),  # no connection, or no pool slot, in time
-    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),  # the socket read timed out (SocketTimeoutError)
-    (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, DNS, TLS: never sent
-    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
-    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),  # the body ended before its length
-    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),  # sent, then the server hung up
-    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # not an HTTP answer
-    (aiohttp.ClientError, httpx.ReadError),
-    (asyncio.TimeoutError, httpx.ReadTimeout),
-)
+if TYPE_CHECKING:  # imported where httpx's API is first used (images, tests): not on a cold start's road
+    import aiohttp
+
+
+@functools.cache
+def _errors() -> tuple[tuple[type[BaseException], type[httpx.TransportError]], ...]:
+    """aiohttp's errors, most specific first, as the httpx errors the callers catch."""
+    import aiohttp
+
+    return (
+        (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),  # no connection, or no pool slot, in time
+        (aiohttp.ServerTimeoutError, httpx.ReadTimeout),  # the socket read timed out (SocketTimeoutError)
+        (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, DNS, TLS: never sent
+        (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+        (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),  # the body ended before its length
+        (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),  # sent, then the server hung up
+        (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # not an HTTP answer
+        (aiohttp.ClientError, httpx.ReadError),
+        (asyncio.TimeoutError, httpx.ReadTimeout),
+    )
 
 
 def httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
     """The httpx error a caller of httpx would have seen for aiohttp's ``exc``."""
-    for theirs, ours in _ERRORS:
+    for theirs, ours in _errors():
         if isinstance(exc, theirs):
             return ours(f"{type(exc).__name__}: {exc}", request=request)
     return httpx.ReadError(f"{type(exc).__name__}: {exc}", request=request)
@@ -73,6 +81,8 @@ class _Body(httpx.AsyncByteStream):
         self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        import aiohttp
+
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
@@ -108,6 +118,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self.h1 = H1Pool(max_connections=max_connections, keepalive_expiry=keepalive_expiry, ssl_context=ssl_context)
 
     def _new_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         connector = aiohttp.TCPConnector(
             limit=self._max_connections, keepalive_timeout=self._keepalive_expiry, ssl=self._ssl
         )
@@ -126,6 +138,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     @staticmethod
     def _timeout(t: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+        import aiohttp
+
         # httpx's timeouts (a request's ``timeout`` extension) as aiohttp's: ``connect`` is the wait for
         # a pooled connection or a new one (httpx's pool), ``sock_connect`` the TCP and TLS connect,
         # ``sock_read`` each read of the answer.
@@ -133,6 +147,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                                      sock_read=t.get("read"))  # fmt: skip
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import aiohttp
+
         body = await request.aread()
         try:
             response = await self._open().request(

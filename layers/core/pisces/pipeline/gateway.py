@@ -9,6 +9,7 @@ import httpx
 
 from pisces.config import Config
 from pisces.config_source import ConfigSource
+from pisces.h1 import tls_context
 from pisces.pipeline.auth import Authenticator
 from pisces.pipeline.billing import Billing
 from pisces.pipeline.idempotency import Idempotency
@@ -43,6 +44,8 @@ class Gateway:
         self.auth = Authenticator(self.keys, config.limits.key_cache_seconds, self.db)
         self.channels = {c.name: build_channel(c, self.http) for c in config.channels}
         self.router = Router(config, self.channels)
+        if any((url or "").startswith("https:") for url in (self.db.endpoint, *(c.base_url for c in config.channels))):
+            tls_context()  # loaded now, not on the first request (pisces.h1)
         self.images = ImageStore()  # generated images (S3), handed out as presigned URLs
         self.lifecycle = Lifecycle(self)
         self.source: ConfigSource | None = None  # set when the configuration came from an SSM parameter

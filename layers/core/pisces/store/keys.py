@@ -191,7 +191,9 @@ class KeyStore:
         kwargs: dict[str, Any] = {"TableName": self.table}
         while True:
             res = self.client.scan(**kwargs)
-            out.extend(_record(i) for i in res.get("Items", []))
+            # an item without a key_id is no key: a settlement's update creates one for a key hard-deleted
+            # in between (it only carries what the settlement added); listed, it would fail the whole list
+            out.extend(_record(i) for i in res.get("Items", []) if "key_id" in i)
             if "LastEvaluatedKey" not in res:
                 break
             kwargs["ExclusiveStartKey"] = res["LastEvaluatedKey"]
