@@ -5,7 +5,8 @@
 1. Import budget: ``python -X importtime`` of what run.sh's process imports before it can answer
    (uvicorn and ``pisces_gateway.app``), median of ``--runs`` fresh interpreters, self time summed
    by top-level package. Exits 1 if a package the gateway must not import at start is imported
-   (``FORBIDDEN``: FastAPI is the admin's, boto3 only for images, S3 transfers never) or if the
+   (``FORBIDDEN``: FastAPI is the admin's, boto3 only for images, S3 transfers never, aiohttp only
+   under httpx's API for images: the hot calls go over pisces.h1) or if the
    total is over ``--budget-ms`` (a bench's verdict on this machine, not a test).
 2. Cold start: ``bash functions/gateway/run.sh`` as the Lambda Web Adapter starts it (the
    template's environment, tests/lambda's way), against moto and the fast fake upstream, ``.pyc``
@@ -31,7 +32,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
-FORBIDDEN = ("fastapi", "boto3", "s3transfer", "PIL")
+FORBIDDEN = ("fastapi", "boto3", "s3transfer", "PIL", "aiohttp")
 CODE = "import uvicorn.main, pisces_gateway.app"
 
 from wire import Conn, request_bytes  # noqa: E402

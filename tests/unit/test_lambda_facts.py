@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import sys
 
 import pytest
@@ -185,14 +186,15 @@ class _Pipe(io.RawIOBase):
         return len(b)
 
 
-def test_a_requests_metrics_and_log_line_leave_in_one_write_before_it_returns(monkeypatch):
+@pytest.mark.parametrize("buffered", [True, False], ids=["block-buffered", "unbuffered"])
+def test_a_requests_metrics_and_log_line_leave_in_one_write_before_it_returns(monkeypatch, buffered):
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     monkeypatch.delenv("PISCES_LOG_FORMAT", raising=False)
     pipe = _Pipe()
-    stdout = io.TextIOWrapper(io.BufferedWriter(pipe), encoding="utf-8")  # block-buffered, as a pipe is
+    # block-buffered, as a pipe is; or as PYTHONUNBUFFERED (python -u) leaves stdout: every write goes out
+    stdout = (io.TextIOWrapper(io.BufferedWriter(pipe), encoding="utf-8") if buffered
+              else io.TextIOWrapper(pipe, encoding="utf-8", write_through=True))  # fmt: skip
     monkeypatch.setattr(sys, "stdout", stdout)
-    handler = logs.logger.registered_handler
-    monkeypatch.setattr(handler, "stream", stdout)
     ctx = _ctx()
     ctx.model, ctx.channel, ctx.path = "m", "c", "/v1/chat/completions"
     logs.record_request(ctx, 200)
@@ -200,3 +202,32 @@ def test_a_requests_metrics_and_log_line_leave_in_one_write_before_it_returns(mo
     emf, line = (json.loads(x) for x in written.decode().splitlines())
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Pisces" and emf["Requests"] == [1.0]
     assert (line["message"], line["request_id"], line["status"]) == ("request", "req_x", 200)
+
+
+def test_the_line_formatter_writes_the_line_powertools_own_formatter_writes():
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    from pisces import jsonwire
+
+    ours = logs.logger.registered_formatter
+    assert isinstance(ours, logs.LineFormatter)
+    theirs = LambdaPowertoolsFormatter(json_deserializer=logs._message, json_serializer=jsonwire.dumps_str)
+    theirs.log_format = dict(ours.log_format)  # the same keys: service and the rest the logger appended
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failure = sys.exc_info()
+    log = logs.logger._logger
+    records = [
+        log.makeRecord(log.name, logging.INFO, "f.py", 7, "request", (), None, "fn",
+                       {"request_id": "r", "status": 200, "attempts": ["a"], "cost_micros": None}),
+        log.makeRecord(log.name, logging.ERROR, "f.py", 9, "unhandled %s", ("x",), failure, "fn", {"path": "/v1"}),
+        log.makeRecord(log.name, logging.WARNING, "f.py", 1, '{"k": 1}', (), None, "fn", None),
+    ]  # fmt: skip
+    logs.logger.thread_safe_append_keys(tenant="t")  # a context's keys, as Powertools keeps them
+    try:
+        for record in records:
+            assert ours.format(record) == theirs.format(record)
+        assert json.loads(ours.format(records[0]))["tenant"] == "t"
+    finally:
+        logs.logger.thread_safe_clear_keys()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import re
 import sys
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.formatter import RESERVED_LOG_ATTRS, LambdaPowertoolsFormatter
 
 from pisces import jsonwire
 from pisces.money import usd
@@ -36,9 +38,60 @@ def _message(text: str) -> Any:
     return json.loads(text) if text[:1] in ("{", "[") else text
 
 
+_RESERVED = frozenset(RESERVED_LOG_ATTRS)
+
+
+class LineFormatter(LambdaPowertoolsFormatter):
+    """Powertools' formatter, whose record's keys are sifted against a set: Powertools tests each of a
+    record's 40-odd attributes against its tuple of 24 reserved names, a third of a request line's
+    formatting. The same line: a test compares the two formatters' lines for the same records."""
+
+    def _extract_log_keys(self, log_record: logging.LogRecord) -> dict[str, Any]:
+        record = log_record.__dict__.copy()
+        record["asctime"] = self.formatTime(record=log_record)
+        formatted: dict[str, Any] = {}
+        for keys in (self.log_format, self.thread_safe_get_current_keys()):
+            for key, value in keys.items():
+                if value and key in _RESERVED:
+                    if not isinstance(value, str):  # Powertools' own check, its own words
+                        raise ValueError("Logging keys that override reserved log attributes need to be type "
+                                         f"'str', instead got '{type(value).__name__}'")  # fmt: skip
+                    formatted[key] = value % record
+                else:
+                    formatted[key] = value
+        formatted.update({k: v for k, v in record.items() if k not in _RESERVED})
+        return formatted
+
+
+class Lines:
+    """stdout as the gateway writes its lines: what is written is held until the next flush, which hands it
+    to ``sys.stdout`` (whatever it is then) in one write and flushes that. A request's EMF line, written
+    unflushed, and its log line (Powertools' handler flushes after each record) leave in one ``write``,
+    whether stdout buffers or not (``PYTHONUNBUFFERED``, ``python -u``)."""
+
+    def __init__(self) -> None:
+        self.held: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.held.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.held:
+            text = "".join(self.held)
+            self.held.clear()
+            sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+LINES = Lines()
 SERVICE = "pisces"  # the log line's and the metrics' service
 # Powertools' own serializer is json.dumps (default=str, compact, UTF-8): the same line from orjson
-logger = Logger(service=SERVICE, json_deserializer=_message, json_serializer=jsonwire.dumps_str)
+logger = Logger(
+    service=SERVICE,
+    logger_handler=logging.StreamHandler(LINES),  # type: ignore[arg-type]
+    logger_formatter=LineFormatter(json_deserializer=_message, json_serializer=jsonwire.dumps_str),
+)
 
 LAMBDA_CONTEXT_HEADER = "x-amzn-lambda-context"
 METRICS_NAMESPACE = "Pisces"
@@ -96,9 +149,6 @@ def log_request(ctx: RequestContext, status: int, path: str) -> None:
         "cost_micros": ctx.cost,  # the settled charge; a cut stream's estimate lands in its usage record
         "idempotent_replay": "Idempotent-Replayed" in ctx.headers,
     }
-    for name, value in fields.items():  # a client's model name may be any string: keep the line writable
-        if isinstance(value, str) and not value.isascii():
-            fields[name] = printable(value)
     if ctx.settle_failed:
         fields["settle_failed"] = True
     usage = ctx.usage
@@ -109,11 +159,16 @@ def log_request(ctx: RequestContext, status: int, path: str) -> None:
             "cached_tokens": usage.cached_tokens,
         }
     if os.environ.get("PISCES_LOG_FORMAT") == "text":  # make dev's terminal: one line a person reads
-        sys.stdout.write(text_line(fields) + "\n")
-        sys.stdout.flush()
+        LINES.write(text_line({name: _writable(value) for name, value in fields.items()}) + "\n")
+        LINES.flush()
         return
     # Powertools leaves a None out of the line: left out here, it is not copied through the record either
-    logger.info("request", extra={name: value for name, value in fields.items() if value is not None})
+    logger.info("request", extra={name: _writable(value) for name, value in fields.items() if value is not None})
+
+
+def _writable(value: Any) -> Any:
+    """A client's model name may be any string: kept writable."""
+    return printable(value) if isinstance(value, str) and not value.isascii() else value
 
 
 def text_line(f: dict[str, Any]) -> str:
@@ -140,16 +195,16 @@ def emit_metrics(ctx: RequestContext, status: int, flush: bool = True) -> None:
     """The request's CloudWatch metrics as one EMF line on stdout (Powertools' serializer), by model
     and channel. Requests that reached no model (docs, spec, a 404) count under ``model: none``.
     ``POWERTOOLS_METRICS_DISABLED=true`` turns them off (``make dev`` does). Unflushed, it goes out
-    with the next flush of stdout."""
+    with the next flush of :data:`LINES` (the log line's)."""
     from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
     if is_metrics_disabled():
         return
     metrics, dimensions, metadata = metric_set(ctx, status)
     blob = jsonwire.dumps_str(_serializer().serialize_metric_set(metrics, dimensions, metadata))
-    sys.stdout.write(blob + "\n")
+    LINES.write(blob + "\n")
     if flush:
-        sys.stdout.flush()
+        LINES.flush()
 
 
 @functools.cache
@@ -217,4 +272,4 @@ def record_request(ctx: RequestContext, status: int) -> None:
     except Exception:  # metrics never fail a request
         logger.exception("metrics failed", extra={"request_id": ctx.request_id})
     log_request(ctx, status, ctx.path)
-    sys.stdout.flush()  # where the log line went elsewhere (a handler on another stream); else nothing left
+    LINES.flush()  # where the log line went elsewhere (a handler on another stream); else nothing left
