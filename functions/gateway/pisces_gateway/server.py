@@ -47,16 +47,21 @@ class Corked:
         self._transport = transport
         self._loop = loop
         self._waiting: bytes | None = None
+        self._flush: asyncio.Handle | None = None
 
     def write(self, data: bytes) -> None:
         if self._waiting is None:
             self._waiting = data
-            self._loop.call_soon(self.flush)
-        else:  # the second write of a turn: both leave now (the scheduled flush finds nothing)
+            self._flush = self._loop.call_soon(self.flush)
+        else:  # the second write of a turn: both leave now (the scheduled flush is not needed)
             data, self._waiting = self._waiting + data, None
+            if self._flush is not None:
+                self._flush.cancel()
+                self._flush = None
             self._send(data)
 
     def flush(self) -> None:
+        self._flush = None
         if self._waiting is not None:
             data, self._waiting = self._waiting, None
             self._send(data)

@@ -109,6 +109,9 @@ class ModelConfig(_Strict):
     kind: Literal["chat", "embedding"] = "chat"
 
 
+_DEFAULT_MODEL = ModelConfig()
+
+
 class ChannelConfig(_Strict):
     name: str
     kind: Literal["openai", "anthropic", "gemini", "bedrock", "mock", "openai-responses"]
@@ -236,8 +239,9 @@ class Config(_Strict):
         return list(out)
 
     def model(self, name: str) -> ModelConfig:
-        """The configuration of a canonical model name (defaults when it has no entry)."""
-        return self.models.get(name) or ModelConfig()
+        """The configuration of a canonical model name (the defaults, one object read by all, when it has
+        no entry: built a request, they were a pydantic validation a request)."""
+        return self.models.get(name) or _DEFAULT_MODEL
 
     def price(self, model: str) -> Price:
         return self.model(model).price

@@ -122,6 +122,7 @@ class _Conn(asyncio.Protocol):
 
     def __init__(self, pool: H1Pool, key: tuple[str, str, int]) -> None:
         self.pool, self.key = pool, key
+        self.timer: asyncio.TimerHandle | None = None  # the read timeout's check: one a connection, re-armed
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -145,7 +146,10 @@ class _Conn(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
         self.read_timeout = read_timeout
         self.last = self.loop.time()
-        self.timer = self.loop.call_at(self.last + read_timeout, self._on_timer) if read_timeout else None
+        if read_timeout and (self.timer is None or self.timer.when() > self.last + read_timeout):
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_at(self.last + read_timeout, self._on_timer)
 
     def send(self, data: bytes, read_timeout: float | None) -> None:
         self.busy = True
@@ -183,13 +187,16 @@ class _Conn(asyncio.Protocol):
         self._wake()
 
     def _done(self) -> None:
-        if self.timer is not None:
+        """The exchange is over. Its timer stays armed for the next exchange on the connection, which
+        moves the deadline on (a timer a call would be a timer made and cancelled per request); when it
+        fires with no exchange under way it ends."""
+        if self.closed and self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
     def _on_timer(self) -> None:
         self.timer = None
-        if self.complete or self.error is not None or self.read_timeout is None:
+        if self.complete or self.error is not None or self.read_timeout is None or not self.busy:
             return
         now = self.loop.time()
         waiting = self.waiter is not None or self.status == 0  # the caller waits for bytes, or for the head
