@@ -41,11 +41,11 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 
 from latency import KEY, _pct, _wait_tables, gateway_app, serve_dynamo  # noqa: E402
 from servers import BODY, PORTKEY_VERSION, cpu_seconds, install_litellm, install_portkey, start  # noqa: E402
-from wire import Conn, request_bytes, serve_fast_upstream, serve_replaying_dynamo  # noqa: E402
+from wire import Conn, request_bytes, serve_fast_upstream, serve_replaying_dynamo, serve_tcp_relay  # noqa: E402
 
 UPSTREAM_KEY = "sk-fake-upstream-secret-0123456789"
 LITELLM_MASTER_KEY = "sk-bench-litellm-master-0123456789abcdef"  # it refuses to start without one (no DB: a compare)
-PATHS = ("pisces-off", "pisces-full", "pisces-full-replay", "litellm", "portkey")
+PATHS = ("relay", "pisces-off", "pisces-full", "pisces-full-replay", "litellm", "portkey")
 
 
 def run_sh_uvicorn() -> dict[str, Any]:
@@ -171,7 +171,10 @@ def main() -> None:
     ap.add_argument("--serve-dynamo", type=int)
     ap.add_argument("--serve-replay", nargs=2, type=int, help="PORT MOTO_PORT: bench/wire.py's replaying front")
     ap.add_argument("--serve-gateway", nargs=3)
+    ap.add_argument("--serve-relay", nargs=2, type=int, help="PORT UPSTREAM_PORT: bench/wire.py's byte relay")
     args = ap.parse_args()
+    if args.serve_relay:
+        return serve_tcp_relay(*args.serve_relay)
     if args.serve_upstream:
         return serve_fast_upstream(args.serve_upstream)
     if args.serve_dynamo:
@@ -237,6 +240,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             specs.insert(0, ("pisces-off-before", [*me, "--serve-gateway", str(port), upstream, "skeleton"], benv,
                              {"authorization": f"Bearer {KEY}-before", "port": str(port)}, 60))  # fmt: skip
             want.add("pisces-off-before")
+        if "relay" in want:  # the floor: one more process in the path, no code of a gateway's
+            port = free_port()
+            specs.insert(0, ("relay", [*me, "--serve-relay", str(port), str(up_port)], env,
+                             {"authorization": f"Bearer {UPSTREAM_KEY}", "port": str(port)}, 30))  # fmt: skip
         if "litellm" in bins:
             port = free_port()
             cfg = OUT / "litellm.yaml"

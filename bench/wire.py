@@ -5,6 +5,11 @@ same chat completion (or, for ``"stream": true``, the same five-chunk SSE stream
 HTTP/1.1 keep-alive, no framework. ``Conn``: a keep-alive HTTP/1.1 client connection that sends
 prebuilt request bytes and reads one response (Content-Length, chunked or close-delimited).
 
+``serve_tcp_relay``: a byte relay in front of the upstream (each client connection gets its own upstream
+connection; bytes are forwarded as they come, nothing parsed): the floor of putting one more process in
+a request's path on this host (two more wakeups of an idle process, two more loopback hops), which no
+gateway's code goes below.
+
 ``serve_replaying_dynamo``: a DynamoDB front for measuring the gateway's own CPU on the full pipeline
 with DynamoDB's service time taken out (issue 15's target says "excluding DynamoDB's own service
 time"; moto spends ~9 ms of CPU a request and leaves the gateway idle between its answers, which on
@@ -95,6 +100,55 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
 def serve_fast_upstream(port: int) -> None:
     async def main() -> None:
         server = await asyncio.start_server(_serve, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+class _Pipe(asyncio.Protocol):
+    """One side of a relayed connection: what it receives is written to its peer's transport."""
+
+    def __init__(self, peer: _Pipe | None = None) -> None:
+        self.peer = peer
+        self.transport: asyncio.Transport | None = None
+        self.pending: list[bytes] = []  # what the client sent before the upstream connection was made
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.write(data)
+        else:
+            self.pending.append(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.close()
+
+
+def serve_tcp_relay(port: int, upstream_port: int) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        connecting: set[asyncio.Task[None]] = set()
+
+        def client_side() -> _Pipe:
+            side = _Pipe()
+
+            async def connect() -> None:
+                _, up = await loop.create_connection(lambda: _Pipe(side), "127.0.0.1", upstream_port)
+                side.peer = up
+                for data in side.pending:
+                    up.transport.write(data)  # type: ignore[union-attr]
+                side.pending.clear()
+
+            task = loop.create_task(connect())
+            connecting.add(task)
+            task.add_done_callback(connecting.discard)
+            return side
+
+        server = await loop.create_server(client_side, "127.0.0.1", port, backlog=1024)
         async with server:
             await server.serve_forever()
 
