@@ -120,14 +120,21 @@ async def test_an_idle_connection_the_server_closed_is_not_reused():
     assert server.connections == 2
 
 
+async def ok_if_not_first(server: Server, writer: asyncio.StreamWriter) -> bool:
+    """On a connection after the first: ``OK`` sent, and True (the first connection's answer is the test's)."""
+    if server.connections == 1:
+        return False
+    writer.write(OK)
+    await writer.drain()
+    return True
+
+
 def two_chunks(first_read: asyncio.Event, one: bytes, two: bytes, head: bytes = b"") -> Callable[..., Awaitable[None]]:
     """A stream's first chunk, its second once ``first_read`` is set, then no end; ``OK`` on later connections."""
 
     async def chunks(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await server.head(reader)
-        if server.connections > 1:
-            writer.write(OK)
-            await writer.drain()
+        if await ok_if_not_first(server, writer):
             return
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n%bTransfer-Encoding: chunked\r\n\r\n"
                      b"%x\r\n%b\r\n" % (head, len(one), one))  # fmt: skip
@@ -429,9 +436,7 @@ async def test_h1_skips_an_informational_answer_and_reads_a_chunked_one_chunk_by
 async def test_h1_reads_a_body_that_ends_with_its_connection_and_does_not_reuse_that_connection():
     async def until_close(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await server.head(reader)
-        if server.connections > 1:
-            writer.write(OK)
-            await writer.drain()
+        if await ok_if_not_first(server, writer):
             return
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it")
         await writer.drain()
