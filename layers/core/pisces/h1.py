@@ -42,6 +42,7 @@ import httpx
 from multidict import CIMultiDict
 
 HIGH_WATER = 1 << 16  # body bytes waiting unread before the socket is read no more
+HAPPY_EYEBALLS_DELAY = 0.25  # seconds before the next address is tried alongside (aiohttp's default)
 _UNSAFE = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/?%]|%(?![0-9A-Fa-f]{2})")  # what a request target may not hold
 _SAFE = "-._~!$&'()*+,;=:@/?%"
 
@@ -456,11 +457,11 @@ class H1Pool:
         self._connecting += 1
         try:
             async with asyncio.timeout(seconds):
-                if to.tls:
-                    _, conn = await loop.create_connection(lambda: _Conn(self, to.key), host, port,
-                                                           ssl=self._context(), server_hostname=host)  # fmt: skip
-                else:
-                    _, conn = await loop.create_connection(lambda: _Conn(self, to.key), host, port)
+                # Happy Eyeballs (RFC 8305) as aiohttp connects: an address family that does not answer
+                # (an IPv6 route that goes nowhere) does not hold the call to the connect timeout
+                tls = {"ssl": self._context(), "server_hostname": host} if to.tls else {}
+                _, conn = await loop.create_connection(lambda: _Conn(self, to.key), host, port,
+                                                       happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, **tls)  # fmt: skip
         except BaseException as e:
             self._connecting -= 1
             self._free()  # its slot
