@@ -591,3 +591,40 @@ def test_h1_pool_serves_one_event_loop_after_another():
 
     assert asyncio.run(once()) == b"ok"
     assert asyncio.run(once()) == b"ok"  # the first loop's connections are not the second's
+
+
+async def test_h1_pools_a_complete_answer_left_unread_with_its_connection_reading_again():
+    from pisces.h1 import HIGH_WATER, H1Pool
+
+    most, rest = b"x" * (HIGH_WATER - 10), b"y" * 1000  # the rest passes the mark and ends the answer: paused
+    seen = asyncio.Event()
+
+    async def big_then_ok(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(most) + len(rest), most))
+        await writer.drain()
+        await seen.wait()
+        writer.write(rest)
+        await writer.drain()
+        await server.head(reader)
+        writer.write(OK)
+        await writer.drain()
+
+    pool = H1Pool()
+    async with serving(big_then_ok) as (server, url):
+        try:
+            answer = await pool.open("GET", url, {}, b"", EXCHANGE_TIMEOUTS)
+            conn = answer._conn
+            while conn.buffered < len(most):
+                await conn.wait()
+            seen.set()
+            while not conn.complete:
+                await conn.wait()
+            assert not conn.transport.is_reading()
+            await answer.aclose()  # not read: pooled all the same, the answer being whole
+            again = await pool.open("GET", url, {}, b"", {**EXCHANGE_TIMEOUTS, "read": 5.0})
+            assert await again.read() == b"ok"  # a paused connection would never answer: a ReadTimeout
+            await again.aclose()
+        finally:
+            await pool.aclose()
+    assert server.connections == 1

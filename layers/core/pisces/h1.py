@@ -212,8 +212,12 @@ class _Conn(asyncio.Protocol):
         complete, and is closed if it is not (its unread bytes would arrive on the next exchange)."""
         if self.error is not None or self.closed:
             self.close()
-        elif self.complete:
+        elif self.complete:  # what was not read of it is dropped, and reading goes on for the next
             self.busy = False
+            self.chunks.clear()
+            self.buffered = 0
+            if self.transport is not None and not self.transport.is_reading():
+                self.transport.resume_reading()
             self.pool._idle_again(self)
         else:
             self.close()
