@@ -163,7 +163,10 @@ def log_request(ctx: RequestContext, status: int, path: str) -> None:
         LINES.flush()
         return
     # Powertools leaves a None out of the line: left out here, it is not copied through the record either
-    logger.info("request", extra={name: _writable(value) for name, value in fields.items() if value is not None})
+    # (a client's model name may be any string: kept writable, as _writable keeps it, inline for speed)
+    extra = {name: printable(value) if isinstance(value, str) and not value.isascii() else value
+             for name, value in fields.items() if value is not None}  # fmt: skip
+    logger.info("request", extra=extra)
 
 
 def _writable(value: Any) -> Any:
