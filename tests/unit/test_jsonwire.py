@@ -59,3 +59,32 @@ def test_the_log_line_is_powertools_json_written_by_orjson(caplog):
     assert (parsed["level"], parsed["service"], parsed["message"], parsed["model"]) == ("INFO", "pisces", "request",
                                                                                          "ünï")  # fmt: skip
     assert list(parsed)[:4] == ["level", "location", "message", "timestamp"] and line == jsonwire.dumps_str(parsed)
+
+
+def _reading(read: object, body: bytes) -> object:
+    try:
+        return ("value", read(body))  # type: ignore[operator]
+    except Exception as e:  # the error a client gets: its code and message
+        return ("error", getattr(e, "code", type(e).__name__), str(e))
+
+
+_BODIES = [
+    b'{"model":"m","messages":[{"role":"user","content":"hi \\u00e9 \\ud83d\\ude00 \\u2028"}],"n":1,"t":0.7}',
+    b'{"a":1,"b":2,"a":3}', b"[]", b"{}", b" {\"a\" : [ 1 , -0 , -0.0 , 1e5 , 1.5e308 , true , null ] } ",
+    b'{"seed": 9223372036854775807}', b'{"seed": 18446744073709551615}', b'{"seed": 18446744073709551616}',
+    b'{"x": 1e400}', b'{"x": NaN}', b'{"x": -Infinity}', b'{"s": "\\ud800"}', b'{"s": "\\udc00\\ud800"}',
+    b'\xef\xbb\xbf{"bom": 1}', '{"utf16": "é"}'.encode("utf-16"), b'{"bad": "\xff"}', b'{"a": 1,}', b"",
+    b"[" * 65 + b"]" * 65, b"[" * 64 + b"]" * 64, b"[" * 2000 + b"]" * 2000, b'{"n": ' + b"9" * 101 + b"}",
+    b'{"n": ' + b"9" * 100 + b"}", b'{"ctl": "a\x01b"}', b'"just a string"', b"12", b'{"k": "' + b"1" * 25 + b'"}',
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("body", _BODIES)
+def test_a_request_body_reads_as_the_standard_library_path_reads_it(body):
+    """orjson reads a request body only where its reading is the standard library's (pipeline.body)."""
+    from pisces.pipeline import body as reader
+
+    ours, theirs = _reading(reader._decode, body), _reading(reader._read_by_the_standard_library, body)
+    assert ours == theirs
+    if ours[0] == "value":  # the same types too (an int is not a float)
+        assert json.dumps(ours[1]) == json.dumps(theirs[1])
