@@ -47,6 +47,8 @@ def test_an_upstreams_json_is_read_and_what_orjson_refuses_the_standard_library_
     assert math.isnan(jsonwire.loads(b'{"x": NaN}')["x"])
     with pytest.raises(ValueError):
         jsonwire.loads(b"<html>bad gateway</html>")
+    for raw in (b'{"n": 18446744073709551616}', '{"n": 18446744073709551616}'):  # orjson: a float
+        assert repr(jsonwire.loads(raw)) == "{'n': 18446744073709551616}"
 
 
 def test_the_log_line_is_powertools_json_written_by_orjson(caplog):

@@ -7,14 +7,16 @@ of a stream encoder's. orjson writes the same JSON (keys in order, no spaces, UT
 library writes as it always did: an integer past 64 bits, a key that is not a string, and a lone
 surrogate (a client's ``\\ud800``, which UTF-8 cannot carry: written as its escape).
 
-Reading stays where it is: a request body is read by :mod:`pisces.pipeline.body` within its input
-limits; an upstream's answer is read by :func:`loads`, which gives the standard library's reading
-(NaN and all) to what orjson refuses.
+Reading: orjson reads what it reads as the standard library does (:func:`orjson_reads_exactly`: not an
+integer past 64 bits, which it would make a float); the standard library reads what orjson refuses or
+would misread. An upstream's answer is read by :func:`loads`; a request body by
+:mod:`pisces.pipeline.body`, whose own standard-library reading keeps the input limits and their messages.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -43,9 +45,21 @@ def dumps_str(value: Any) -> str:
         return _stdlib(value, str).decode()
 
 
+_TWENTY_DIGITS = re.compile(rb"[0-9]{20}")
+_TWENTY_DIGITS_STR = re.compile(r"[0-9]{20}")
+
+
+def orjson_reads_exactly(raw: bytes | str) -> bool:
+    """Whether orjson's reading of ``raw``, if it reads it, is the standard library's: it reads an
+    integer past 64 bits as a float (a run of 20 digits in a string only sends it the slower way)."""
+    return not (_TWENTY_DIGITS.search(raw) if isinstance(raw, bytes) else _TWENTY_DIGITS_STR.search(raw))
+
+
 def loads(raw: bytes | str) -> Any:
     """An upstream's JSON (``ValueError`` if it is none)."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)  # NaN, Infinity, a big integer: what the standard library still reads
+    if orjson_reads_exactly(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw)  # NaN, Infinity, a big integer: what the standard library still reads

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import orjson
 
+from pisces import jsonwire
 from pisces.errors import PiscesError
 
 # What a request body may be (docs/operations.md, "Input limits"): nested at most MAX_JSON_DEPTH arrays
@@ -28,7 +29,6 @@ MAX_JSON_DEPTH = 64
 MAX_INT_DIGITS = 100
 BODY_READ_SECONDS = 30.0
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # may be a pair (valid) or a lone half (not)
-_TWENTY_DIGITS = re.compile(rb"[0-9]{20}")  # (in a string too: then the standard library reads it all)
 
 
 def _body_read_seconds() -> float:
@@ -89,7 +89,7 @@ def _decode(body: bytes) -> Any:
     the standard library reads the rest and says what is wrong. Far too deep a body stops the parser
     itself (its RecursionError is safe); one it could parse is walked, unless it has too few brackets
     to be deep."""
-    if not _TWENTY_DIGITS.search(body):  # orjson would read an integer past 64 bits as a float
+    if jsonwire.orjson_reads_exactly(body):  # (orjson would read an integer past 64 bits as a float)
         try:
             value = orjson.loads(body)  # refuses NaN, Infinity, 1e400, a lone surrogate, a BOM, UTF-16...
         except orjson.JSONDecodeError:
