@@ -415,8 +415,9 @@ class H1Pool:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # connections live on the loop that made them (a test's loop ends)
             self._loop, self._idle, self._open, self._connecting, self._slots = loop, {}, set(), 0, []
-        idle = self._idle.get(to.key)
-        if idle:
+        deadline: float | None = None  # for a slot: the pool timeout counts from the first wait, not each
+        while True:
+            idle = self._idle.get(to.key)
             now = loop.time()
             while idle:
                 conn = idle.pop()
@@ -426,10 +427,12 @@ class H1Pool:
                     conn.close()
                     continue
                 return conn
-        if len(self._open) + self._connecting >= self._max:
-            await self._slot(to, timeouts.get("pool"))
-            return await self._acquire(to, timeouts)
-        return await self._connect(to, timeouts.get("connect"))
+            if len(self._open) + self._connecting < self._max:
+                return await self._connect(to, timeouts.get("connect"))
+            pool = timeouts.get("pool")
+            if deadline is None and pool is not None:
+                deadline = now + pool
+            await self._slot(to, None if deadline is None else max(0.0, deadline - now))
 
     async def _slot(self, to: Target, seconds: float | None) -> None:
         """Room for one more connection: an idle one of another host closed, or one that closes in time."""
