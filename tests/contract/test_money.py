@@ -385,7 +385,7 @@ def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_e
             seen.append(headers["x-amz-target"].rsplit(".", 1)[-1])
         return await to_dynamo(method, url, headers, body, timeouts)
 
-    to_upstream = gw.http.aiohttp.open  # the channels' calls go straight onto aiohttp (pisces.httppool.Wire)
+    to_upstream = gw.http.direct.open  # the channels' calls go straight out (pisces.httppool.Wire, pisces.h1)
 
     async def on_upstream(method: str, url: str, headers: dict, body: bytes, timeouts: dict) -> object:
         if text.encode() in body:
@@ -399,7 +399,7 @@ def test_one_dynamodb_round_trip_before_the_upstream_and_settlement_before_the_e
     events = gw.keys.client.meta.events
     events.register("before-call.dynamodb", on_botocore)
     monkeypatch.setattr(gw.db.transport, "exchange", on_dynamo)
-    monkeypatch.setattr(gw.http.aiohttp, "open", on_upstream)
+    monkeypatch.setattr(gw.http.direct, "open", on_upstream)
     try:
         if stream:
             list(client.chat.completions.create(**ask("gpt-fake", text), stream=True))

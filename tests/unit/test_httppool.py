@@ -1,4 +1,5 @@
-"""The gateway's outbound HTTP (pisces.httppool): httpx's API over aiohttp. Against a raw asyncio
+"""The gateway's outbound HTTP (pisces.httppool, pisces.h1): httpx's API over aiohttp, and the hot calls
+straight out on pisces.h1. Against a raw asyncio
 server: what goes on the wire, pooling, streaming chunk by chunk, an early close, and each failure
 as the httpx error the callers already sort into "never sent" (retry elsewhere) and "sent"."""
 
@@ -74,12 +75,13 @@ async def keep_alive(server: Server, reader: asyncio.StreamReader, writer: async
         await writer.drain()
 
 
-async def test_the_gateways_clients_go_over_aiohttp():
+async def test_the_gateways_clients_go_over_one_transport_with_both_pools():
     http = new_http_client()
     db = AsyncDynamo("http://127.0.0.1:1", "us-east-1")
     try:
         assert isinstance(http._transport, AiohttpTransport)  # type: ignore[attr-defined]
         assert isinstance(db.transport, AiohttpTransport)
+        assert http.direct is http._transport  # type: ignore[attr-defined]  # the channels' Wire goes there
     finally:
         await http.aclose()
         await db.aclose()
@@ -284,7 +286,7 @@ async def test_an_exchange_without_an_answer_in_time_is_a_read_timeout():
         await transport.aclose()
 
 
-# --- open and Wire: a channel's calls without httpx's objects, where httpx would have used aiohttp ------
+# --- open and Wire: a channel's calls without httpx's objects, where httpx has nothing more to do -----
 
 
 async def test_open_reads_a_compressed_stream_chunk_by_chunk_decoded_and_an_early_close_drops_its_connection():
@@ -330,16 +332,16 @@ async def test_open_fails_with_the_httpx_errors_a_channel_sorts_into_never_sent_
         await transport.aclose()
 
 
-async def test_a_wire_goes_straight_to_aiohttp_and_through_httpx_where_the_client_has_hooks():
+async def test_a_wire_goes_straight_out_and_through_httpx_where_the_client_has_hooks():
     async with serving(keep_alive) as (server, url), new_client(timeout=TIMEOUT) as client:
         wire, opened, hooked = Wire(client), [], []
-        to_aiohttp = client.aiohttp.open
+        to_direct = client.direct.open
 
         async def spy(*args: object) -> object:
             opened.append(args[1])
-            return await to_aiohttp(*args)  # type: ignore[arg-type]
+            return await to_direct(*args)  # type: ignore[arg-type]
 
-        client.aiohttp.open = spy  # type: ignore[method-assign]
+        client.direct.open = spy  # type: ignore[method-assign]
         answer = await wire.open("POST", url + "direct", {"X-Custom": "yes"}, b'{"q":1}', TIMEOUT)
         assert (answer.status, await answer.read()) == (200, b"ok")
         await answer.aclose()

@@ -229,12 +229,13 @@ class _HttpxAnswer:
 
 
 class Wire:
-    """How a channel's chat and embeddings calls go out: straight onto the gateway client's aiohttp
-    transport, or through the httpx client where it has more to do (event hooks, a test's transport)."""
+    """How a channel's chat and embeddings calls go out: straight out through the gateway client's
+    transport (:meth:`AiohttpTransport.open`, on :mod:`pisces.h1`), or through the httpx client where it
+    has more to do (event hooks, a test's transport)."""
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = http
-        self._direct = http.aiohttp if isinstance(http, Client) else None
+        self._direct = http.direct if isinstance(http, Client) else None
 
     async def open(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeouts: httpx.Timeout
@@ -291,13 +292,13 @@ class _NoCookies(httpx.Cookies):
 
 class Client(httpx.AsyncClient):
     """httpx's client whose ``cookies`` are always :class:`_NoCookies` (setting them does nothing), and
-    which names its :class:`AiohttpTransport` (``aiohttp``) for the calls that go straight onto it."""
+    which names its :class:`AiohttpTransport` (``direct``) for the calls that go straight out on it."""
 
     _none = _NoCookies()
 
     def __init__(self, *, transport: AiohttpTransport, **kw: object) -> None:
         super().__init__(transport=transport, **kw)  # type: ignore[arg-type]
-        self.aiohttp = transport
+        self.direct = transport
 
     @property  # type: ignore[override]
     def cookies(self) -> httpx.Cookies:

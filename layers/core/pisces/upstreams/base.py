@@ -106,7 +106,7 @@ class Channel(abc.ABC):
         self.cfg = cfg
         self.name = cfg.name
         self.http = http  # httpx's API, for what is not on the hot path (images)
-        self.wire = Wire(http)  # chat and embeddings: straight onto aiohttp where httpx would send them there
+        self.wire = Wire(http)  # chat and embeddings: straight out on pisces.h1 unless httpx has more to do
 
     async def images(self, req: ImageRequest, model: str) -> ImageResponse:
         """Generate or edit images (kinds whose ``operations`` include "images")."""
