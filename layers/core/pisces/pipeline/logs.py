@@ -158,20 +158,15 @@ def log_request(ctx: RequestContext, status: int, path: str) -> None:
             "output_tokens": usage.output_tokens,
             "cached_tokens": usage.cached_tokens,
         }
+    # a client's model name may be any string: kept writable
+    fields = {name: printable(value) if isinstance(value, str) and not value.isascii() else value
+              for name, value in fields.items()}  # fmt: skip
     if os.environ.get("PISCES_LOG_FORMAT") == "text":  # make dev's terminal: one line a person reads
-        LINES.write(text_line({name: _writable(value) for name, value in fields.items()}) + "\n")
+        LINES.write(text_line(fields) + "\n")
         LINES.flush()
         return
     # Powertools leaves a None out of the line: left out here, it is not copied through the record either
-    # (a client's model name may be any string: kept writable, as _writable keeps it, inline for speed)
-    extra = {name: printable(value) if isinstance(value, str) and not value.isascii() else value
-             for name, value in fields.items() if value is not None}  # fmt: skip
-    logger.info("request", extra=extra)
-
-
-def _writable(value: Any) -> Any:
-    """A client's model name may be any string: kept writable."""
-    return printable(value) if isinstance(value, str) and not value.isascii() else value
+    logger.info("request", extra={name: value for name, value in fields.items() if value is not None})
 
 
 def text_line(f: dict[str, Any]) -> str:
