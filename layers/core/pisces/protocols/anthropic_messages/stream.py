@@ -1,5 +1,5 @@
 """Anthropic Messages streams: decoded from an upstream, encoded for a client (the mappings they share
-with responses are in :mod:`.anthropic_messages_wire`).
+with responses are in :mod:`.wire`).
 
 Wire shape (https://docs.claude.com/en/docs/build-with-claude/streaming): named SSE events:
 ``message_start`` (a message with empty content, the input usage), ``ping``, per content block
@@ -32,7 +32,7 @@ from pisces.canonical import (
     merge_usage,
 )
 from pisces.jsonwire import loads
-from pisces.protocols.anthropic_messages_wire import (
+from pisces.protocols.anthropic_messages.wire import (
     ERROR_IN,
     SERVER_BLOCKS,
     error_type,

@@ -25,7 +25,7 @@ from pisces.canonical import (
     ToolCallPart,
     ToolResultPart,
 )
-from pisces.protocols.anthropic_messages_request import NAME
+from pisces.protocols.anthropic_messages.request import NAME
 from pisces.protocols.common import json_object, split_data_url
 
 # request headers of the client door that an Anthropic upstream receives too (Claude Code sends betas)

@@ -1,8 +1,8 @@
 """Anthropic Messages: the client door's wire format and the ``anthropic`` upstream's.
 
-Client requests are validated and decoded in :mod:`.anthropic_messages_request` (content blocks in
-:mod:`.anthropic_messages_blocks`), requests for an upstream encoded in :mod:`.anthropic_messages_upstream`,
-streams in :mod:`.anthropic_messages_stream`; here are responses, errors and the Models API shape. This
+Client requests are validated and decoded in :mod:`.request` (content blocks in
+:mod:`.blocks`), requests for an upstream encoded in :mod:`.upstream`,
+streams in :mod:`.stream`; here are responses, errors and the Models API shape. This
 module is the codec the registry names.
 
 Usage: the canonical ``input_tokens`` counts every prompt token, Anthropic's leaves out cache reads
@@ -24,10 +24,10 @@ from pisces.canonical import (
     ToolCallPart,
 )
 from pisces.errors import PiscesError
-from pisces.protocols.anthropic_messages_request import NAME, decode_count_tokens, decode_request
-from pisces.protocols.anthropic_messages_stream import StreamDecoder, StreamEncoder
-from pisces.protocols.anthropic_messages_upstream import DEFAULT_MAX_TOKENS, FORWARDED_HEADERS, encode_request
-from pisces.protocols.anthropic_messages_wire import (
+from pisces.protocols.anthropic_messages.request import NAME, decode_count_tokens, decode_request
+from pisces.protocols.anthropic_messages.stream import StreamDecoder, StreamEncoder
+from pisces.protocols.anthropic_messages.upstream import DEFAULT_MAX_TOKENS, FORWARDED_HEADERS, encode_request
+from pisces.protocols.anthropic_messages.wire import (
     SERVER_BLOCKS,
     error_type,
     finish_in,

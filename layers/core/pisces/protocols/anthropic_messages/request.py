@@ -22,7 +22,7 @@ from pisces.canonical import (
     ToolChoice,
 )
 from pisces.errors import PiscesError
-from pisces.protocols.anthropic_messages_blocks import (
+from pisces.protocols.anthropic_messages.blocks import (
     _cache_control,
     _err,
     _int,
