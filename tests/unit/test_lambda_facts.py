@@ -186,8 +186,11 @@ class _Pipe(io.RawIOBase):
         return len(b)
 
 
+@pytest.mark.parametrize("straight", [True, False], ids=["line-straight", "line-through-logging"])
 @pytest.mark.parametrize("buffered", [True, False], ids=["block-buffered", "unbuffered"])
-def test_a_requests_metrics_and_log_line_leave_in_one_write_before_it_returns(monkeypatch, buffered):
+def test_a_requests_metrics_and_log_line_leave_in_one_write_before_it_returns(monkeypatch, buffered, straight):
+    if straight:  # as Lambda runs it: no handler on the root logger (pytest's capture handler taken away)
+        monkeypatch.setattr(logging.root, "handlers", [])
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     monkeypatch.delenv("PISCES_LOG_FORMAT", raising=False)
     pipe = _Pipe()
@@ -197,6 +200,7 @@ def test_a_requests_metrics_and_log_line_leave_in_one_write_before_it_returns(mo
     monkeypatch.setattr(sys, "stdout", stdout)
     ctx = _ctx()
     ctx.model, ctx.channel, ctx.path = "m", "c", "/v1/chat/completions"
+    assert (logs._straight() is not None) == straight
     logs.record_request(ctx, 200)
     (written,) = pipe.writes  # flushed, and in one write: not one a line
     emf, line = (json.loads(x) for x in written.decode().splitlines())

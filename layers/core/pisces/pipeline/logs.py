@@ -11,7 +11,6 @@ CloudWatch's REPORT line names. The first such invocation of a process is its co
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -19,17 +18,15 @@ import re
 import sys
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import orjson
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import RESERVED_LOG_ATTRS, LambdaPowertoolsFormatter
 
 from pisces import jsonwire
 from pisces.money import usd
 from pisces.pipeline.context import RequestContext
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.metrics import EphemeralMetrics
 
 
 def _message(text: str) -> Any:
@@ -158,15 +155,74 @@ def log_request(ctx: RequestContext, status: int, path: str) -> None:
             "output_tokens": usage.output_tokens,
             "cached_tokens": usage.cached_tokens,
         }
-    # a client's model name may be any string: kept writable
-    fields = {name: printable(value) if isinstance(value, str) and not value.isascii() else value
-              for name, value in fields.items()}  # fmt: skip
     if os.environ.get("PISCES_LOG_FORMAT") == "text":  # make dev's terminal: one line a person reads
-        LINES.write(text_line(fields) + "\n")
+        LINES.write(text_line(_writable(fields)) + "\n")
         LINES.flush()
         return
-    # Powertools leaves a None out of the line: left out here, it is not copied through the record either
-    logger.info("request", extra={name: value for name, value in fields.items() if value is not None})
+    formatter = _straight()
+    if formatter is None:  # another handler, filter, level or key in play: the record goes through logging
+        # Powertools leaves a None out of the line: left out here, it is not copied through the record either
+        logger.info("request", extra={k: v for k, v in _writable(fields).items() if v is not None})
+        return
+    now = time.time_ns()
+    line = {"level": "INFO", "location": f"log_request:{sys._getframe().f_lineno}", "message": "request",
+            "timestamp": asctime(formatter, now / 1e9, (now % 1_000_000_000) // 1_000_000), "service": SERVICE,
+            **{k: v for k, v in fields.items() if v is not None}}  # fmt: skip
+    trace = os.environ.get(XRAY_TRACE_ENV)
+    if trace:
+        line["xray_trace_id"] = trace.split(";")[0].replace("Root=", "")
+    try:
+        text = orjson.dumps(line, default=str).decode()
+    except TypeError:  # a lone surrogate (orjson.JSONEncodeError is a TypeError): written as its escape
+        text = formatter.json_serializer(_writable(line))
+    LINES.write(text + "\n")
+    LINES.flush()
+
+
+def _writable(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields as UTF-8 can carry them: a client's model name may be any string."""
+    return {name: printable(value) if isinstance(value, str) and not value.isascii() else value
+            for name, value in fields.items()}  # fmt: skip
+
+
+XRAY_TRACE_ENV = "_X_AMZN_TRACE_ID"  # what Powertools' formatter reads for a line's xray_trace_id
+_HEAD = {"level": "%(levelname)s", "location": "%(funcName)s:%(lineno)d", "message": None,
+         "timestamp": "%(asctime)s", "service": SERVICE, "sampling_rate": None}  # fmt: skip
+
+
+def _straight() -> LineFormatter | None:
+    """The formatter, when the request line may be written straight to :data:`LINES` as Powertools would
+    format its record (a test holds the two lines equal): the logger logs INFO, its one handler is the
+    stdout one with this module's formatter as it was made (no key appended, no sampling, the default
+    time format), and nothing else would see the record (no filter, no handler above it). Making and
+    passing the record through logging and Powertools' formatter is most of the line's cost: 55 µs
+    against 12 (bench/RESULTS.md, performance part 8). Under pytest the root logger has handlers
+    (caplog): the records go through logging there."""
+    handlers = logger.handlers
+    if len(handlers) != 1 or not logger.isEnabledFor(logging.INFO) or logger.filters:
+        return None
+    handler = handlers[0]
+    formatter = handler.formatter
+    if (handler.stream is not LINES or handler.filters or handler.level > logging.INFO
+            or (logger.propagate and logging.root.handlers) or not isinstance(formatter, LineFormatter)
+            or formatter.log_format != _HEAD or formatter.thread_safe_get_current_keys() or formatter.datefmt
+            or formatter.use_rfc3339_iso8601 or formatter.converter is not time.localtime):  # fmt: skip
+        return None
+    return formatter
+
+
+_second: list[Any] = [None, "", ""]  # the second asctime last wrote: its text before and after the milliseconds
+
+
+def asctime(formatter: LambdaPowertoolsFormatter, created: float, msecs: int) -> str:
+    """Powertools' default timestamp for a record made at ``created`` (2026-12-07 18:22:07,788+0000, in
+    local time), its second's text made once a second."""
+    second = int(created)
+    if _second[0] != second:
+        before, _, after = formatter.default_time_format.partition(formatter.custom_ms_time_directive)
+        stamp = formatter.converter(created)
+        _second[:] = [second, time.strftime(before, stamp), time.strftime(after, stamp)]
+    return f"{_second[1]}{msecs:03d}{_second[2]}"
 
 
 def text_line(f: dict[str, Any]) -> str:
@@ -190,33 +246,21 @@ def text_line(f: dict[str, Any]) -> str:
 
 
 def emit_metrics(ctx: RequestContext, status: int, flush: bool = True) -> None:
-    """The request's CloudWatch metrics as one EMF line on stdout (Powertools' serializer), by model
-    and channel. Requests that reached no model (docs, spec, a 404) count under ``model: none``.
-    ``POWERTOOLS_METRICS_DISABLED=true`` turns them off (``make dev`` does). Unflushed, it goes out
-    with the next flush of :data:`LINES` (the log line's)."""
+    """The request's CloudWatch metrics as one EMF line on stdout, by model and channel. Requests that
+    reached no model (docs, spec, a 404) count under ``model: none``. ``POWERTOOLS_METRICS_DISABLED=true``
+    turns them off (``make dev`` does). Unflushed, it goes out with the next flush of :data:`LINES` (the
+    log line's)."""
     from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
     if is_metrics_disabled():
         return
-    metrics, dimensions, metadata = metric_set(ctx, status)
-    blob = jsonwire.dumps_str(_serializer().serialize_metric_set(metrics, dimensions, metadata))
-    LINES.write(blob + "\n")
+    LINES.write(jsonwire.dumps_str(emf_line(ctx, status)) + "\n")
     if flush:
         LINES.flush()
 
 
-@functools.cache
-def _serializer() -> EphemeralMetrics:
-    """One Powertools serializer for the process (its setup is a third of a line's cost). It is handed
-    each line's metric set whole and keeps none of it."""
-    from aws_lambda_powertools.metrics import EphemeralMetrics
-
-    return EphemeralMetrics(namespace=METRICS_NAMESPACE, service=SERVICE)
-
-
 # Each metric's CloudWatch unit (the name and unit Powertools' ``add_metric`` would check, checked by a
-# test against it): the set is built as the dict its serializer takes, because ``add_metric`` formats
-# a debug message of the whole metric on every call, half of a line's cost.
+# test against it), as the line's definition of it.
 _UNITS = {
     "Requests": "Count",
     "Errors": "Count",
@@ -227,14 +271,20 @@ _UNITS = {
     "CostMicros": "Count",
     "UpstreamErrors": "Count",
 }
+_DEFINITIONS = {name: {"Name": name, "Unit": unit} for name, unit in _UNITS.items()}
+_DIMENSIONS = ["model", "channel", "service"]
 
 
 def _dimension(value: str | None) -> str:
     return value if value and value.strip() else "none"  # CloudWatch takes no empty dimension value
 
 
-def metric_set(ctx: RequestContext, status: int) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
-    """The request's metrics (as Powertools keeps them: name → unit and values), dimensions and metadata."""
+def emf_line(ctx: RequestContext, status: int) -> dict[str, Any]:
+    """The request's metrics, dimensions and metadata in CloudWatch's embedded metric format, the line
+    Powertools' ``EphemeralMetrics`` writes for them with its adders (a test holds the two equal in every
+    shape a request's line takes). Built as it is, not through the adders (each formats a debug message
+    of the whole metric) or the serializer (its checks are for sets it did not build): 20 µs against 5
+    (bench/RESULTS.md, performance part 8)."""
     values: dict[str, float] = {
         "Requests": 1,
         "Errors": 1 if status >= 500 or (ctx.stream and ctx.error) else 0,
@@ -255,9 +305,20 @@ def metric_set(ctx: RequestContext, status: int) -> tuple[dict[str, Any], dict[s
     metadata["request_id"] = ctx.request_id
     if ctx.lambda_request_id:
         metadata["lambda_request_id"] = ctx.lambda_request_id
-    metrics = {name: {"Unit": _UNITS[name], "Value": [float(v)]} for name, v in values.items()}
-    dimensions = {"model": _dimension(ctx.model), "channel": _dimension(ctx.channel), "service": SERVICE}
-    return metrics, dimensions, metadata
+    definitions = [_DEFINITIONS[name] for name in values]
+    return {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {"Namespace": METRICS_NAMESPACE, "Dimensions": [_DIMENSIONS], "Metrics": definitions}
+            ],
+        },
+        "model": _dimension(ctx.model),
+        "channel": _dimension(ctx.channel),
+        "service": SERVICE,
+        **metadata,
+        **{name: [float(v)] for name, v in values.items()},
+    }
 
 
 def record_request(ctx: RequestContext, status: int) -> None:
