@@ -122,3 +122,15 @@ def test_the_line_goes_through_logging_when_anything_else_may_see_or_change_it(m
     logs.log_request(_contexts()[0], 200, "/v1/chat/completions")
     assert json.loads(straight.getvalue())["request_id"] == "req_a"
     assert time.localtime is logs.logger.registered_formatter.converter
+
+
+@pytest.mark.parametrize("now", [1796667727.0, 1796667727.5, 1796667727.9991, 1796667727.9999996, 1796667728.0421, 1893456000.123])
+def test_the_pisces_objects_timestamp_is_utc_to_the_millisecond(monkeypatch, now):
+    from datetime import UTC, datetime
+
+    from pisces.pipeline import context
+
+    for t in (now, now + 0.0005, now + 1):  # the same second again, and the next one
+        monkeypatch.setattr(context.time, "time", lambda t=t: t)
+        expected = datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        assert context.utc_timestamp() == expected

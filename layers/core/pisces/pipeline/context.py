@@ -6,7 +6,6 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from pisces import GATEWAY_NAME
@@ -23,8 +22,19 @@ def request_id_from(client_value: str | None) -> str:
     return new_request_id()
 
 
+_second: list[Any] = [None, ""]  # the second utc_timestamp last wrote, as text
+
+
 def utc_timestamp() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now in UTC, to the millisecond: 2026-12-07T18:22:07.788Z (the second's text made once a second)."""
+    now = time.time()
+    second = int(now)
+    micros = round((now - second) * 1e6)  # as datetime reads a timestamp: to the microsecond, then truncated
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    if _second[0] != second:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{micros // 1000:03d}Z"
 
 
 def new_request_id() -> str:

@@ -90,6 +90,8 @@ logger = Logger(
     logger_formatter=LineFormatter(json_deserializer=_message, json_serializer=jsonwire.dumps_str),
 )
 
+_STD = logging.getLogger(SERVICE)  # the standard library's logger under Powertools' (it logs through it)
+
 LAMBDA_CONTEXT_HEADER = "x-amzn-lambda-context"
 METRICS_NAMESPACE = "Pisces"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -198,13 +200,14 @@ def _straight() -> LineFormatter | None:
     passing the record through logging and Powertools' formatter is most of the line's cost: 55 µs
     against 12 (bench/RESULTS.md, performance part 8). Under pytest the root logger has handlers
     (caplog): the records go through logging there."""
-    handlers = logger.handlers
-    if len(handlers) != 1 or not logger.isEnabledFor(logging.INFO) or logger.filters:
+    std = _STD
+    handlers = std.handlers
+    if len(handlers) != 1 or std.filters or not std.isEnabledFor(logging.INFO):
         return None
     handler = handlers[0]
     formatter = handler.formatter
-    if (handler.stream is not LINES or handler.filters or handler.level > logging.INFO
-            or (logger.propagate and logging.root.handlers) or not isinstance(formatter, LineFormatter)
+    if (getattr(handler, "stream", None) is not LINES or handler.filters or handler.level > logging.INFO
+            or (std.propagate and logging.root.handlers) or not isinstance(formatter, LineFormatter)
             or formatter.log_format != _HEAD or formatter.thread_safe_get_current_keys() or formatter.datefmt
             or formatter.use_rfc3339_iso8601 or formatter.converter is not time.localtime):  # fmt: skip
         return None
