@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 
 import pytest
 
@@ -90,3 +91,15 @@ def test_a_request_body_reads_as_the_standard_library_path_reads_it(body):
     assert ours == theirs
     if ours[0] == "value":  # the same types too (an int is not a float)
         assert json.dumps(ours[1]) == json.dumps(theirs[1])
+
+
+@pytest.mark.parametrize("run", [19, 20, 21, 40])
+@pytest.mark.parametrize("around", [(b"", b""), (b'{"n": ', b"}"), (b"/", b":"), ("é€".encode(), b"\xff")])
+def test_a_run_of_twenty_digits_sends_a_body_the_standard_librarys_way(run, around):
+    """orjson would read an integer past 64 bits (20 digits or more) as a float: any run of 20 digits,
+    wherever it is and whatever is beside it ("/" and ":" are the bytes either side of the digits')."""
+    before, after = around
+    for body in (before + b"7" * run + after, before + b"1" * (run - 1) + b"/" + b"2" * (run - 1) + after):
+        digits_run = max(len(r) for r in re.findall(rb"[0-9]*", body))
+        assert jsonwire.orjson_reads_exactly(body) == (digits_run < 20), body
+        assert jsonwire.orjson_reads_exactly(body.decode("utf-8", "replace")) == (digits_run < 20), body

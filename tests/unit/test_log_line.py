@@ -124,7 +124,9 @@ def test_the_line_goes_through_logging_when_anything_else_may_see_or_change_it(m
     assert time.localtime is logs.logger.registered_formatter.converter
 
 
-@pytest.mark.parametrize("now", [1796667727.0, 1796667727.5, 1796667727.9991, 1796667727.9999996, 1796667728.0421, 1893456000.123])
+@pytest.mark.parametrize(
+    "now", [1796667727.0, 1796667727.5, 1796667727.9991, 1796667727.9999996, 1796667728.0421, 1893456000.123]
+)
 def test_the_pisces_objects_timestamp_is_utc_to_the_millisecond(monkeypatch, now):
     from datetime import UTC, datetime
 

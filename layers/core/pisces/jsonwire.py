@@ -45,14 +45,20 @@ def dumps_str(value: Any) -> str:
         return _stdlib(value, str).decode()
 
 
-_TWENTY_DIGITS = re.compile(rb"[0-9]{20}")
 _TWENTY_DIGITS_STR = re.compile(r"[0-9]{20}")
+# every digit as "0", every other byte as a space: a run of 20 digits is then a run of twenty "0"s, which
+# ``in`` finds (in C, as fast as memchr) where the regular expression tried the class at every position:
+# 0.4 against 1.7 µs for a short chat body, 14 against 228 µs for 17 KB
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_TWENTY_ZEROS = b"0" * 20
 
 
 def orjson_reads_exactly(raw: bytes | str) -> bool:
     """Whether orjson's reading of ``raw``, if it reads it, is the standard library's: it reads an
     integer past 64 bits as a float (a run of 20 digits in a string only sends it the slower way)."""
-    return not (_TWENTY_DIGITS.search(raw) if isinstance(raw, bytes) else _TWENTY_DIGITS_STR.search(raw))
+    if isinstance(raw, bytes):
+        return _TWENTY_ZEROS not in raw.translate(_DIGITS_AS_ZEROS)
+    return not _TWENTY_DIGITS_STR.search(raw)
 
 
 def loads(raw: bytes | str) -> Any:
