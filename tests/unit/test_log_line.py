@@ -136,3 +136,18 @@ def test_the_pisces_objects_timestamp_is_utc_to_the_millisecond(monkeypatch, now
         monkeypatch.setattr(context.time, "time", lambda t=t: t)
         expected = datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         assert context.utc_timestamp() == expected
+
+
+def test_lines_go_to_stdouts_bytes_after_what_its_text_layer_holds(monkeypatch):
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8")  # block-buffered: a print waits in its text layer
+    monkeypatch.setattr(sys, "stdout", out)
+    print("printed first", end="\n")
+    logs.LINES.write(b'{"emf": 1}\n')
+    logs.LINES.write('{"line": "\u00e9 \ud800"}\n')  # a handler's text (a lone surrogate as its escape)
+    logs.LINES.flush()
+    assert raw.getvalue().decode() == 'printed first\n{"emf": 1}\n{"line": "\u00e9 \\ud800"}\n'
+    monkeypatch.setattr(sys, "stdout", text := io.StringIO())  # no byte stream: the text, decoded
+    logs.LINES.write(b'{"emf": 2}\n')
+    logs.LINES.flush()
+    assert text.getvalue() == '{"emf": 2}\n'
