@@ -58,16 +58,30 @@ class PipelineStream(StreamingResponse):
                 await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
+def header_map(scope: Scope) -> dict[str, str]:
+    """The request's headers by their (lower-case, as ASGI servers give them) names: the first of a
+    repeated name, as Starlette's ``Headers`` would look it up. Made once, each look-up is a dict's
+    (``Headers`` scans the list and lowercases the name asked for on every one: a door asks ten times)."""
+    out: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1")
+        if key not in out:
+            out[key] = value.decode("latin-1")
+    return out
+
+
 def incoming(request: Request) -> Incoming:
     rid = request.state.request_id
+    scope = request.scope
+    headers = header_map(scope)
     return Incoming(
-        method=request.method,
-        path=path_of(request.scope),
-        headers=request.headers,
-        query=request.query_params if request.scope["query_string"] else NO_QUERY,
+        method=scope["method"],
+        path=path_of(scope),
+        headers=headers,
+        query=request.query_params if scope["query_string"] else NO_QUERY,
         body=request.stream(),
         request_id=rid,
-        client_request_id=rid if request.headers.get("x-request-id") == rid else None,
+        client_request_id=rid if headers.get("x-request-id") == rid else None,
     )
 
 
