@@ -248,7 +248,7 @@ class HttpCodecChannel(Channel):
             raise UpstreamError("upstream_error", "upstream: the response is not JSON", retryable=False) from None
 
     async def complete(self, req: ChatRequest, model: str) -> ChatResponse:
-        body = self.codec.encode_request(req.model_copy(update={"stream": False}), model)
+        body = self.codec.encode_request(req if not req.stream else req.model_copy(update={"stream": False}), model)
         return self.codec.decode_response(await self._json(await self._send(req, model, body)))
 
     async def _safe(self, ev: StreamEvent) -> StreamEvent:
@@ -257,7 +257,7 @@ class HttpCodecChannel(Channel):
         return self.redacted(ev, await self.secrets()) if isinstance(ev, ErrorEvent) else ev
 
     async def stream(self, req: ChatRequest, model: str) -> AsyncGenerator[StreamEvent, None]:
-        body = self.codec.encode_request(req.model_copy(update={"stream": True}), model)
+        body = self.codec.encode_request(req if req.stream else req.model_copy(update={"stream": True}), model)
         resp = await self._send(req, model, body, stream=True)
         parser, decoder = SSEParser(), self.codec.StreamDecoder()
         try:
