@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import AsyncGenerator, Iterable
 from types import ModuleType
 from typing import Any, ClassVar
@@ -107,6 +108,7 @@ class Channel(abc.ABC):
         self.name = cfg.name
         self.http = http  # httpx's API, for what is not on the hot path (images)
         self.wire = Wire(http)  # chat and embeddings: straight out on pisces.h1 unless httpx has more to do
+        self._timeout = httpx.Timeout(cfg.read_timeout, connect=cfg.connect_timeout)  # made once: httpx checks each
 
     async def images(self, req: ImageRequest, model: str) -> ImageResponse:
         """Generate or edit images (kinds whose ``operations`` include "images")."""
@@ -121,7 +123,7 @@ class Channel(abc.ABC):
         """Answer ``req`` as canonical stream events, yielded as the upstream sends them."""
 
     def timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(self.cfg.read_timeout, connect=self.cfg.connect_timeout)
+        return self._timeout
 
     async def embed(self, req: EmbedRequest, model: str) -> EmbedResponse:
         """One vector per input, from the upstream's ``model`` (kinds with ``embed`` in ``operations``)."""
@@ -156,10 +158,17 @@ class HttpCodecChannel(Channel):
     def url_for(self, model: str, stream: bool) -> str:
         return (self.cfg.base_url or "").rstrip("/") + self.path
 
-    async def _headers(self, req: ChatRequest | EmbedRequest) -> CIMultiDict[str]:
+    @functools.cached_property
+    def _own_headers(self) -> CIMultiDict[str]:
+        """The headers every call of the channel sends, made once: the base ones, the kind's defaults, and
+        the channel's own (case-insensitive: a channel's header replaces a default)."""
         headers = CIMultiDict(BASE_HEADERS)
         headers.update(self.default_headers)
-        headers.update(self.cfg.headers)  # case-insensitive: a channel's header replaces a default
+        headers.update(self.cfg.headers)
+        return headers
+
+    async def _headers(self, req: ChatRequest | EmbedRequest) -> CIMultiDict[str]:
+        headers = self._own_headers.copy()
         # headers the client sent for its own protocol (anthropic-beta): joined to the channel's own
         forwarded = req.provider_options.get(self.codec.NAME, {}).get(FORWARDED, {})
         for name, value in forwarded.items():
