@@ -71,8 +71,8 @@ def header_map(scope: Scope) -> dict[str, str]:
 
 
 def incoming(request: Request) -> Incoming:
-    rid = request.state.request_id
     scope = request.scope
+    rid = scope["state"]["request_id"]  # the middleware's (the scope's state dict: Starlette's State wraps it)
     headers = header_map(scope)
     return Incoming(
         method=scope["method"],
@@ -86,7 +86,7 @@ def incoming(request: Request) -> Incoming:
 
 
 def respond(request: Request, reply: Reply) -> Response:
-    request.state.ctx = reply.ctx  # the middleware's: logged already, headers
+    request.scope["state"]["ctx"] = reply.ctx  # the middleware's: logged already, headers
     if isinstance(reply.body, bytes):
         return Response(reply.body, reply.status, headers=reply.headers, media_type=reply.media_type)
     return PipelineStream(reply.body, reply.status, headers=reply.headers, media_type=reply.media_type)

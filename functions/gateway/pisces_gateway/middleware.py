@@ -41,15 +41,16 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 def context_of(request: Request, protocol: str | None = None) -> RequestContext:
     """The request's context, made on first use (routes that are no protocol door say ``protocol``)."""
-    ctx = getattr(request.state, "ctx", None)
+    state = request.scope["state"]  # the dict Starlette's ``request.state`` wraps (the middleware made it)
+    ctx = state.get("ctx")
     if ctx is None:
         ctx = RequestContext(
-            request_id=request.state.request_id,
+            request_id=state["request_id"],
             protocol=protocol or protocol_for_path(path_of(request.scope)),
             path=path_of(request.scope),
         )
         note_lambda_context(ctx, request.headers)
-        request.state.ctx = ctx
+        state["ctx"] = ctx
     return ctx
 
 
