@@ -206,7 +206,7 @@ def _straight() -> LineFormatter | None:
     stdout one with this module's formatter as it was made (no key appended, no sampling, the default
     time format), and nothing else would see the record (no filter, no handler above it). Making and
     passing the record through logging and Powertools' formatter is most of the line's cost: 55 µs
-    against 12 (bench/RESULTS.md, performance part 8). Under pytest the root logger has handlers
+    against 16 (bench/RESULTS.md, performance part 8). Under pytest the root logger has handlers
     (caplog): the records go through logging there."""
     std = _STD
     handlers = std.handlers
