@@ -5,7 +5,8 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
-from pisces_gateway.chat import header_map, incoming
+from pisces_gateway.chat import incoming
+from pisces_gateway.middleware import header_map
 
 
 def _scope(raw: list[tuple[bytes, bytes]], query: bytes = b"") -> dict:
@@ -28,3 +29,9 @@ def test_the_incoming_request_echoes_the_clients_id_only_when_it_is_the_request_
     assert (ours.client_request_id, ours.method, ours.path, dict(ours.query)) == ("req_1", "POST", "/v1/messages", {})
     other = incoming(Request(_scope([(b"x-request-id", b"not this one")], b"key=k")))
     assert other.client_request_id is None and other.query["key"] == "k"
+
+
+def test_the_headers_the_middleware_read_are_the_ones_the_door_reads():
+    scope = _scope([(b"x-request-id", b"req_1"), (b"authorization", b"Bearer k")])
+    scope["state"]["headers"] = header_map(scope)
+    assert incoming(Request(scope)).headers is scope["state"]["headers"]  # made once a request

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from pisces.pipeline.gateway import Gateway
 from pisces.pipeline.lifecycle import Incoming, Lifecycle, Reply, models_protocol
-from pisces_gateway.middleware import path_of
+from pisces_gateway.middleware import header_map, path_of
 
 NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
@@ -58,22 +58,10 @@ class PipelineStream(StreamingResponse):
                 await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
-def header_map(scope: Scope) -> dict[str, str]:
-    """The request's headers by their (lower-case, as ASGI servers give them) names: the first of a
-    repeated name, as Starlette's ``Headers`` would look it up. Made once, each look-up is a dict's
-    (``Headers`` scans the list and lowercases the name asked for on every one: a door asks ten times)."""
-    out: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        key = name.decode("latin-1")
-        if key not in out:
-            out[key] = value.decode("latin-1")
-    return out
-
-
 def incoming(request: Request) -> Incoming:
     scope = request.scope
-    rid = scope["state"]["request_id"]  # the middleware's (the scope's state dict: Starlette's State wraps it)
-    headers = header_map(scope)
+    state = scope["state"]  # the middleware's (the dict Starlette's request.state wraps)
+    rid, headers = state["request_id"], state.get("headers") or header_map(scope)
     return Incoming(
         method=scope["method"],
         path=path_of(scope),

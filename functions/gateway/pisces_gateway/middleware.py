@@ -16,7 +16,7 @@ from pisces.pipeline.lifecycle import JSON, json_bytes
 from pisces.pipeline.logs import logger, note_lambda_context, record_request
 from pisces.protocols import CODECS
 
-__all__ = ["JSON", "RequestIdMiddleware", "context_of", "error_response", "json_bytes", "json_response"]
+__all__ = ["JSON", "RequestIdMiddleware", "context_of", "error_response", "header_map", "json_bytes", "json_response"]
 
 
 def protocol_for_path(path: str) -> str:
@@ -35,6 +35,19 @@ def path_of(scope: Scope) -> str:
     return scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
 
 
+def header_map(scope: Scope) -> dict[str, str]:
+    """The request's headers by their (lower-case, as ASGI servers give them) names: the first of a
+    repeated name, as Starlette's ``Headers`` would look it up. Made once (by the middleware, kept in the
+    request's state), each look-up is a dict's (``Headers`` scans the list and lowercases the name asked for
+    on every one: a door asks ten times)."""
+    out: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1")
+        if key not in out:
+            out[key] = value.decode("latin-1")
+    return out
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(json_bytes(body), status_code=status, media_type=JSON, headers=headers)
 
@@ -49,7 +62,7 @@ def context_of(request: Request, protocol: str | None = None) -> RequestContext:
             protocol=protocol or protocol_for_path(path_of(request.scope)),
             path=path_of(request.scope),
         )
-        note_lambda_context(ctx, request.headers)
+        note_lambda_context(ctx, state.get("headers") or request.headers)
         state["ctx"] = ctx
     return ctx
 
@@ -85,9 +98,10 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        client_id = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
-        rid = request_id_from(client_id)
-        scope.setdefault("state", {})["request_id"] = rid
+        headers = header_map(scope)
+        rid = request_id_from(headers.get("x-request-id"))
+        state = scope.setdefault("state", {})
+        state["request_id"], state["headers"] = rid, headers
         status = 500
 
         request = Request(scope)

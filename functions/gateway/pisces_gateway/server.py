@@ -111,7 +111,10 @@ class HttpToolsProtocol(_Uvicorn):
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._grow(len(name) + len(value) + 4)
+        self._head_size += len(name) + len(value) + 4  # _grow's, inline: a Lambda request has twenty headers
+        if self._head_size > HEAD_LIMIT:
+            self._too_large = True
+            raise HeadTooLarge
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
