@@ -217,3 +217,42 @@ def test_writes_that_lose_a_race_with_a_transaction_are_retried(ledger, key_stor
     assert asyncio.run(billing.settle(ctx, _request(), bill, 200)) is not None
     assert racing.raced == ["update_item", "transact_write_items"]
     assert key_store.get_by_hash(hash_key(plaintext)).balance == 10_000 - 50
+
+
+@pytest.mark.parametrize("way", ["botocore", "event loop"])
+def test_a_key_deleted_after_its_admission_gets_its_usage_record_and_is_not_made_again(
+    local_dynamo, ledger, key_store, way
+):
+    """The key's update is conditional on the key: with the key item gone, the transaction is cancelled
+    and the usage record is written alone (once), instead of an update making an item of the charge."""
+    from pisces.store.dynamo_http import AsyncDynamo
+    from pisces.store.usage import UsageRecord
+
+    key_hash = new_key(key_store)
+    rid = f"req_gone_{time.time_ns()}"
+    adm = ledger.admit(key_hash, 40, UNLIMITED, request_id=rid)
+    assert isinstance(adm, Admitted)
+    key_store.client.delete_item(TableName=key_store.table, Key={"key_hash": {"S": key_hash}})
+    record = UsageRecord(request_id=rid, key_id="key_gone", protocol="openai", client_model="m", model="m",
+                         created_at="2026-12-07T00:00:00Z", settled_at="2026-12-07T00:00:00Z", expires_at=0,
+                         cost=25, hold=40).item()  # fmt: skip
+    tag = adm.hold.tag if adm.hold else None
+    if way == "botocore":
+        first = ledger.settle(key_hash, 40, adm.month, record, tag)
+        again = ledger.settle(key_hash, 40, adm.month, record, tag)
+    else:
+
+        async def both() -> tuple[bool, bool]:
+            db = AsyncDynamo(local_dynamo.endpoint, "us-east-1")
+            try:
+                on_loop = Ledger(ledger.client, ledger.keys_table, ledger.usage_table, db)
+                return (await on_loop.settle_async(key_hash, 40, adm.month, record, tag),
+                        await on_loop.settle_async(key_hash, 40, adm.month, record, tag))  # fmt: skip
+            finally:
+                await db.aclose()
+
+        first, again = asyncio.run(both())
+    assert (first, again) == (True, False)  # recorded once; the second settlement changes nothing
+    stored = UsageStore(ledger.client, ledger.usage_table).get(rid)
+    assert stored is not None and stored.cost == 25
+    assert "Item" not in key_store.client.get_item(TableName=key_store.table, Key={"key_hash": {"S": key_hash}})

@@ -191,8 +191,8 @@ class KeyStore:
         kwargs: dict[str, Any] = {"TableName": self.table}
         while True:
             res = self.client.scan(**kwargs)
-            # an item without a key_id is no key: a settlement's update creates one for a key hard-deleted
-            # in between (it only carries what the settlement added); listed, it would fail the whole list
+            # an item without a key_id is no key (one made by hand, or by a settlement of a key deleted in
+            # between before the ledger's update was made conditional on the key); it would fail the list
             out.extend(_record(i) for i in res.get("Items", []) if "key_id" in i)
             if "LastEvaluatedKey" not in res:
                 break

@@ -352,17 +352,31 @@ class Ledger:
                             "UpdateExpression": update,
                             "ExpressionAttributeNames": {"#spent": f"spent_{month}"},
                             "ExpressionAttributeValues": values,
+                            # a key deleted since its admission is not made again by its charge
+                            "ConditionExpression": "attribute_exists(key_hash)",
                         }
                     },
                 ],
             ))  # fmt: skip
         except Exception as e:
-            reasons = getattr(e, "response", {}).get("CancellationReasons") or []
-            if (
-                code(e) == "TransactionCanceledException"
-                and reasons
-                and reasons[0].get("Code") == "ConditionalCheckFailed"
-            ):
+            reasons = [r.get("Code") for r in getattr(e, "response", {}).get("CancellationReasons") or []]
+            if code(e) != "TransactionCanceledException" or not reasons:
+                raise
+            if reasons[0] == "ConditionalCheckFailed":
+                return False  # this request was settled before
+            if reasons[1:2] == ["ConditionalCheckFailed"]:  # its key is gone: the usage record alone
+                return (yield from self._record_only(record))
+            raise
+        return True
+
+    def _record_only(self, record: dict[str, Any]) -> Steps[bool]:
+        """The usage record of a request whose key item was deleted after its admission: what it used is
+        recorded (once), and no key item is written (an update would make one that holds only the charge)."""
+        try:
+            yield Call("put_item", dict(TableName=self.usage_table, Item=record,
+                                        ConditionExpression="attribute_not_exists(request_id)"))  # fmt: skip
+        except Exception as e:
+            if code(e) == "ConditionalCheckFailedException":
                 return False
             raise
         return True
