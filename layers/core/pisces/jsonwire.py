@@ -61,11 +61,21 @@ def orjson_reads_exactly(raw: bytes | str) -> bool:
     return not _TWENTY_DIGITS_STR.search(raw)
 
 
-def loads(raw: bytes | str) -> Any:
-    """An upstream's JSON (``ValueError`` if it is none)."""
+UNREAD = object()  # what :func:`read_exactly` gives for what orjson refuses or would misread
+
+
+def read_exactly(raw: bytes | str) -> Any:
+    """orjson's reading of ``raw`` where it is the standard library's, else :data:`UNREAD` (NaN, Infinity,
+    1e400, an integer past 64 bits, a lone surrogate, a BOM...: for the standard library's reading)."""
     if orjson_reads_exactly(raw):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(raw)  # NaN, Infinity, a big integer: what the standard library still reads
+    return UNREAD
+
+
+def loads(raw: bytes | str) -> Any:
+    """An upstream's JSON (``ValueError`` if it is none)."""
+    value = read_exactly(raw)
+    return json.loads(raw) if value is UNREAD else value  # what the standard library still reads

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterable, Mapping
 from typing import Any
 
 import anyio
-import orjson
 
 from pisces import jsonwire
 from pisces.errors import PiscesError
@@ -89,14 +88,10 @@ def _decode(body: bytes) -> Any:
     the standard library reads the rest and says what is wrong. Far too deep a body stops the parser
     itself (its RecursionError is safe); one it could parse is walked, unless it has too few brackets
     to be deep."""
-    if jsonwire.orjson_reads_exactly(body):  # (orjson would read an integer past 64 bits as a float)
-        try:
-            value = orjson.loads(body)  # refuses NaN, Infinity, 1e400, a lone surrogate, a BOM, UTF-16...
-        except orjson.JSONDecodeError:
-            pass  # ...which the standard library reads below, or says what is wrong with
-        else:
-            return _within_depth(value, body)
-    return _read_by_the_standard_library(body)
+    value = jsonwire.read_exactly(body)
+    if value is jsonwire.UNREAD:  # the standard library reads it, or says what is wrong with it
+        return _read_by_the_standard_library(body)
+    return _within_depth(value, body)
 
 
 def _read_by_the_standard_library(body: bytes) -> Any:
