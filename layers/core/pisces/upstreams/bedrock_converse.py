@@ -46,6 +46,7 @@ from pisces.canonical import (
     UsageEvent,
 )
 from pisces.media import b64_decode, split_data_url
+from pisces.protocols.anthropic_messages.upstream import DEFAULT_MAX_TOKENS, thinking_budget
 from pisces.upstreams.base import UpstreamError
 
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
@@ -62,10 +63,6 @@ STOP_REASONS: dict[str, FinishReason] = {
     "model_context_window_exceeded": "length", "guardrail_intervened": "content_filter",
     "content_filtered": "content_filter",
 }  # fmt: skip
-# thinking budgets for a reasoning effort (Anthropic models), as the anthropic codec chooses them
-EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
-MIN_THINKING_BUDGET = 1024
-DEFAULT_MAX_TOKENS = 4096
 CACHE_POINT = {"cachePoint": {"type": "default"}}
 
 
@@ -196,17 +193,11 @@ def _thinking(req: ChatRequest, inference: dict[str, Any], extra: dict[str, Any]
     th = req.thinking
     if th is None or not th.enabled:
         return
-    budget = th.budget_tokens
+    budget, max_tokens = thinking_budget(req)  # Anthropic's models: the anthropic codec's budgets
+    if max_tokens is not None:
+        inference["maxTokens"] = max_tokens
     if budget is None:
-        budget = EFFORT_BUDGET.get(th.effort or "medium", EFFORT_BUDGET["medium"])
-        if req.max_tokens is None:
-            inference["maxTokens"] = budget + DEFAULT_MAX_TOKENS
-        elif budget >= req.max_tokens:
-            budget = req.max_tokens - 1
-        if budget < MIN_THINKING_BUDGET:
-            return  # no room to think within the client's max_tokens: thinking dropped on purpose
-    elif req.max_tokens is None:
-        inference["maxTokens"] = budget + DEFAULT_MAX_TOKENS
+        return  # no room to think within the client's max_tokens: thinking dropped on purpose
     extra["thinking"] = {"type": "enabled", "budget_tokens": budget}
     inference.pop("temperature", None)  # Anthropic refuses a temperature with thinking
     inference.pop("topP", None)

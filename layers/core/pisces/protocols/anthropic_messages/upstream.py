@@ -179,6 +179,26 @@ def _tools(req: ChatRequest, extra: dict[str, Any]) -> list[dict[str, Any]]:
     return tools
 
 
+def thinking_budget(req: ChatRequest) -> tuple[int | None, int | None]:
+    """Extended thinking for a request that asks for it, as Anthropic's models take it (here and on
+    Bedrock): its budget (None: dropped on purpose, no room to think within the client's max_tokens)
+    and the max_tokens to send when the client gave none (None: the client's stands)."""
+    th = req.thinking
+    assert th is not None and th.enabled
+    budget, max_tokens = th.budget_tokens, None
+    if budget is None:  # a reasoning effort (or just "on"): a budget of ours, fitted under max_tokens
+        budget = EFFORT_BUDGET.get(th.effort or "medium", EFFORT_BUDGET["medium"])
+        if req.max_tokens is None:
+            max_tokens = budget + DEFAULT_MAX_TOKENS
+        elif budget >= req.max_tokens:
+            budget = req.max_tokens - 1
+        if budget < MIN_THINKING_BUDGET:
+            return None, max_tokens
+    elif req.max_tokens is None:
+        max_tokens = budget + DEFAULT_MAX_TOKENS
+    return budget, max_tokens
+
+
 def _thinking(req: ChatRequest, out: dict[str, Any]) -> None:
     th = req.thinking
     if th is None:
@@ -186,18 +206,11 @@ def _thinking(req: ChatRequest, out: dict[str, Any]) -> None:
     if not th.enabled:
         out["thinking"] = {"type": "disabled"}
         return
-    budget = th.budget_tokens
-    if budget is None:  # a reasoning effort (or just "on"): a budget of ours, fitted under max_tokens
-        budget = EFFORT_BUDGET.get(th.effort or "medium", EFFORT_BUDGET["medium"])
-        if req.max_tokens is None:
-            out["max_tokens"] = budget + DEFAULT_MAX_TOKENS
-        elif budget >= req.max_tokens:
-            budget = req.max_tokens - 1
-        if budget < MIN_THINKING_BUDGET:
-            return  # no room to think within the client's max_tokens: thinking dropped on purpose
-    elif req.max_tokens is None:
-        out["max_tokens"] = budget + DEFAULT_MAX_TOKENS
-    out["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    budget, max_tokens = thinking_budget(req)
+    if max_tokens is not None:
+        out["max_tokens"] = max_tokens
+    if budget is not None:
+        out["thinking"] = {"type": "enabled", "budget_tokens": budget}
 
 
 def encode_request(req: ChatRequest, model: str) -> dict[str, Any]:
