@@ -18,7 +18,7 @@ from support.config import TEST_BALANCE, gateway_config
 from support.fake_anthropic import FakeAnthropic
 from support.fake_gemini import FakeGemini
 from support.fake_openai import UPSTREAM_SECRET, FakeOpenAI
-from support.servers import ServerThread, serving
+from support.servers import GATEWAY_HTTP, ServerThread, serving
 
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO")
 
@@ -83,7 +83,7 @@ def gateway(
     os.environ["PISCES_TEST_UPSTREAM_KEY"] = UPSTREAM_SECRET
     os.environ.pop("PISCES_TEST_UNSET_VARIABLE", None)
     app = create_app(gateway_config(fake_openai.url, fake_anthropic.url, fake_gemini.url), key_store)
-    server = ServerThread(app).start()
+    server = ServerThread(app, http=GATEWAY_HTTP).start()
     key, rec = key_store.create(name="contract", balance=TEST_BALANCE)
     yield Gateway(server.url, key, rec, key_store, fake_openai, fake_anthropic, fake_gemini, app)
     server.stop()

@@ -19,7 +19,7 @@ from google.genai import errors, types
 from pisces.config import parse_config
 from support.config import TEST_BALANCE
 from support.fake_bedrock import GATE_SECONDS, THOUGHT, THOUGHT_SIGNATURE, TOOL_INPUT, FakeBedrock
-from support.servers import ServerThread, serving
+from support.servers import GATEWAY_HTTP, ServerThread, serving
 
 CLAUDE = "us.anthropic.claude-sonnet-fake-v1:0"  # a cross-region inference profile id
 GLOBAL_CLAUDE = "global.anthropic.claude-fake-v1:0"
@@ -56,7 +56,7 @@ def bedrock(key_store) -> Iterator[SimpleNamespace]:
     # SigV4 signs with whatever credentials botocore finds: fake ones (moto's, set by local_dynamo)
     assert os.environ["AWS_ACCESS_KEY_ID"]
     with serving(FakeBedrock()) as fake:
-        server = ServerThread(create_app(parse_config(bedrock_config(fake.url)), key_store)).start()
+        server = ServerThread(create_app(parse_config(bedrock_config(fake.url)), key_store), http=GATEWAY_HTTP).start()
         key = key_store.create(name="bedrock", balance=TEST_BALANCE)[0]
         try:
             yield SimpleNamespace(url=server.url, key=key, fake=fake)

@@ -28,7 +28,7 @@ from pisces.store.keys import hash_key
 from pisces.store.schema import table_name
 from pisces.store.usage import UsageRecord, UsageStore
 from support.media import png
-from support.servers import FakeUpstream, ServerThread, serving
+from support.servers import GATEWAY_HTTP, FakeUpstream, ServerThread, serving
 
 CONCURRENT = 200
 COVERED = 20  # the balance covers about this many requests
@@ -106,7 +106,7 @@ def vision_v1(gateway) -> Iterator[str]:
                 "limits": {"max_body_bytes": 65536, "key_cache_seconds": 0.5},
             }
         )
-        server = ServerThread(create_app(config, gateway.store)).start()
+        server = ServerThread(create_app(config, gateway.store), http=GATEWAY_HTTP).start()
         try:
             yield f"{server.url}/v1"
         finally:

@@ -41,10 +41,13 @@ class FakeUpstream:
         return self.requests[-1]
 
 
+GATEWAY_HTTP = "pisces_gateway.server:HttpToolsProtocol"  # run.sh's protocol: what serves the gateway in Lambda
+
+
 class ServerThread:
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(self, app: Any, port: int | None = None, http: str = "auto") -> None:
         self.port = port or free_port()
-        cfg = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        cfg = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", http=http)
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -16,7 +16,7 @@ from pisces.config import ChannelConfig, ConfigError
 from pisces.config_source import ConfigSource
 from pisces.upstreams.credentials import resolve_api_key
 from support.config import TEST_BALANCE
-from support.servers import ServerThread
+from support.servers import GATEWAY_HTTP, ServerThread
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,7 +97,7 @@ def test_gateway_takes_a_changed_parameter_without_a_rebuild(ssm, key_store, mon
     client.put_parameter(Name="/pisces/test-live", Value=_yaml(["live-a"]), Type="String", Overwrite=True)
     monkeypatch.setenv(config_source.PARAMETER_ENV, "/pisces/test-live")
     monkeypatch.setenv(config_source.CACHE_ENV, "0")  # every request looks (a deployed stack: 60 s)
-    server = ServerThread(create_app(key_store=key_store)).start()
+    server = ServerThread(create_app(key_store=key_store), http=GATEWAY_HTTP).start()
     try:
         key = key_store.create(name="ssm", balance=TEST_BALANCE)[0]
         oai = clients.openai(f"{server.url}/v1", key)

@@ -9,7 +9,7 @@ from pisces.config import ChannelConfig, parse_config
 from pisces.upstreams.credentials import resolve_api_key
 from support.config import TEST_BALANCE
 from support.fake_openai import UPSTREAM_SECRET
-from support.servers import ServerThread
+from support.servers import GATEWAY_HTTP, ServerThread
 
 
 async def test_env_and_secret_arn(local_dynamo, monkeypatch):
@@ -33,7 +33,7 @@ def test_channel_with_secret_reaches_upstream(local_dynamo, key_store, fake_open
     arn = sm.create_secret(Name="pisces/fake-upstream", SecretString=UPSTREAM_SECRET)["ARN"]
     cfg = parse_config({"channels": [{"name": "sm", "kind": "openai", "base_url": f"{fake_openai.url}/v1",
                                       "api_key_secret_arn": arn, "models": ["gpt-fake"]}]})  # fmt: skip
-    server = ServerThread(create_app(cfg, key_store)).start()
+    server = ServerThread(create_app(cfg, key_store), http=GATEWAY_HTTP).start()
     try:
         key = key_store.create(name="sm", balance=TEST_BALANCE)[0]
         c = clients.openai(f"{server.url}/v1", key)

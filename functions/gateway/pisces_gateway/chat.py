@@ -16,11 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from pisces.pipeline.body import BODY_IN_HAND, ServerBody
 from pisces.pipeline.gateway import Gateway
 from pisces.pipeline.lifecycle import Incoming, Lifecycle, Reply, models_protocol
 from pisces_gateway.middleware import header_map, path_of
 
 NO_QUERY: Mapping[str, str] = MappingProxyType({})
+NO_EXTENSIONS: Mapping[str, Any] = MappingProxyType({})
 
 
 class PipelineStream(StreamingResponse):
@@ -67,7 +69,7 @@ def incoming(request: Request) -> Incoming:
         path=path_of(scope),
         headers=headers,
         query=request.query_params if scope["query_string"] else NO_QUERY,
-        body=request.stream(),
+        body=ServerBody(request.stream(), (scope.get("extensions") or NO_EXTENSIONS).get(BODY_IN_HAND)),
         request_id=rid,
         client_request_id=rid if headers.get("x-request-id") == rid else None,
     )

@@ -10,15 +10,23 @@ most the limit and one read).
 
 Its connections write through :class:`Corked`: what uvicorn writes in one turn of the event loop (a
 response's head and body) leaves in one send.
+
+A request's scope carries the ASGI extension ``pisces.body_in_hand`` (:data:`BODY_IN_HAND`): a
+function that takes the request's whole body from uvicorn, as its ``receive`` would, when uvicorn
+already holds all of it, and otherwise says None (the app then receives the body as it arrives).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from functools import partial
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Uvicorn
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+from pisces.pipeline.body import BODY_IN_HAND
 
 HEAD_LIMIT = int(os.environ.get("PISCES_HEAD_LIMIT_BYTES") or 16 * 1024)
 _MESSAGE = b"Request header fields too large."
@@ -78,6 +86,19 @@ class Corked:
         return getattr(self._transport, name)
 
 
+def body_in_hand(cycle: RequestResponseCycle) -> bytes | None:
+    """The request's whole body, taken as uvicorn's ``receive`` gives it (bytes, the cycle's buffer then
+    empty), when uvicorn has it all and ``receive`` would not wait or send anything first; else None.
+    A chat request's head and body come in one read: the app then reads the body without a deadline,
+    an async generator and an event's wait (bench/RESULTS.md, performance part 9)."""
+    if cycle.more_body or cycle.disconnected or cycle.response_complete or cycle.waiting_for_100_continue:
+        return None
+    body = bytes(cycle.body)
+    cycle.body = bytearray()
+    cycle.message_event.clear()
+    return body
+
+
 class HttpToolsProtocol(_Uvicorn):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -121,6 +142,9 @@ class HttpToolsProtocol(_Uvicorn):
         self._in_head = False
         self._head_bytes = 0
         super().on_headers_complete()
+        cycle = self.cycle  # None, or another request's, for an upgrade (which uvicorn refuses)
+        if cycle is not None and cycle.scope is self.scope:  # its task has not run yet: it sees this
+            self.scope["extensions"] = {BODY_IN_HAND: partial(body_in_hand, cycle)}
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

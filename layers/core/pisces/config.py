@@ -156,11 +156,11 @@ class ChannelConfig(_Strict):
             return not switched_off("PISCES_MOCK")
         if self.kind == "bedrock":
             return bool(self.base_url) or switched_on("PISCES_BEDROCK")
+        if self.api_key_env and os.environ.get(self.api_key_env):
+            return True
         if self.secret_arn():
             return True
-        if self.api_key_env:
-            return bool(os.environ.get(self.api_key_env))
-        return True  # keyless upstreams (a local vLLM or Ollama)
+        return not self.api_key_env  # keyless upstreams (a local vLLM or Ollama)
 
 
 def switched_on(env: str) -> bool:
@@ -227,7 +227,7 @@ class Config(_Strict):
 
     def serving(self, model: str) -> list[ChannelConfig]:
         """The enabled channels that serve ``model`` (a canonical name)."""
-        return [c for c in self.channels if c.enabled and model in c.models]
+        return [c for c in self.channels if model in c.models and c.enabled]
 
     def available_models(self) -> list[str]:
         """Every model at least one enabled channel serves, in configuration order."""

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import re
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -129,12 +129,38 @@ def _client_closed() -> PiscesError:
     return err
 
 
+BODY_IN_HAND = "pisces.body_in_hand"  # the ASGI extension of pisces_gateway.server: ServerBody's in_hand
+
+
+class ServerBody:
+    """A request body as its HTTP server hands it over: chunk by chunk as they arrive, or, when the
+    server already holds all of it (a chat request's head and body come in one read), whole at once
+    from ``in_hand``, which takes it (as the server's own receive would) or says None. Whole, it is
+    read without a deadline or an async iteration: nothing is left to wait for."""
+
+    __slots__ = ("_chunks", "_in_hand")
+
+    def __init__(self, chunks: AsyncIterable[bytes], in_hand: Callable[[], bytes | None] | None) -> None:
+        self._chunks = chunks
+        self._in_hand = in_hand
+
+    def whole(self) -> bytes | None:
+        return self._in_hand() if self._in_hand is not None else None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return aiter(self._chunks)
+
+
 async def read_body(headers: Mapping[str, str], chunks: AsyncIterable[bytes], limit: int, hint: str = "") -> bytes:
     """The request body's bytes: at most ``limit`` (a 413 that says so, and ``hint``), read within the deadline."""
     too_large = f"The request body is larger than {limit} bytes.{hint}"
     declared = headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PiscesError("request_too_large", too_large)
+    if type(chunks) is ServerBody and (whole := chunks.whole()) is not None:
+        if len(whole) > limit:
+            raise PiscesError("request_too_large", too_large)
+        return whole
     body = bytearray()
     seconds = _body_read_seconds()
     try:

@@ -1,14 +1,18 @@
 """run.sh's protocol (pisces_gateway.server) sends what uvicorn writes in one turn of the event loop in one
-send: a response's head and body together, a stream's chunks as they come, nothing held past its turn."""
+send: a response's head and body together, a stream's chunks as they come, nothing held past its turn. And it
+hands a request's body over whole when it holds all of it (``pisces.body_in_hand``), as its receive would."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
+from pisces.errors import PiscesError
+from pisces.pipeline.body import BODY_IN_HAND, ServerBody, read_body
 from pisces_gateway.server import Corked, HttpToolsProtocol
 
 
@@ -107,3 +111,83 @@ async def test_a_response_goes_out_in_one_send_and_a_streams_chunks_as_they_come
     await transport.until(3)
     assert transport.sends[2] == b"6\r\nsecond\r\n0\r\n\r\n"
     protocol.connection_lost(None)
+
+
+async def _served(app: Any) -> tuple[HttpToolsProtocol, Transport]:
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", proxy_headers=False)
+    protocol = HttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    transport = Transport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+async def test_a_body_that_came_with_its_head_is_handed_over_whole_and_once():
+    seen: list[Any] = []
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        in_hand = scope["extensions"][BODY_IN_HAND]
+        seen.append(in_hand())
+        seen.append(in_hand())  # taken: nothing is handed over twice
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    protocol, transport = await _served(app)
+    protocol.data_received(b'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{"a": "b"}')
+    await transport.until(1)
+    assert seen == [b'{"a": "b"}', b""]
+    protocol.connection_lost(None)
+
+
+async def test_a_body_still_arriving_or_awaiting_100_continue_is_received_as_it_comes():
+    seen: list[Any] = []
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        seen.append(scope["extensions"][BODY_IN_HAND]())
+        body = await read_body({}, ServerBody(_chunks(receive), scope["extensions"][BODY_IN_HAND]), 100)
+        seen.append(body)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    protocol, transport = await _served(app)
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert seen == [None]  # half of it: the app waits for the rest
+    protocol.data_received(b"world")
+    await transport.until(1)
+    assert seen == [None, b"helloworld"]
+
+    seen.clear()
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+    sends = await transport.until(2)
+    assert sends[1] == b"HTTP/1.1 100 Continue\r\n\r\n" and seen == [None]  # the client is asked for it
+    protocol.data_received(b"ok")
+    await transport.until(3)
+    assert seen == [None, b"ok"]
+    protocol.connection_lost(None)
+
+
+async def _chunks(receive: Any) -> Any:
+    while True:
+        message = await receive()
+        yield message.get("body", b"")
+        if not message.get("more_body"):
+            return
+
+
+async def test_a_whole_body_is_held_to_the_limit_and_a_server_without_it_is_read_as_it_comes():
+    async def never() -> Any:
+        raise AssertionError("a whole body is not iterated")
+        yield b""
+
+    assert await read_body({}, ServerBody(never(), lambda: b"x" * 100), 100) == b"x" * 100
+    with pytest.raises(PiscesError) as err:
+        await read_body({}, ServerBody(never(), lambda: b"x" * 101), 100)
+    assert err.value.code == "request_too_large"
+
+    async def two() -> Any:
+        yield b"ab"
+        yield b"c"
+
+    assert await read_body({}, ServerBody(two(), None), 100) == b"abc"  # no extension: the chunks
+    assert await read_body({}, ServerBody(two(), lambda: None), 100) == b"abc"  # not all in hand: the chunks
