@@ -37,6 +37,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pisces.environ import env
 from pisces.money import parse_usd
 
 
@@ -142,13 +143,13 @@ class ChannelConfig(_Strict):
 
     def credential(self) -> str | None:
         """The upstream API key from the environment (None when given by a secret ARN or unset)."""
-        return os.environ.get(self.api_key_env) if self.api_key_env else None
+        return env(self.api_key_env) if self.api_key_env else None
 
     def secret_arn(self) -> str | None:
         """The Secrets Manager ARN of the key: the channel's own, else the one in ``<api_key_env>_SECRET_ARN``."""
         if self.api_key_secret_arn:
             return self.api_key_secret_arn
-        return (os.environ.get(f"{self.api_key_env}_SECRET_ARN") or None) if self.api_key_env else None
+        return (env(f"{self.api_key_env}_SECRET_ARN") or None) if self.api_key_env else None
 
     @property
     def enabled(self) -> bool:
@@ -156,19 +157,19 @@ class ChannelConfig(_Strict):
             return not switched_off("PISCES_MOCK")
         if self.kind == "bedrock":
             return bool(self.base_url) or switched_on("PISCES_BEDROCK")
-        if self.api_key_env and os.environ.get(self.api_key_env):
+        if self.api_key_env and env(self.api_key_env):
             return True
         if self.secret_arn():
             return True
         return not self.api_key_env  # keyless upstreams (a local vLLM or Ollama)
 
 
-def switched_on(env: str) -> bool:
-    return os.environ.get(env, "").strip().lower() in ("on", "true", "1", "yes")
+def switched_on(name: str) -> bool:
+    return (env(name) or "").strip().lower() in ("on", "true", "1", "yes")
 
 
-def switched_off(env: str) -> bool:
-    return os.environ.get(env, "").strip().lower() in ("off", "false", "0", "no")
+def switched_off(name: str) -> bool:
+    return (env(name) or "").strip().lower() in ("off", "false", "0", "no")
 
 
 class Limits(_Strict):

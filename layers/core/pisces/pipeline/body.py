@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import anyio
 
 from pisces import jsonwire
+from pisces.environ import env
 from pisces.errors import PiscesError
 
 # What a request body may be (docs/operations.md, "Input limits"): nested at most MAX_JSON_DEPTH arrays
@@ -32,7 +32,7 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # may be a pair (valid) or
 
 def _body_read_seconds() -> float:
     try:
-        seconds = float(os.environ.get("PISCES_BODY_READ_SECONDS", BODY_READ_SECONDS))
+        seconds = float(env("PISCES_BODY_READ_SECONDS") or BODY_READ_SECONDS)
     except ValueError:
         return BODY_READ_SECONDS
     return seconds if math.isfinite(seconds) and seconds > 0 else BODY_READ_SECONDS

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -23,8 +22,11 @@ from typing import Any
 import orjson
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import RESERVED_LOG_ATTRS, LambdaPowertoolsFormatter
+from aws_lambda_powertools.shared.constants import METRICS_DISABLED_ENV, POWERTOOLS_DEV_ENV
+from aws_lambda_powertools.shared.functions import strtobool
 
 from pisces import jsonwire
+from pisces.environ import env
 from pisces.money import usd
 from pisces.pipeline.context import RequestContext
 
@@ -166,7 +168,7 @@ def log_request(ctx: RequestContext, status: int, path: str) -> None:
             "output_tokens": usage.output_tokens,
             "cached_tokens": usage.cached_tokens,
         }
-    if os.environ.get("PISCES_LOG_FORMAT") == "text":  # make dev's terminal: one line a person reads
+    if env("PISCES_LOG_FORMAT") == "text":  # make dev's terminal: one line a person reads
         LINES.write(text_line(_writable(fields)) + "\n")
         LINES.flush()
         return
@@ -179,7 +181,7 @@ def log_request(ctx: RequestContext, status: int, path: str) -> None:
     line = {"level": "INFO", "location": f"log_request:{sys._getframe().f_lineno}", "message": "request",
             "timestamp": asctime(formatter, now / 1e9, (now % 1_000_000_000) // 1_000_000), "service": SERVICE,
             **{k: v for k, v in fields.items() if v is not None}}  # fmt: skip
-    trace = os.environ.get(XRAY_TRACE_ENV)
+    trace = env(XRAY_TRACE_ENV)
     if trace:
         line["xray_trace_id"] = trace.split(";")[0].replace("Root=", "")
     try:
@@ -261,13 +263,20 @@ def emit_metrics(ctx: RequestContext, status: int, flush: bool = True) -> None:
     reached no model (docs, spec, a 404) count under ``model: none``. ``POWERTOOLS_METRICS_DISABLED=true``
     turns them off (``make dev`` does). Unflushed, it goes out with the next flush of :data:`LINES` (the
     log line's)."""
-    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
-
-    if is_metrics_disabled():
+    if metrics_disabled():
         return
     LINES.write(jsonwire.dumps(emf_line(ctx, status)) + b"\n")
     if flush:
         LINES.flush()
+
+
+def metrics_disabled() -> bool:
+    """Powertools' ``is_metrics_disabled`` (its rules, its ``strtobool`` and its ValueError for a value that
+    is neither), each of its two variables read once, through :func:`pisces.environ.env` (a test holds the
+    two equal): ``POWERTOOLS_METRICS_DISABLED`` true, or ``POWERTOOLS_DEV`` true with it unset."""
+    dev, said = env(POWERTOOLS_DEV_ENV), env(METRICS_DISABLED_ENV)
+    dev_mode = strtobool("false" if dev is None else dev)
+    return strtobool("false" if said is None else said) or (dev_mode and said is None)
 
 
 # Each metric's CloudWatch unit (the name and unit Powertools' ``add_metric`` would check, checked by a
