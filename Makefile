@@ -15,7 +15,7 @@ REGION_ARG := $(if $(REGION),--region $(REGION))
 # sam validate needs some region, and a template check none in particular
 LINT_REGION := $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
-.PHONY: dev test lint build bench bench-peers bench-cold bench-streams deploy logs sync validate install install-sam install-chromium install-node clean
+.PHONY: dev test lint build bench bench-peers bench-cold bench-streams bench-paired deploy logs sync validate install install-sam install-chromium install-node clean
 
 # uv when the machine has it (fast), else pip installs uv first.
 $(BIN)/.installed: pyproject.toml
@@ -105,6 +105,12 @@ bench-cold: install
 # Streams: time to first byte through the gateway, chunks forwarded as they arrive, encoder events/s
 bench-streams: install
 	@$(BIN)/python bench/streams.py
+
+# One change against another commit, both gateways in the same rounds: make bench-paired BEFORE=<rev> [STREAM=1]
+bench-paired: install
+	@test -n "$(BEFORE)" || { echo "pisces: say which commit: make bench-paired BEFORE=<rev>"; exit 1; }
+	@rm -rf bench/out/before && mkdir -p bench/out/before && git archive $(BEFORE) | tar -x -C bench/out/before
+	@$(BIN)/python bench/paired.py --before bench/out/before $(if $(STREAM),--stream)
 
 # The first deploy is guided (stack name, region, the parameters: upstream keys, EnableMock...) and saves
 # the answers in samconfig.toml; later ones deploy from there. GUIDED=1 asks again.
