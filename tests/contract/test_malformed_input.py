@@ -19,6 +19,7 @@ import pytest
 
 from pisces.pipeline.context import RequestContext
 from pisces.pipeline.logs import log_request, logger
+from pisces.store.keys import hash_key
 
 DOORS = {
     "openai": "/v1/chat/completions",
@@ -143,6 +144,30 @@ def test_client_gone_before_its_body_is_a_quiet_499(gateway, caplog, door):
     assert line["status"] == 499 and line["error"] == "client_closed" and line["protocol"] == door
     assert not unhandled(caplog), "a hang-up is no gateway fault: no trace"
     assert not [r for r in caplog.records if r.name.startswith("pisces") and r.levelno >= logging.ERROR]
+
+
+def test_a_client_gone_before_its_complete_answer_is_settled_and_logged_in_its_request(gateway, caplog):
+    """Nothing cancels a request whose client hangs up while the upstream thinks (uvicorn drops what is
+    sent to a closed connection; the pipeline shields nothing for it, bench/RESULTS.md part 9): the
+    answer is read, charged and logged as if the client were there. The hang-up is sent before the
+    upstream is released, so the gateway reads it first."""
+    caplog.set_level(logging.INFO)
+    rid = f"gone-mid-{uuid.uuid4().hex}"
+    held = gateway.upstream.held
+    balance = gateway.store.get_by_hash(hash_key(gateway.key)).balance
+    body = json.dumps({"model": "gated", "messages": [{"role": "user", "content": "think"}]}).encode()
+    sock = raw_request(gateway, "openai", rid, len(body), body)
+    deadline = time.monotonic() + 30
+    while gateway.upstream.held == held:  # the gateway's call is at the upstream, waiting
+        assert time.monotonic() < deadline, "the request never reached the upstream"
+        time.sleep(0.01)
+    sock.close()
+    httpx.post(f"{gateway.upstream.url}/release")
+    line = request_line(caplog, rid)
+    assert line["status"] == 200 and line["upstream_status"] == 200 and line["cost_micros"] > 0
+    assert "settle_failed" not in line
+    after = gateway.store.get_by_hash(hash_key(gateway.key)).balance
+    assert after == balance - line["cost_micros"]
 
 
 @pytest.mark.parametrize("door", sorted(DOORS))

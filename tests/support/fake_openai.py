@@ -9,7 +9,8 @@ Model names choose its behaviour:
   slow       waits 30 s before answering (longer than the test channel's read timeout)
   cut        streams two chunks and then drops the connection
   gated      streams one chunk, then waits until POST /release (or 10 s); records whether the
-             gateway hung up on it (``FakeOpenAI.hangups``)
+             gateway hung up on it (``FakeOpenAI.hangups``); without a stream, answers once released
+             (``FakeOpenAI.held`` counts the requests that waited)
   anything else: "Hello from upstream: <last user text>", or a tool call to the first tool when
   tools are given and tool_choice is not "none"; usage in the stream only when asked for.
 POST /v1/embeddings answers OpenAI's list of embeddings: per input a deterministic unit vector
@@ -132,6 +133,11 @@ class FakeOpenAI(FakeUpstream):
         if model == "gated" and body.get("stream"):
             self.gate.clear()
             return StreamingResponse(self._gated(), media_type="text/event-stream")
+        if model == "gated":  # a complete answer, once POST /release says so (or 10 s)
+            self.gate.clear()
+            self.held += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.gate.wait(), 10)
         if model == "recorded" and body.get("stream"):
             return StreamingResponse(
                 replay(recorded("openai_chat_tool_call_stream.sse")), media_type="text/event-stream"

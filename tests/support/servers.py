@@ -29,6 +29,7 @@ class FakeUpstream:
         self.requests: list[dict[str, Any]] = []
         self.hangups = 0
         self.gate = asyncio.Event()
+        self.held = 0  # complete answers that waited at the gate (fake_openai's "gated" without a stream)
         self.app = FastAPI()
         self.app.post(path)(handler)
         self.app.post("/release")(self.release)
