@@ -19,7 +19,7 @@ _ENCODING = sys.getfilesystemencoding()
 _LIVE: dict[bytes, bytes] | None = None
 if os.name == "posix":
     _data = getattr(os.environ, "_data", None)
-    if isinstance(_data, dict) and all(type(k) is bytes for k in list(_data)[:1]):
+    if isinstance(_data, dict) and isinstance(next(iter(_data), b""), bytes):  # POSIX: bytes to bytes
         _LIVE = _data
 
 
