@@ -46,9 +46,13 @@ class Transport(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8080)}.get(name, default)
 
-    def pause_reading(self) -> None: ...
+    paused = False
 
-    def resume_reading(self) -> None: ...
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
 
 
 async def test_the_writes_of_one_turn_leave_together_a_lone_one_as_the_turn_ends_and_close_sends_what_waits():
@@ -135,6 +139,22 @@ async def test_a_body_that_came_with_its_head_is_handed_over_whole_and_once():
     protocol.data_received(b'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{"a": "b"}')
     await transport.until(1)
     assert seen == [b'{"a": "b"}', b""]
+    protocol.connection_lost(None)
+
+
+async def test_a_body_past_uvicorns_high_water_mark_is_taken_and_the_reads_resume_as_receive_would_have_them():
+    seen: list[Any] = []
+    big = b"x" * (300 * 1024)
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        seen.append((transport.paused, scope["extensions"][BODY_IN_HAND](), transport.paused))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    protocol, transport = await _served(app)
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(big) + big)
+    await transport.until(1)
+    assert seen == [(True, big, False)]  # paused by uvicorn for its size, resumed as the body is taken
     protocol.connection_lost(None)
 
 

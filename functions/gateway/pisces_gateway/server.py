@@ -93,6 +93,7 @@ def body_in_hand(cycle: RequestResponseCycle) -> bytes | None:
     an async generator and an event's wait (bench/RESULTS.md, performance part 9)."""
     if cycle.more_body or cycle.disconnected or cycle.response_complete or cycle.waiting_for_100_continue:
         return None
+    cycle.flow.resume_reading()  # as receive does: a body past uvicorn's high-water mark paused the reads
     body = bytes(cycle.body)
     cycle.body = bytearray()
     cycle.message_event.clear()
