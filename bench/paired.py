@@ -27,11 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 
-from latency import BODY, KEY, _wait_tables  # noqa: E402
-from servers import start  # noqa: E402
+from latency import KEY, _wait_tables  # noqa: E402
+from servers import BODY, STREAM_BODY, start, tree_env  # noqa: E402
 from wire import request_bytes  # noqa: E402
-
-STREAM_BODY = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
 
 
 def connect(port: int) -> socket.socket:
@@ -116,10 +114,7 @@ def main() -> None:
         ports: dict[str, int] = {}
         for name in ("this", "before"):
             port = ports[name] = free_port()
-            penv = {**env, "BENCH_KEY": f"{KEY}-{name}"}
-            if name == "before":  # its own code first on the path, served with its own run.sh's options
-                penv |= {"PYTHONPATH": f"{tree / 'layers/core'}:{tree / 'functions/gateway'}:{env['PYTHONPATH']}",
-                         "BENCH_RUN_SH": str(tree / "functions/gateway/run.sh")}  # fmt: skip
+            penv = tree_env(env, tree, f"{KEY}-{name}") if name == "before" else {**env, "BENCH_KEY": f"{KEY}-{name}"}
             cmd = [*peers, "--serve-gateway", str(port), f"http://127.0.0.1:{up_port}", "skeleton"]
             start(cmd, penv, port, {"authorization": f"Bearer {KEY}-{name}"}, 60)
             procs.append(start.proc)  # type: ignore[attr-defined]

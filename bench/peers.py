@@ -40,7 +40,7 @@ OUT = ROOT / "bench" / "out"
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 
 from latency import KEY, _pct, _wait_tables, gateway_app, serve_dynamo  # noqa: E402
-from servers import BODY, PORTKEY_VERSION, cpu_seconds, install_litellm, install_portkey, start  # noqa: E402
+from servers import BODY, PORTKEY_VERSION, cpu_seconds, install_litellm, install_portkey, start, tree_env  # noqa: E402
 from wire import Conn, request_bytes, serve_fast_upstream, serve_replaying_dynamo, serve_tcp_relay  # noqa: E402
 
 UPSTREAM_KEY = "sk-fake-upstream-secret-0123456789"
@@ -234,8 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["variant"] = json.loads(args.variant)
         if args.before:  # the same bench on another tree's code: its own PYTHONPATH first
             tree = Path(args.before).resolve()
-            benv = {**env, "PYTHONPATH": f"{tree / 'layers/core'}:{tree / 'functions/gateway'}:{env['PYTHONPATH']}",
-                    "BENCH_RUN_SH": str(tree / "functions/gateway/run.sh"), "BENCH_KEY": f"{KEY}-before"}  # fmt: skip
+            benv = tree_env(env, tree, f"{KEY}-before")
             port = free_port()
             specs.insert(0, ("pisces-off-before", [*me, "--serve-gateway", str(port), upstream, "skeleton"], benv,
                              {"authorization": f"Bearer {KEY}-before", "port": str(port)}, 60))  # fmt: skip

@@ -25,9 +25,17 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 from wire import Conn, request_bytes  # noqa: E402
 
 BODY = {"model": "gpt-fake", "messages": [{"role": "user", "content": "Say hello in five words."}]}
+STREAM_BODY = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
 PORTKEY_VERSION = "1.15.2"
 HONO_NODE_SERVER = "1.13.8"
 TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_env(env: dict[str, str], tree: Path, key: str) -> dict[str, str]:
+    """``env`` for a money-off gateway of another tree of Pisces (``--before``): its own code first on the
+    path, served with its own run.sh's options, its own bench key."""
+    path = f"{tree / 'layers/core'}:{tree / 'functions/gateway'}:{env['PYTHONPATH']}"
+    return {**env, "PYTHONPATH": path, "BENCH_RUN_SH": str(tree / "functions/gateway/run.sh"), "BENCH_KEY": key}
 
 
 # --- the peers' installs -------------------------------------------------------------------------

@@ -39,10 +39,9 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench"), str(ROOT / "layers" / 
 
 from latency import KEY, _pct, _wait_tables  # noqa: E402
 from peers import UPSTREAM_KEY  # noqa: E402
-from servers import BODY, PORTKEY_VERSION, cpu_seconds, install_portkey, start  # noqa: E402
+from servers import PORTKEY_VERSION, STREAM_BODY, cpu_seconds, install_portkey, start  # noqa: E402
 from wire import LONG_DELTAS, NON_STREAM, Conn, request_bytes  # noqa: E402
 
-STREAM_BODY = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
 DELTAS = 2_000
 PACED_CHUNKS = 6
 PACED_LONG, PACED_LONG_GAP_MS = 200, 1.0  # model gpt-fake-long from the paced upstream

@@ -145,7 +145,7 @@ class HttpToolsProtocol(_Uvicorn):
         super().on_headers_complete()
         cycle = self.cycle  # None, or another request's, for an upgrade (which uvicorn refuses)
         if cycle is not None and cycle.scope is self.scope:  # its task has not run yet: it sees this
-            self.scope["extensions"] = {BODY_IN_HAND: partial(body_in_hand, cycle)}
+            self.scope.setdefault("extensions", {})[BODY_IN_HAND] = partial(body_in_hand, cycle)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -40,6 +40,7 @@ from typing import Any
 import httpx
 
 from pisces import jsonwire
+from pisces.environ import env
 from pisces.httppool import AiohttpTransport, HttpxExchange
 
 ATTEMPTS = 3  # botocore's standard retry mode
@@ -61,10 +62,10 @@ class Credentials:
 
 def env_credentials() -> Credentials | None:
     """What Lambda (and CI, and make dev) put in the environment; None when it holds none."""
-    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    key, secret = env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")
     if not key or not secret:
         return None
-    return Credentials(key, secret, os.environ.get("AWS_SESSION_TOKEN") or None)
+    return Credentials(key, secret, env("AWS_SESSION_TOKEN") or None)
 
 
 def chain_credentials() -> Credentials:
