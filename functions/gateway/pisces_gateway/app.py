@@ -18,9 +18,9 @@ from starlette.responses import HTMLResponse, Response
 from pisces.config import Config
 from pisces.config_source import ConfigSource
 from pisces.pipeline.gateway import Gateway
+from pisces.pipeline.lifecycle import Incoming, Lifecycle, Reply, models_protocol
 from pisces.spec import RouteInfo, build_spec
 from pisces.store.keys import KeyStore
-from pisces_gateway import chat
 from pisces_gateway.middleware import RequestIdMiddleware, context_of, json_response
 from pisces_gateway.routes import DoorRoute, GatewayApp
 from pisces_gateway.static import CONSOLE_HTML, DOCS_HTML, FAVICON
@@ -46,28 +46,29 @@ def route_table(app: GatewayApp) -> list[RouteInfo]:
 def _gemini_routes(app: GatewayApp, version: str) -> None:
     """Gemini's doors under one API version (google-genai uses v1 by default, the Gemini CLI v1beta)."""
 
-    @app.post(
+    @app.door(
+        "POST",
         f"/{version}/models/{{model:path}}",  # {model} is "name:action"; API Gateway allows one name per level
         description="Gemini models/{model}:generateContent, :streamGenerateContent (?alt=sse: SSE, else a "
         "streamed JSON array), :countTokens, :embedContent and :batchEmbedContents",
         openapi_extra=_meta("gemini", streaming=True),
         name=f"gemini_{version}",
     )
-    async def generate(request: Request, model: str) -> Response:
-        return await chat.gemini(request, model)
+    async def generate(lc: Lifecycle, inc: Incoming, model: str) -> Reply:
+        return await lc.gemini(inc, model)
 
     if version == "v1":
         return  # GET /v1/models and /v1/models/{model} are shared: the Gemini shape for Gemini clients
 
-    @app.get(f"/{version}/models", description="The models this key may use, in Gemini's shape",
-             openapi_extra=_meta("gemini"), name=f"gemini_models_{version}")  # fmt: skip
-    async def list_models(request: Request) -> Response:
-        return await chat.list_models(request, "gemini")
+    @app.door("GET", f"/{version}/models", description="The models this key may use, in Gemini's shape",
+              openapi_extra=_meta("gemini"), name=f"gemini_models_{version}")  # fmt: skip
+    async def list_models(lc: Lifecycle, inc: Incoming) -> Reply:
+        return await lc.list_models(inc, "gemini")
 
-    @app.get(f"/{version}/models/{{model:path}}", description="One model, if this key may use it (Gemini's shape)",
-             openapi_extra=_meta("gemini"), name=f"gemini_model_{version}")  # fmt: skip
-    async def get_model(request: Request, model: str) -> Response:
-        return await chat.get_model(request, model, "gemini")
+    @app.door("GET", f"/{version}/models/{{model:path}}", description="One model, if this key may use it "
+              "(Gemini's shape)", openapi_extra=_meta("gemini"), name=f"gemini_model_{version}")  # fmt: skip
+    async def get_model(lc: Lifecycle, inc: Incoming, model: str) -> Reply:
+        return await lc.get_model(inc, "gemini", model)
 
 
 def create_app(config: Config | None = None, key_store: KeyStore | None = None) -> GatewayApp:
@@ -84,119 +85,131 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
     app.state.gateway = Gateway(config or source.load(), key_store)  # type: ignore[union-attr]
     if source is not None and source.parameter:
         app.state.gateway.source = source  # pisces.yaml from SSM: looked at again as its cache expires
-    app.add_middleware(RequestIdMiddleware)  # the one error boundary: every exception in the client's protocol
+    # the one error boundary (every exception in the client's protocol), which serves the doors itself
+    app.add_middleware(RequestIdMiddleware, doors=app.doors)
 
-    @app.post(
+    @app.door(
+        "POST",
         "/v1/chat/completions",
         description="OpenAI Chat Completions: messages, tools, streaming (SSE with stream: true)",
         openapi_extra=_meta("openai", streaming=True),
     )
-    async def chat_completions(request: Request) -> Response:
-        return await chat.handle(request, "openai")
+    async def chat_completions(lc: Lifecycle, inc: Incoming) -> Reply:
+        return await lc.chat(inc, "openai")
 
-    @app.post(
+    @app.door(
+        "POST",
         "/v1/embeddings",
         description="OpenAI embeddings: input a string, strings or token arrays; dimensions; encoding_format "
         "float or base64; charged per input token",
         openapi_extra=_meta("openai"),
     )
-    async def embeddings(request: Request) -> Response:
-        return await chat.embeddings(request)
+    async def embeddings(lc: Lifecycle, inc: Incoming) -> Reply:
+        return await lc.embed(inc, "openai")
 
-    @app.post(
+    @app.door(
+        "POST",
         "/v1/responses",
         description="OpenAI Responses: input items, function tools, text.format, reasoning, store and "
         "previous_response_id, streaming (SSE with stream: true)",
         openapi_extra=_meta("openai-responses", streaming=True),
     )
-    async def responses(request: Request) -> Response:
-        return await chat.handle(request, "openai-responses")
+    async def responses(lc: Lifecycle, inc: Incoming) -> Reply:
+        return await lc.chat(inc, "openai-responses")
 
-    @app.get("/v1/responses/{response_id}", description="A stored response of this key (OpenAI Responses)",
-             openapi_extra=_meta("openai-responses"))  # fmt: skip
-    async def get_response(request: Request, response_id: str) -> Response:
-        return await chat.stored_response(request, "retrieve", response_id)
+    @app.door("GET", "/v1/responses/{response_id}", description="A stored response of this key (OpenAI "
+              "Responses)", openapi_extra=_meta("openai-responses"))  # fmt: skip
+    async def get_response(lc: Lifecycle, inc: Incoming, response_id: str) -> Reply:
+        return await lc.stored_response(inc, "retrieve", response_id)
 
-    @app.delete("/v1/responses/{response_id}", description="Delete a stored response of this key",
-                openapi_extra=_meta("openai-responses"))  # fmt: skip
-    async def delete_response(request: Request, response_id: str) -> Response:
-        return await chat.stored_response(request, "delete", response_id)
+    @app.door("DELETE", "/v1/responses/{response_id}", description="Delete a stored response of this key",
+              openapi_extra=_meta("openai-responses"))  # fmt: skip
+    async def delete_response(lc: Lifecycle, inc: Incoming, response_id: str) -> Reply:
+        return await lc.stored_response(inc, "delete", response_id)
 
-    @app.post("/v1/responses/{response_id}/cancel", description="Cancel a background response (Pisces runs "
-              "none: a stored response answers 400)", openapi_extra=_meta("openai-responses"))  # fmt: skip
-    async def cancel_response(request: Request, response_id: str) -> Response:
-        return await chat.stored_response(request, "cancel", response_id)
+    @app.door("POST", "/v1/responses/{response_id}/cancel", description="Cancel a background response (Pisces "
+              "runs none: a stored response answers 400)", openapi_extra=_meta("openai-responses"))  # fmt: skip
+    async def cancel_response(lc: Lifecycle, inc: Incoming, response_id: str) -> Reply:
+        return await lc.stored_response(inc, "cancel", response_id)
 
-    @app.post(
+    @app.door(
+        "POST",
         "/v1/messages",
         description="Anthropic Messages: content blocks, tools, thinking, streaming (SSE with stream: true)",
         openapi_extra=_meta("anthropic", streaming=True),
     )
-    async def messages(request: Request) -> Response:
-        return await chat.handle(request, "anthropic")
+    async def messages(lc: Lifecycle, inc: Incoming) -> Reply:
+        return await lc.chat(inc, "anthropic")
 
-    @app.post(
+    @app.door(
+        "POST",
         "/v1/messages/count_tokens",
         description="Anthropic token counting: an offline estimate of the request's input tokens",
         openapi_extra=_meta("anthropic"),
     )
-    async def count_tokens(request: Request) -> Response:
-        return await chat.count_tokens(request, "anthropic")
+    async def count_tokens(lc: Lifecycle, inc: Incoming) -> Reply:
+        return await lc.count_tokens(inc, "anthropic")
 
-    @app.get(
+    @app.door(
+        "GET",
         "/v1/models",
         description="The models this key may use (Anthropic's shape with anthropic-version, Gemini's for Gemini "
         "clients, else OpenAI's)",
         openapi_extra=_meta("openai"),
     )
-    async def list_models(request: Request) -> Response:
-        return await chat.list_models(request)
+    async def list_models(lc: Lifecycle, inc: Incoming) -> Reply:
+        return await lc.list_models(inc, models_protocol(inc))
 
-    @app.get(
+    @app.door(
+        "GET",
         "/v1/models/{model:path}",
         description="One model, if this key may use it (Anthropic's, Gemini's or OpenAI's shape, as for the list)",
         openapi_extra=_meta("openai"),
     )
-    async def get_model(request: Request, model: str) -> Response:
-        return await chat.get_model(request, model)
+    async def get_model(lc: Lifecycle, inc: Incoming, model: str) -> Reply:
+        return await lc.get_model(inc, models_protocol(inc), model)
 
     for version in ("v1beta", "v1"):
         _gemini_routes(app, version)
 
-    @app.post(
+    @app.door(
+        "POST",
         "/v1/images/generations",
         description="OpenAI image generation: prompt, model, n, size, quality...; response_format url (a presigned "
         "S3 URL) or b64_json",
         openapi_extra=_meta("openai"),
     )
-    async def image_generations(request: Request) -> Response:
-        return await chat.images(request, "generate")
+    async def image_generations(lc: Lifecycle, inc: Incoming) -> Reply:
+        return await lc.images(inc, "generate")
 
-    @app.post(
+    @app.door(
+        "POST",
         "/v1/images/edits",
         description="OpenAI image edits (multipart/form-data): one or several image files, an optional mask, prompt, "
         "n, size...; url or b64_json",
         openapi_extra=_meta("openai"),
     )
-    async def image_edits(request: Request) -> Response:
-        return await chat.images(request, "edit")
+    async def image_edits(lc: Lifecycle, inc: Incoming) -> Reply:
+        return await lc.images(inc, "edit")
 
-    @app.get(
+    @app.door(
+        "GET",
         "/v1/usage",
         description="This key's balance and its spend by day and model (?from=YYYY-MM-DD&to=YYYY-MM-DD, UTC)",
         openapi_extra=_meta("openai"),
     )
-    async def usage(request: Request) -> Response:
-        return await chat.usage(request)
+    async def usage(lc: Lifecycle, inc: Incoming) -> Reply:
+        return await lc.usage(inc)
 
-    @app.get(
+    @app.door(
+        "GET",
         "/v1/usage/requests",
         description="This key's own recent requests, newest first (?limit=1..100&after=<next_cursor>), or one "
         "looked up by ?request_id= (the X-Request-Id of a response or an error)",
         openapi_extra=_meta("openai"),
     )
-    async def usage_requests(request: Request) -> Response:
-        return await chat.usage(request, "requests")
+    async def usage_requests(lc: Lifecycle, inc: Incoming) -> Reply:
+        return await lc.usage(inc, "requests")
 
     @app.get(
         "/console",

@@ -7,22 +7,40 @@ The road itself (authenticate, decode, route, idempotency, admit, upstream, enco
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 import anyio
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from pisces.pipeline.body import BODY_IN_HAND, ServerBody
 from pisces.pipeline.gateway import Gateway
-from pisces.pipeline.lifecycle import Incoming, Lifecycle, Reply, models_protocol
-from pisces_gateway.middleware import header_map, path_of
+from pisces.pipeline.lifecycle import Incoming, Lifecycle, Reply
 
 NO_QUERY: Mapping[str, str] = MappingProxyType({})
 NO_EXTENSIONS: Mapping[str, Any] = MappingProxyType({})
+
+
+def path_of(scope: Scope) -> str:
+    """The request's path as ``request.url.path`` says it, without building the URL (its host, its query)."""
+    return scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+
+
+def header_map(scope: Scope) -> dict[str, str]:
+    """The request's headers by their (lower-case, as ASGI servers give them) names: the first of a
+    repeated name, as Starlette's ``Headers`` would look it up. Made once (by the middleware, kept in the
+    request's state), each look-up is a dict's (``Headers`` scans the list and lowercases the name asked for
+    on every one: a door asks ten times)."""
+    out: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1")
+        if key not in out:
+            out[key] = value.decode("latin-1")
+    return out
 
 
 class PipelineStream(StreamingResponse):
@@ -60,66 +78,39 @@ class PipelineStream(StreamingResponse):
                 await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
-def incoming(request: Request) -> Incoming:
-    scope = request.scope
+def incoming(scope: Scope, receive: Receive) -> Incoming:
+    """The request in ``scope`` as the pipeline's ``Incoming`` (its body read from ``receive``)."""
     state = scope["state"]  # the middleware's (the dict Starlette's request.state wraps)
     rid, headers = state["request_id"], state.get("headers") or header_map(scope)
+    query = scope["query_string"]
     return Incoming(
         method=scope["method"],
         path=path_of(scope),
         headers=headers,
-        query=request.query_params if scope["query_string"] else NO_QUERY,
-        body=ServerBody(request.stream(), (scope.get("extensions") or NO_EXTENSIONS).get(BODY_IN_HAND)),
+        query=QueryParams(query) if query else NO_QUERY,  # what Starlette's request.query_params is
+        body=ServerBody(Request(scope, receive).stream(), (scope.get("extensions") or NO_EXTENSIONS).get(BODY_IN_HAND)),
         request_id=rid,
         client_request_id=rid if headers.get("x-request-id") == rid else None,
     )
 
 
-def respond(request: Request, reply: Reply) -> Response:
-    request.scope["state"]["ctx"] = reply.ctx  # the middleware's: logged already, headers
+def respond(scope: Scope, reply: Reply) -> Response:
+    scope["state"]["ctx"] = reply.ctx  # the middleware's: logged already, headers
     if isinstance(reply.body, bytes):
         return Response(reply.body, reply.status, headers=reply.headers, media_type=reply.media_type)
     return PipelineStream(reply.body, reply.status, headers=reply.headers, media_type=reply.media_type)
 
 
-def lifecycle(request: Request) -> Lifecycle:
-    gw: Gateway = request.app.state.gateway
+def lifecycle(scope: Scope) -> Lifecycle:
+    gw: Gateway = scope["app"].state.gateway
     return gw.lifecycle
 
 
-async def handle(request: Request, protocol: str) -> Response:
-    return respond(request, await lifecycle(request).chat(incoming(request), protocol))
+def door_endpoint(door: Callable[..., Awaitable[Reply]]) -> Callable[[Request], Awaitable[Response]]:
+    """A door as a Starlette endpoint: what the router calls (the middleware calls the door itself)."""
 
+    async def endpoint(request: Request) -> Response:
+        scope = request.scope
+        return respond(scope, await door(lifecycle(scope), incoming(scope, request.receive), **request.path_params))
 
-async def gemini(request: Request, model_action: str) -> Response:
-    return respond(request, await lifecycle(request).gemini(incoming(request), model_action))
-
-
-async def list_models(request: Request, protocol: str | None = None) -> Response:
-    inc = incoming(request)
-    return respond(request, await lifecycle(request).list_models(inc, protocol or models_protocol(inc)))
-
-
-async def get_model(request: Request, model: str, protocol: str | None = None) -> Response:
-    inc = incoming(request)
-    return respond(request, await lifecycle(request).get_model(inc, protocol or models_protocol(inc), model))
-
-
-async def count_tokens(request: Request, protocol: str, *args: Any) -> Response:
-    return respond(request, await lifecycle(request).count_tokens(incoming(request), protocol, *args))
-
-
-async def usage(request: Request, what: str = "usage") -> Response:
-    return respond(request, await lifecycle(request).usage(incoming(request), what))
-
-
-async def images(request: Request, operation: str) -> Response:
-    return respond(request, await lifecycle(request).images(incoming(request), operation))
-
-
-async def embeddings(request: Request) -> Response:
-    return respond(request, await lifecycle(request).embed(incoming(request), "openai"))
-
-
-async def stored_response(request: Request, action: str, response_id: str) -> Response:
-    return respond(request, await lifecycle(request).stored_response(incoming(request), action, response_id))
+    return endpoint

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -12,9 +11,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pisces.errors import PiscesError
 from pisces.pipeline.context import RequestContext, request_id_from
-from pisces.pipeline.lifecycle import JSON, json_bytes
+from pisces.pipeline.lifecycle import JSON, Reply, json_bytes
 from pisces.pipeline.logs import logger, note_lambda_context, record_request
 from pisces.protocols import CODECS
+from pisces_gateway.chat import header_map, incoming, lifecycle, path_of, respond
+from pisces_gateway.routes import Doors
 
 __all__ = ["JSON", "RequestIdMiddleware", "context_of", "error_response", "header_map", "json_bytes", "json_response"]
 
@@ -28,24 +29,6 @@ def protocol_for_path(path: str) -> str:
     if not (path.startswith("/v1/") or path.startswith("/v1beta/") or path in ("/v1", "/v1beta")):
         return "pisces"  # the pages, /healthz, /api/*, /favicon.ico, unknown paths: no client protocol's door
     return "openai"
-
-
-def path_of(scope: Scope) -> str:
-    """The request's path as ``request.url.path`` says it, without building the URL (its host, its query)."""
-    return scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
-
-
-def header_map(scope: Scope) -> dict[str, str]:
-    """The request's headers by their (lower-case, as ASGI servers give them) names: the first of a
-    repeated name, as Starlette's ``Headers`` would look it up. Made once (by the middleware, kept in the
-    request's state), each look-up is a dict's (``Headers`` scans the list and lowercases the name asked for
-    on every one: a door asks ten times)."""
-    out: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        key = name.decode("latin-1")
-        if key not in out:
-            out[key] = value.decode("latin-1")
-    return out
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -77,6 +60,10 @@ def error_response(request: Request, err: PiscesError) -> Response:
 class RequestIdMiddleware:
     """Gives every request an id (echoing a valid X-Request-Id) and every response the header.
 
+    It serves the protocol doors itself: a request whose method and path are a door's in ``doors``
+    (:class:`pisces_gateway.routes.Doors`) goes to the door from its scope, and the door's reply out as
+    Starlette's response would send it; every other request goes down to the router.
+
     The protocol doors log themselves (:mod:`pisces.pipeline.lifecycle`); for every other response
     (docs, spec, a 404) the log line is written here just before the response's final body message,
     never after it: Lambda freezes the container when the response ends.
@@ -91,8 +78,9 @@ class RequestIdMiddleware:
     499, ``error: client_closed`` (the doors say the same from :func:`pisces.pipeline.body.read_json`).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, doors: Doors | None = None) -> None:
         self.app = app
+        self.doors = doors or Doors()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,8 +91,6 @@ class RequestIdMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"], state["headers"] = rid, headers
         status = 500
-
-        request = Request(scope)
         started = False
         head = scope.get("method") == "HEAD"
 
@@ -115,22 +101,34 @@ class RequestIdMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers["X-Request-Id"] = rid
-                ctx = scope["state"].get("ctx")
-                for name, value in ctx.headers.items() if ctx is not None else ():
-                    headers.setdefault(name, value)
+                message["headers"] = stamp(message.get("headers", ()), rid, scope["state"].get("ctx"))
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                record_request(context_of(request), status)  # before the last byte
+                record_request(context_of(Request(scope)), status)  # before the last byte
             await send(message)
 
+        found = None if head or scope.get("root_path") else self.doors.find(scope["method"], scope["path"])
         try:
-            await self.app(scope, receive, send_with_id)
+            if found is None:
+                await self.app(scope, receive, send_with_id)
+            else:  # a protocol door, served from the scope (pisces_gateway.routes)
+                door, params = found
+                reply = await door(lifecycle(scope), incoming(scope, receive), **params)
+                state["ctx"] = ctx = reply.ctx
+                if isinstance(reply.body, bytes):  # sent as Starlette's Response would send it, stamped
+                    started, status = True, reply.status  # (the pipeline's reply has the context's headers)
+                    message = {"type": "http.response.start", "status": status,
+                               "headers": stamp(response_head(reply), rid, None)}  # fmt: skip
+                    record_request(ctx, status)  # before the last byte (the door has: then nothing)
+                    await send(message)
+                    await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+                else:
+                    await respond(scope, reply)(scope, receive, send_with_id)
         except ClientDisconnect:  # the client hung up while its body was read: no one to answer, no fault
-            ctx = context_of(request)
+            ctx = context_of(Request(scope))
             ctx.error = ctx.error or "client_closed"
             record_request(ctx, status if started else 499)
         except Exception as exc:
+            request = Request(scope)
             err = said(request, exc)
             if err is None or started:
                 logger.exception("unhandled error", extra={"request_id": rid, "path": scope.get("path")})
@@ -140,6 +138,37 @@ class RequestIdMiddleware:
             err = err or PiscesError("internal_error", "The gateway failed to process the request. Quote the "
                                      "request id.")  # fmt: skip
             await error_response(request, err)(scope, receive, send_with_id)
+
+
+def stamp(raw: list[tuple[bytes, bytes]], rid: str, ctx: RequestContext | None) -> list[tuple[bytes, bytes]]:
+    """A response's raw headers with its request id (in place of any) and each of the context's headers
+    (rate limits, the replay marker) that it does not already carry: ``MutableHeaders``' ``[]=`` and
+    ``setdefault``, without making one (the same headers, the request id's place aside)."""
+    out = [h for h in raw if h[0] != b"x-request-id"]
+    out.append((b"x-request-id", rid.encode("latin-1")))
+    more = ctx.headers if ctx is not None else None
+    if more:
+        names = {name for name, _ in out}
+        for name, value in more.items():
+            key = name.lower().encode("latin-1")
+            if key not in names:
+                names.add(key)
+                out.append((key, value.encode("latin-1")))
+    return out
+
+
+def response_head(reply: Reply) -> list[tuple[bytes, bytes]]:
+    """The raw headers Starlette's ``Response`` gives a complete reply (its ``init_headers``)."""
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+    names = {name for name, _ in raw}
+    if b"content-length" not in names and not (reply.status < 200 or reply.status in (204, 304)):
+        raw.append((b"content-length", str(len(reply.body)).encode("latin-1")))  # type: ignore[arg-type]
+    media = reply.media_type
+    if media and b"content-type" not in names:
+        if media.startswith("text/") and "charset=" not in media.lower():
+            media += "; charset=utf-8"
+        raw.append((b"content-type", media.encode("latin-1")))
+    return raw
 
 
 def said(request: Request, exc: Exception) -> PiscesError | None:

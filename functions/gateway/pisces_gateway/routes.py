@@ -11,6 +11,12 @@ The app's one error boundary is its :class:`~pisces_gateway.middleware.RequestId
 renders every exception in the client's protocol: Starlette's own ``ServerErrorMiddleware`` and
 ``ExceptionMiddleware``, and the exception wrapper around each route, would only pass a request's
 messages through three more layers to reach it (bench/RESULTS.md part 6).
+
+The protocol doors (``GatewayApp.door``) are the pipeline's: ``(lifecycle, incoming, **path params) ->
+Reply``. Each is a route like any other (the spec's route table, the template's routes, HEAD on a GET),
+and is also kept in :class:`Doors`, by its method and path, where the middleware finds it and serves it
+from the request's scope, without the router, Starlette's request and response objects and the layers of
+awaits between them (bench/RESULTS.md, performance part 10). A test holds the two ways to one answer.
 """
 
 from __future__ import annotations
@@ -25,11 +31,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pisces.pipeline.lifecycle import Reply
+from pisces_gateway.chat import door_endpoint
+
 Endpoint = Callable[..., Awaitable[Response]]
+Door = Callable[..., Awaitable[Reply]]  # (lifecycle, incoming, **path parameters) -> the pipeline's reply
 
 
 class DoorRoute(Route):
-    """A route with FastAPI's ``description`` and ``openapi_extra`` (the ``x-pisces`` metadata)."""
+    """A route with FastAPI's ``description`` and ``openapi_extra`` (the ``x-pisces`` metadata), and the
+    protocol door it calls, when it is one."""
+
+    door: Door | None = None
 
     def __init__(self, path: str, endpoint: Endpoint, methods: list[str], name: str | None, description: str,
                  openapi_extra: dict[str, Any] | None) -> None:  # fmt: skip
@@ -69,7 +82,48 @@ def _by_name(fn: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
+class Doors:
+    """The doors by method and path, as the router would find them: an exact path, or a path ending in
+    one ``{name:path}`` parameter (its prefix, then anything: Gemini's ``models/{model}:action``)."""
+
+    def __init__(self) -> None:
+        self.exact: dict[tuple[str, str], Door] = {}
+        self.prefixed: list[tuple[str, str, str, Door]] = []  # (method, prefix, parameter, door)
+
+    def add(self, method: str, path: str, door: Door) -> None:
+        head, brace, tail = path.partition("{")
+        if not brace:
+            self.exact[(method, path)] = door
+        elif tail.endswith(":path}") and "{" not in tail and "/" not in tail:
+            self.prefixed.append((method, head, tail[: -len(":path}")], door))
+        # any other shape of path (a parameter inside it) is found by the router alone
+
+    def find(self, method: str, path: str) -> tuple[Door, dict[str, str]] | None:
+        door = self.exact.get((method, path))
+        if door is not None:
+            return door, {}
+        for m, prefix, name, door in self.prefixed:
+            if m == method and path.startswith(prefix):
+                return door, {name: path[len(prefix) :]}
+        return None
+
+
 class GatewayApp(Starlette):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.doors = Doors()
+
+    def door(self, method: str, path: str, **kw: Any) -> Callable[[Door], Door]:
+        """A protocol door: a route, and an entry of :attr:`doors` (see the module's docstring)."""
+
+        def add(fn: Door) -> Door:
+            self._route([method], path, name=kw.pop("name", None) or fn.__name__, **kw)(door_endpoint(fn))
+            self.router.routes[-1].door = fn  # type: ignore[attr-defined]
+            self.doors.add(method, path, fn)
+            return fn
+
+        return add
+
     def _route(self, methods: list[str], path: str, description: str = "", openapi_extra: dict[str, Any] | None = None,
                name: str | None = None, **docs_only: Any) -> Callable[[Endpoint], Endpoint]:  # fmt: skip
         # FastAPI's arguments that only shape its OpenAPI document are accepted and have no effect here
