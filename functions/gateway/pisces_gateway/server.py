@@ -3,10 +3,12 @@
 run.sh serves the gateway with ``--http pisces_gateway.server:HttpToolsProtocol``. uvicorn's h11
 protocol buffered at most ``--h11-max-incomplete-event-size`` bytes of a head; its httptools protocol
 has no such setting and would buffer any amount. This one answers ``431 Request Header Fields Too
-Large`` and closes the connection, before any application code runs, once a request's line and
-headers pass :data:`HEAD_LIMIT` (counted as the parser reports them, so a pipelined request is held
-to it too), or once that much has arrived without a head's end (so what the parser buffers is at
-most the limit and one read).
+Large`` and closes the connection, before any application code runs, when a request's line and
+headers pass :data:`HEAD_LIMIT` (counted as the parser reports them, once it has the whole head, so a
+pipelined request is held to it too), or once that much has arrived without a head's end (so what the
+parser buffers is at most the limit and one read). Counted at the head's end, not header by header: a
+call of Python a header (twenty of them behind Lambda's adapter) was a woken request's largest part of
+reading its head (bench/RESULTS.md, performance part 10).
 
 Its connections write through :class:`Corked`: what uvicorn writes in one turn of the event loop (a
 response's head and body) leaves in one send.
@@ -105,7 +107,6 @@ class HttpToolsProtocol(_Uvicorn):
         super().__init__(*args, **kwargs)
         self._in_head = True  # between a message's end (or the connection's start) and its next head's end
         self._head_bytes = 0  # bytes received meanwhile: what the parser may be holding of a head
-        self._head_size = 0  # this message's request line and headers, as parsed
         self._too_large = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -118,28 +119,13 @@ class HttpToolsProtocol(_Uvicorn):
         if self._in_head and self._head_bytes > HEAD_LIMIT and not self.transport.is_closing():
             self._refuse()  # a head still not ended: refused now, not buffered on
 
-    def _grow(self, size: int) -> None:
-        self._head_size += size
-        if self._head_size > HEAD_LIMIT:
-            self._too_large = True
-            raise HeadTooLarge
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._head_size = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._grow(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4  # _grow's, inline: a Lambda request has twenty headers
-        if self._head_size > HEAD_LIMIT:
-            self._too_large = True
-            raise HeadTooLarge
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
+        size = len(self.url)  # the request line and headers as parsed, counted once they are (one read at most)
+        for name, value in self.headers:
+            size += len(name) + len(value) + 4
+        if size > HEAD_LIMIT:
+            self._too_large = True
+            raise HeadTooLarge  # the parser stops; uvicorn's error path calls send_400_response
         self._in_head = False
         self._head_bytes = 0
         super().on_headers_complete()
