@@ -221,13 +221,17 @@ def test_a_client_that_hangs_up_is_billed_for_what_was_read_but_not_sent():
 # --- the gateway's streamed response -------------------------------------------------------------
 
 
-def test_the_head_and_first_chunk_go_out_before_the_disconnect_listener_starts():
-    """PipelineStream sends them from the request's own task; then a client that hangs up is noticed
-    (Starlette's listener) and the body is closed in that same task, before the response returns."""
+def test_the_head_and_first_chunk_go_out_before_the_disconnect_listener_starts(monkeypatch):
+    """PipelineStream sends them from the request's own task, then gives up the CPU once (whoever reads
+    the first bytes runs before the rest is worked); then a client that hangs up is noticed (Starlette's
+    listener) and the body is closed in that same task, before the response returns."""
+    from pisces_gateway import chat
     from pisces_gateway.chat import PipelineStream
 
+    log: list[str] = []
+    monkeypatch.setattr(chat, "_sched_yield", lambda: log.append("yield"))
+
     async def go() -> None:
-        log: list[str] = []
         closed = asyncio.Event()
         hang_up = asyncio.Event()
 
@@ -251,8 +255,8 @@ def test_the_head_and_first_chunk_go_out_before_the_disconnect_listener_starts()
 
         scope = {"type": "http", "asgi": {"spec_version": "2.3"}, "method": "POST"}
         await PipelineStream(body(), media_type="text/event-stream")(scope, receive, send)
-        assert log[:2] == ["start:", "body:data: 1"] and log.index("body:data: 1") < log.index("receive")
-        assert closed.is_set(), "the body was closed before the response returned"
+        assert log[:3] == ["start:", "body:data: 1", "yield"] and log.index("body:data: 1") < log.index("receive")
+        assert log.count("yield") == 1 and closed.is_set(), "the body was closed before the response returned"
 
     _run(go())
 
@@ -280,11 +284,14 @@ def test_a_first_event_that_says_nothing_still_starts_the_response_at_once():
     _run(go())
 
 
-def test_an_empty_first_chunk_sends_the_head_alone_and_the_listener_starts_at_once():
+def test_an_empty_first_chunk_sends_the_head_alone_and_the_listener_starts_at_once(monkeypatch):
+    from pisces_gateway import chat
     from pisces_gateway.chat import PipelineStream
 
+    log: list[str] = []
+    monkeypatch.setattr(chat, "_sched_yield", lambda: log.append("yield"))  # no body bytes out: no yield
+
     async def go() -> None:
-        log: list[str] = []
         closed = asyncio.Event()
 
         async def body() -> AsyncGenerator[bytes, None]:
@@ -304,7 +311,7 @@ def test_an_empty_first_chunk_sends_the_head_alone_and_the_listener_starts_at_on
 
         scope = {"type": "http", "asgi": {"spec_version": "2.3"}, "method": "POST"}
         await PipelineStream(body(), media_type="text/event-stream")(scope, receive, send)
-        assert log[:2] == ["start:", "receive"] and "body:never" not in log
+        assert log[:2] == ["start:", "receive"] and "body:never" not in log and "yield" not in log
         assert closed.is_set()
 
     _run(go())
