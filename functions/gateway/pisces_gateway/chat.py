@@ -49,7 +49,7 @@ def let_the_reader_run() -> None:
     platform has none). Lambda's Web Adapter, which forwards a stream's bytes, shares the function's CPU
     (one vCPU or less below 1,769 MB): woken by the first chunk, it waited for the gateway to block, which
     it does only once it has worked all it has of the stream (an upstream's burst: all of it). Called once a
-    stream, after its first bytes: 0.33-0.47 ms off the time to the first byte where the reader shares
+    stream, after its first bytes: 0.25-0.47 ms off the time to the first byte where the reader shares
     the CPU (bench/RESULTS.md, performance part 10); after a complete response's last bytes it only cost."""
     _sched_yield()
 

@@ -5,10 +5,10 @@ protocol buffered at most ``--h11-max-incomplete-event-size`` bytes of a head; i
 has no such setting and would buffer any amount. This one answers ``431 Request Header Fields Too
 Large`` and closes the connection, before any application code runs, when a request's line and
 headers pass :data:`HEAD_LIMIT` (counted as the parser reports them, once it has the whole head, so a
-pipelined request is held to it too), or once that much has arrived without a head's end (so what the
-parser buffers is at most the limit and one read). Counted at the head's end, not header by header: a
-call of Python a header (twenty of them behind Lambda's adapter) was a woken request's largest part of
-reading its head (bench/RESULTS.md, performance part 10).
+pipelined request is held to it too), or once that much has arrived without a head's end. What is held
+of a head is so bounded by the limit and the reads around it (asyncio reads at most 256 KiB at once).
+Counted at the head's end, not header by header: a call of Python a header (twenty of them behind
+Lambda's adapter) was the largest part of reading a woken request's head (bench/RESULTS.md, part 10).
 
 Its connections write through :class:`Corked`: what uvicorn writes in one turn of the event loop (a
 response's head and body) leaves in one send.
