@@ -84,3 +84,33 @@ def test_mixed_line_endings_in_any_slicing_read_as_the_spec_says():
         assert [(e.event, e.data) for e in _events(data)] == want
         for seed in range(3):
             assert [(e.event, e.data) for e in _parse_in_slices(data, seed)] == want
+
+
+def test_an_event_is_handed_over_before_the_rest_of_its_read_is_split(monkeypatch):
+    """An upstream's first read may hold its whole stream: its first event goes on before the rest is read."""
+    p, lines = SSEParser(), []
+    real = p._line
+    monkeypatch.setattr(p, "_line", lambda line: lines.append(line) or real(line))
+    events = p.events(b"data: 1\n\ndata: 2\n\ndata: 3\n\n")
+    assert next(events).data == "1" and lines == ["data: 1", ""]
+    assert [e.data for e in events] == ["2", "3"] and len(lines) == 6
+
+
+def test_events_left_early_keep_what_was_not_read():
+    p = SSEParser()
+    events = p.events(b"data: 1\n\ndata: 2\n\ndata: 3")
+    assert next(events).data == "1"
+    events.close()  # the consumer went on without the rest
+    assert [e.data for e in p.feed(b"\n\n")] == ["2", "3"]
+
+
+def test_events_in_any_slicing_are_the_lists_feed_returns():
+    data = recorded("anthropic_messages_tool_use_stream.sse")
+    for seed in range(3):
+        rng, lazy, i = random.Random(seed), SSEParser(), 0
+        out = []
+        while i < len(data):
+            n = rng.randint(1, 400)
+            out += [(e.event, e.data) for e in lazy.events(data[i : i + n])]
+            i += n
+        assert out + [(e.event, e.data) for e in lazy.close()] == [(e.event, e.data) for e in _events(data)]

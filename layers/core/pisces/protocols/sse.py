@@ -1,11 +1,12 @@
 """Server-sent events framing (https://html.spec.whatwg.org/multipage/server-sent-events.html).
 
-:class:`SSEParser` turns bytes, fed in arbitrary chunks, into events; :func:`format_event` writes
-one. Both are protocol-neutral: the codecs give meaning to ``event`` and ``data``.
+:class:`SSEParser` turns bytes, fed in arbitrary chunks, into events (a list, or one at a time as each is
+read); :func:`format_event` writes one. Both are protocol-neutral: the codecs give meaning to ``event`` and ``data``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -26,26 +27,31 @@ class SSEParser:
         self._id: str | None = None
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        return list(self.events(chunk))
+
+    def events(self, chunk: bytes) -> Iterator[SSEEvent]:
+        """The events ``chunk`` completes, each handed over as soon as its blank line is read: the rest of
+        the chunk is split only when the next one is asked for (an upstream's first read may hold its
+        whole stream; its first event goes on at once). Take them all before feeding more; left early, the
+        parser keeps what it had not read."""
         buf = self._buf + chunk if self._buf else chunk
-        out: list[SSEEvent] = []
         pos, end = 0, len(buf)
         crs = b"\r" in buf  # most streams end lines with \n alone: then only \n is looked for
-        while True:
-            # a line ends at \n, \r\n or \r; a lone \r at the end of the buffer may be half of \r\n.
-            # Each search starts where the last line ended (one pass over the buffer, not one a line).
-            i = buf.find(b"\n", pos)
-            if crs:
-                cr = buf.find(b"\r", pos, i if i >= 0 else end)
-                i = cr if cr >= 0 else i
-            if i < 0 or (buf[i] == 13 and i + 1 == end):
-                break
-            line = buf[pos:i].decode("utf-8", errors="replace")
-            pos = i + (2 if buf[i : i + 2] == b"\r\n" else 1)
-            ev = self._line(line)
-            if ev is not None:
-                out.append(ev)
-        self._buf = buf[pos:]
-        return out
+        try:
+            while True:
+                i = buf.find(b"\n", pos)
+                if crs:
+                    cr = buf.find(b"\r", pos, i if i >= 0 else end)
+                    i = cr if cr >= 0 else i
+                if i < 0 or (buf[i] == 13 and i + 1 == end):
+                    break
+                line = buf[pos:i].decode("utf-8", errors="replace")
+                pos = i + (2 if buf[i : i + 2] == b"\r\n" else 1)
+                ev = self._line(line)
+                if ev is not None:
+                    yield ev
+        finally:
+            self._buf = buf[pos:]
 
     def close(self) -> list[SSEEvent]:
         """End of stream: a last event without its blank line still counts (servers often omit it)."""

@@ -271,7 +271,7 @@ class HttpCodecChannel(Channel):
         parser, decoder = SSEParser(), self.codec.StreamDecoder()
         try:
             async for chunk in resp.chunks():  # decoded if the upstream compresses, still chunk by chunk
-                for sse in parser.feed(chunk):
+                for sse in parser.events(chunk):  # each event on as soon as it is read
                     for ev in decoder.feed(sse):
                         yield await self._safe(ev)
             for sse in parser.close():
