@@ -61,6 +61,49 @@ def test_events_that_came_together_are_taken_without_waiting():
     _run(go())
 
 
+def test_in_a_hurry_each_event_reaches_the_relay_before_the_next_is_read():
+    """While the client has no byte of the body yet, the reader hands each event over and lets the relay
+    take it before it reads on; out of its hurry, what came together is taken together again."""
+
+    async def go() -> None:
+        ahead = Ahead(_together(5), hurry=True)
+        first = await ahead.next(10)
+        assert first.text == "w0 " and ahead.take() is SILENT, "the rest is not read before the first goes"
+        ahead.hurry = False
+        second = await ahead.next(10)
+        for _ in range(3):
+            await asyncio.sleep(0)  # the reader, no longer in a hurry, reads on
+        rest = [ahead.take() for _ in range(3)]
+        assert [e.text for e in [second, *rest]] == ["w1 ", "w2 ", "w3 ", "w4 "]
+        await ahead.close()
+
+    _run(go())
+
+
+def test_a_stream_whose_first_event_says_nothing_sends_its_first_words_before_the_rest_is_read():
+    """Gemini's start says nothing: the client has the head alone. When the upstream's words then come in
+    one burst, the first goes out before the rest is decoded; after it, a burst goes in one chunk."""
+    from pisces.protocols import CODECS
+
+    async def go() -> None:
+        settled: list[RequestContext] = []
+        ctx = RequestContext(request_id="req_hurry", protocol="gemini")
+        encoder = CODECS["gemini"].StreamEncoder({"gateway": "Pisces"}, True)
+        words = _together(6, [Finish(reason="stop")])
+        body = relay(_gateway(settled), ctx, encoder, ChatRequest(model="m", messages=[]), None, None,
+                     StreamStart(id="r1", model="m"), words, "text/event-stream")  # fmt: skip
+        assert await anext(body) == b""
+        first = await anext(body)
+        assert b"w0 " in first and b"w1 " not in first
+        rest = await anext(body)
+        assert all(f"w{i} ".encode() in rest for i in range(1, 6)), "the words after the first, in one chunk"
+        async for _ in body:
+            pass
+        assert settled == [ctx]
+
+    _run(go())
+
+
 def test_it_reads_at_most_its_limit_ahead_and_close_hands_back_the_unread():
     async def go() -> None:
         gen = _together(100)
@@ -313,5 +356,32 @@ def test_an_empty_first_chunk_sends_the_head_alone_and_the_listener_starts_at_on
         await PipelineStream(body(), media_type="text/event-stream")(scope, receive, send)
         assert log[:2] == ["start:", "receive"] and "body:never" not in log and "yield" not in log
         assert closed.is_set()
+
+    _run(go())
+
+
+def test_the_reader_runs_after_the_first_body_bytes_when_they_come_after_an_empty_first_chunk(monkeypatch):
+    from pisces_gateway import chat
+    from pisces_gateway.chat import PipelineStream
+
+    log: list[str] = []
+    monkeypatch.setattr(chat, "_sched_yield", lambda: log.append("yield"))
+
+    async def go() -> None:
+        async def body() -> AsyncGenerator[bytes, None]:
+            yield b""  # the head alone
+            yield b"data: 1\n\n"
+            yield b"data: 2\n\n"
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.Event().wait()  # the client stays
+            return {}
+
+        async def send(message: dict[str, Any]) -> None:
+            log.append(message["type"].rsplit(".", 1)[1] + ":" + message.get("body", b"").decode().strip())
+
+        scope = {"type": "http", "asgi": {"spec_version": "2.3"}, "method": "POST"}
+        await PipelineStream(body(), media_type="text/event-stream")(scope, receive, send)
+        assert log == ["start:", "body:data: 1", "yield", "body:data: 2", "body:"], "once, after the first bytes"
 
     _run(go())

@@ -69,8 +69,11 @@ class PipelineStream(StreamingResponse):
     empty chunk when that event says nothing), and a client gone by then is noticed by the listener as
     soon as it starts.
 
-    Once the first bytes are written, the process gives up the CPU for a moment
-    (:func:`let_the_reader_run`), so that whoever reads them runs before the rest of the stream is worked."""
+    Once the first bytes of the body are written (with the head, or later when the first chunk was empty),
+    the process gives up the CPU for a moment (:func:`let_the_reader_run`), so that whoever reads them runs
+    before the rest of the stream is worked."""
+
+    reader_ran = False  # the reader of the first body bytes was let run (once a stream)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -78,6 +81,7 @@ class PipelineStream(StreamingResponse):
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             if first:  # the relay's first chunk may be empty (an event that says nothing): the head alone
                 await send({"type": "http.response.body", "body": first, "more_body": True})
+                self.reader_ran = True
                 let_the_reader_run()
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -90,6 +94,9 @@ class PipelineStream(StreamingResponse):
         try:
             async for chunk in self.body_iterator:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if chunk and not self.reader_ran:  # the first bytes of a body whose first chunk was empty
+                    self.reader_ran = True
+                    let_the_reader_run()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             with anyio.CancelScope(shield=True):

@@ -76,9 +76,12 @@ class Ahead:
     without waiting; the wait, when there is one, is a future and a timer, not a task per event
     (``asyncio.wait`` on a new task for each event was 25-50 µs an event, bench/RESULTS.md part 5)."""
 
-    def __init__(self, events: AsyncGenerator[StreamEvent, None], limit: int = 64) -> None:
+    def __init__(self, events: AsyncGenerator[StreamEvent, None], limit: int = 64, hurry: bool = False) -> None:
         self._events = events
         self._limit = limit
+        # while the client has no byte of the body yet (a first event that said nothing), each event read goes
+        # to the relay before the next is read: in a burst, the first words go out before the rest is decoded
+        self.hurry = hurry
         self._items: deque[Any] = deque()
         self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future[None] | None = None  # the relay's, while the buffer is empty
@@ -91,6 +94,8 @@ class Ahead:
         try:
             async for ev in self._events:
                 self._put(ev)
+                if self.hurry:
+                    await asyncio.sleep(0)  # the relay takes it (and sends it) first
                 if len(self._items) >= self._limit:
                     self._room = self._loop.create_future()
                     await self._room
@@ -177,13 +182,14 @@ async def relay(
                 ev = await anext(events, None)
                 continue
             if ahead is None:
-                ahead = Ahead(events)  # after the first event: its chunk goes out at once, below
+                ahead = Ahead(events, hurry=not pending)  # after the first event: its chunk goes out at once, below
                 if not pending:  # it says nothing (Gemini's start): the response starts all the same,
                     yield b""  # and with it the watch for a client that hangs up while the upstream thinks
             elif (ev := ahead.take()) is not SILENT:
                 continue  # here already: it goes out with the chunks before it
             if pending:
                 out, pending = b"".join(pending), []
+                ahead.hurry = False  # the client has its first bytes: what comes together goes together
                 yield out
             # the next event, as soon as it comes; a heartbeat for every silent interval
             while (ev := await ahead.next(gw.config.limits.heartbeat_seconds)) is SILENT:
