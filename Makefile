@@ -106,11 +106,11 @@ bench-cold: install
 bench-streams: install
 	@$(BIN)/python bench/streams.py
 
-# One change against another commit, both gateways in the same rounds: make bench-paired BEFORE=<rev> [STREAM=1]
+# One change against another commit, both gateways in the same rounds: make bench-paired BEFORE=<rev> [STREAM=1] [CLIENT=gemini]
 bench-paired: install
 	@test -n "$(BEFORE)" || { echo "pisces: say which commit: make bench-paired BEFORE=<rev>"; exit 1; }
 	@rm -rf bench/out/before && mkdir -p bench/out/before && git archive $(BEFORE) | tar -x -C bench/out/before
-	@$(BIN)/python bench/paired.py --before bench/out/before $(if $(STREAM),--stream)
+	@$(BIN)/python bench/paired.py --before bench/out/before $(if $(STREAM),--stream) $(if $(CLIENT),--client $(CLIENT))
 
 # The first deploy is guided (stack name, region, the parameters: upstream keys, EnableMock...) and saves
 # the answers in samconfig.toml; later ones deploy from there. GUIDED=1 asks again.

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/paired.py --before /tmp/before          # a tree made by: git archive <rev> | tar -x -C ...
     .venv/bin/python bench/paired.py --before /tmp/before --stream # the time to the first body byte of a stream
+    .venv/bin/python bench/paired.py --before /tmp/before --stream --client gemini  # a Gemini client, same upstream
 
 bench/peers.py's interleaved rounds give each path's added latency, but two runs of it a minute apart differ by
 more than a change of a few percent does (this host's speed moves with its neighbours'). Here both gateways (this
@@ -63,11 +64,22 @@ def call(s: socket.socket, req: bytes) -> tuple[float, float]:
     return first, time.perf_counter() - t0
 
 
-def rounds(ports: dict[str, int], n: int, stream: bool, upstream: int) -> dict[str, float]:
+# What a Gemini client sends for the same completion (google-genai, the Gemini CLI): the gateway's Gemini door,
+# translated to the same OpenAI-compatible upstream.
+GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "Say hello in five words."}]}]}
+
+
+def gateway_request(port: int, name: str, stream: bool, client: str) -> bytes:
+    auth = {"authorization": f"Bearer {KEY}-{name}"}
+    if client == "gemini":
+        action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        return request_bytes(port, f"/v1beta/models/gpt-fake:{action}", auth, GEMINI_BODY)
+    return request_bytes(port, "/v1/chat/completions", auth, STREAM_BODY if stream else BODY)
+
+
+def rounds(ports: dict[str, int], n: int, stream: bool, upstream: int, client: str = "openai") -> dict[str, float]:
     body = STREAM_BODY if stream else BODY
-    gws = [(name, connect(port), request_bytes(port, "/v1/chat/completions",
-                                               {"authorization": f"Bearer {KEY}-{name}"}, body))
-           for name, port in ports.items()]  # fmt: skip
+    gws = [(name, connect(port), gateway_request(port, name, stream, client)) for name, port in ports.items()]
     direct = connect(upstream)
     straight = request_bytes(upstream, "/v1/chat/completions", {"authorization": "Bearer x"}, body)
     lat: dict[str, list[float]] = {name: [] for name in ports}
@@ -96,6 +108,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--stream", action="store_true", help="time to the first body byte of a streamed completion")
+    ap.add_argument(
+        "--client",
+        choices=("openai", "gemini"),
+        default="openai",
+        help="the protocol the gateways are asked in (the upstream is OpenAI-compatible either way)",
+    )
     args = ap.parse_args()
     from pisces.localaws import free_port
     from support.servers import wait_http
@@ -106,7 +124,8 @@ def main() -> None:
     peers = [sys.executable, str(ROOT / "bench" / "peers.py")]
     procs = [subprocess.Popen([*peers, "--serve-upstream", str(up_port)], env=env),
              subprocess.Popen([*peers, "--serve-dynamo", str(db_port)], env=env)]  # fmt: skip
-    report: dict[str, object] = {"load_before": os.getloadavg(), "stream": args.stream, "runs": []}
+    report: dict[str, object] = {"load_before": os.getloadavg(), "stream": args.stream, "client": args.client,
+                                 "runs": []}  # fmt: skip
     try:
         wait_http(f"http://127.0.0.1:{db_port}", procs[-1], 60)
         _wait_tables(f"http://127.0.0.1:{db_port}")
@@ -119,7 +138,7 @@ def main() -> None:
             start(cmd, penv, port, {"authorization": f"Bearer {KEY}-{name}"}, 60)
             procs.append(start.proc)  # type: ignore[attr-defined]
         for _ in range(args.repeats):
-            run = rounds(ports, args.rounds, args.stream, up_port)
+            run = rounds(ports, args.rounds, args.stream, up_port, args.client)
             report["runs"].append(run)  # type: ignore[union-attr]
             print(json.dumps(run), file=sys.stderr)
     finally:
