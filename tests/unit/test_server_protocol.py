@@ -74,6 +74,17 @@ async def test_the_writes_of_one_turn_leave_together_a_lone_one_as_the_turn_ends
     assert corked.get_extra_info("peername") == ("127.0.0.1", 5000)  # the rest is the transport's
 
 
+async def test_what_a_turn_schedules_after_a_lone_write_runs_once_it_has_left():
+    """A stream's late first bytes: the yield scheduled after their send (pisces_gateway.chat) runs after them."""
+    transport, seen = Transport(), []
+    loop = asyncio.get_running_loop()
+    corked = Corked(transport, loop)
+    corked.write(b"first words")
+    loop.call_soon(lambda: seen.append(list(transport.sends)))
+    await asyncio.sleep(0)
+    assert seen == [[b"first words"]]
+
+
 async def test_a_connection_gone_drops_what_waits():
     transport = Transport()
     corked = Corked(transport, asyncio.get_running_loop())

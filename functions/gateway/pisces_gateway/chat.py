@@ -7,6 +7,7 @@ The road itself (authenticate, decode, route, idempotency, admit, upstream, enco
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
@@ -49,7 +50,8 @@ def let_the_reader_run() -> None:
     platform has none). Lambda's Web Adapter, which forwards a stream's bytes, shares the function's CPU
     (one vCPU or less below 1,769 MB): woken by the first chunk, it waited for the gateway to block, which
     it does only once it has worked all it has of the stream (an upstream's burst: all of it). Called once a
-    stream, after its first bytes: 0.25-0.47 ms off the time to the first byte where the reader shares
+    stream, once its first bytes have left (with the head, at once; later, in the loop's next turn, after
+    run.sh's protocol has written them): 0.25-0.47 ms off the time to the first byte where the reader shares
     the CPU (bench/RESULTS.md, performance part 10); after a complete response's last bytes it only cost."""
     _sched_yield()
 
@@ -96,7 +98,9 @@ class PipelineStream(StreamingResponse):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 if chunk and not self.reader_ran:  # the first bytes of a body whose first chunk was empty
                     self.reader_ran = True
-                    let_the_reader_run()
+                    # written alone in this turn of the loop, they leave at the start of the next (Corked,
+                    # pisces_gateway.server), which runs what is scheduled in order: the yield after them
+                    asyncio.get_running_loop().call_soon(let_the_reader_run)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             with anyio.CancelScope(shield=True):
