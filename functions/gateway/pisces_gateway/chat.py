@@ -135,11 +135,17 @@ def lifecycle(scope: Scope) -> Lifecycle:
     return gw.lifecycle
 
 
+async def answer(
+    door: Callable[..., Awaitable[Reply]], scope: Scope, receive: Receive, params: dict[str, Any]
+) -> Response:
+    """The door's reply to the request in ``scope``, as a Starlette response (the request's context kept)."""
+    return respond(scope, await door(lifecycle(scope), incoming(scope, receive), **params))
+
+
 def door_endpoint(door: Callable[..., Awaitable[Reply]]) -> Callable[[Request], Awaitable[Response]]:
     """A door as a Starlette endpoint: what the router calls (the middleware calls the door itself)."""
 
     async def endpoint(request: Request) -> Response:
-        scope = request.scope
-        return respond(scope, await door(lifecycle(scope), incoming(scope, request.receive), **request.path_params))
+        return await answer(door, request.scope, request.receive, request.path_params)
 
     return endpoint

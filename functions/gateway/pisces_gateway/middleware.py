@@ -11,10 +11,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pisces.errors import PiscesError
 from pisces.pipeline.context import RequestContext, request_id_from
-from pisces.pipeline.lifecycle import JSON, Reply, json_bytes
+from pisces.pipeline.lifecycle import JSON, json_bytes
 from pisces.pipeline.logs import logger, note_lambda_context, record_request
 from pisces.protocols import CODECS
-from pisces_gateway.chat import header_map, incoming, lifecycle, path_of, respond
+from pisces_gateway.chat import answer, header_map, path_of
 from pisces_gateway.routes import Doors
 
 __all__ = ["JSON", "RequestIdMiddleware", "context_of", "error_response", "header_map", "json_bytes", "json_response"]
@@ -112,17 +112,16 @@ class RequestIdMiddleware:
                 await self.app(scope, receive, send_with_id)
             else:  # a protocol door, served from the scope (pisces_gateway.routes)
                 door, params = found
-                reply = await door(lifecycle(scope), incoming(scope, receive), **params)
-                state["ctx"] = ctx = reply.ctx
-                if isinstance(reply.body, bytes):  # sent as Starlette's Response would send it, stamped
-                    started, status = True, reply.status  # (the pipeline's reply has the context's headers)
+                response = await answer(door, scope, receive, params)
+                if type(response) is Response:  # complete: sent as it sends itself, stamped, without a wrapper
+                    started, status = True, response.status_code  # (a pipeline's reply has the context's headers)
                     message = {"type": "http.response.start", "status": status,
-                               "headers": stamp(response_head(reply), rid, None)}  # fmt: skip
-                    record_request(ctx, status)  # before the last byte (the door has: then nothing)
+                               "headers": stamp(response.raw_headers, rid, None)}  # fmt: skip
+                    record_request(state["ctx"], status)  # before the last byte (the door has: then nothing)
                     await send(message)
-                    await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+                    await send({"type": "http.response.body", "body": response.body, "more_body": False})
                 else:
-                    await respond(scope, reply)(scope, receive, send_with_id)
+                    await response(scope, receive, send_with_id)
         except ClientDisconnect:  # the client hung up while its body was read: no one to answer, no fault
             ctx = context_of(Request(scope))
             ctx.error = ctx.error or "client_closed"
@@ -155,20 +154,6 @@ def stamp(raw: list[tuple[bytes, bytes]], rid: str, ctx: RequestContext | None) 
                 names.add(key)
                 out.append((key, value.encode("latin-1")))
     return out
-
-
-def response_head(reply: Reply) -> list[tuple[bytes, bytes]]:
-    """The raw headers Starlette's ``Response`` gives a complete reply (its ``init_headers``)."""
-    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
-    names = {name for name, _ in raw}
-    if b"content-length" not in names and not (reply.status < 200 or reply.status in (204, 304)):
-        raw.append((b"content-length", str(len(reply.body)).encode("latin-1")))  # type: ignore[arg-type]
-    media = reply.media_type
-    if media and b"content-type" not in names:
-        if media.startswith("text/") and "charset=" not in media.lower():
-            media += "; charset=utf-8"
-        raw.append((b"content-type", media.encode("latin-1")))
-    return raw
 
 
 def said(request: Request, exc: Exception) -> PiscesError | None:

@@ -15,8 +15,9 @@ messages through three more layers to reach it (bench/RESULTS.md part 6).
 The protocol doors (``GatewayApp.door``) are the pipeline's: ``(lifecycle, incoming, **path params) ->
 Reply``. Each is a route like any other (the spec's route table, the template's routes, HEAD on a GET),
 and is also kept in :class:`Doors`, by its method and path, where the middleware finds it and serves it
-from the request's scope, without the router, Starlette's request and response objects and the layers of
-awaits between them (bench/RESULTS.md, performance part 10). A test holds the two ways to one answer.
+from the request's scope, without the router, Starlette's request objects and the layers of awaits between
+them; a complete reply's ``Response`` is sent as it sends itself, without a wrapped send (bench/RESULTS.md,
+performance part 10). A test holds the two ways to one answer.
 """
 
 from __future__ import annotations
