@@ -309,6 +309,35 @@ async def test_stream_events_come_as_the_upstream_sends_them(fake: FakeGemini):
     assert accumulate(seen).text == "Hello from upstream: one two"
 
 
+async def test_ready_hands_over_what_was_read_already_and_none_while_the_upstream_holds_back(fake: FakeGemini):
+    """Gemini's first chunk is a start and the first words, read together: ``ready`` gives the words
+    after the start without a read, then None while the upstream still holds the rest back."""
+    async with Client() as client:
+        events = build_channel(config(fake, read_timeout=20.0), client.http).stream(ask("one two"), "gated")
+        seen = [await anext(events)]
+        while (ev := events.ready()) is not None:
+            seen.append(ev)
+        assert [type(e) for e in seen][-1] is TextDelta and len(seen) >= 2
+        assert events.ready() is None and not fake.gate.is_set()
+        await client.http.post(f"{fake.url}/release")
+        seen += [ev async for ev in events]
+    assert accumulate(seen).text == "Hello from upstream: one two"
+
+
+async def test_events_taken_ready_or_read_are_the_stream_once_and_in_order(fake: FakeGemini):
+    async with Client() as client:
+        events = build_channel(config(fake), client.http).stream(ask(), "recorded-call")
+        seen, held = [], 0
+        async for ev in events:
+            seen.append(ev)
+            while (ev := events.ready()) is not None:
+                seen.append(ev)
+                held += 1
+    assert held > 0, "some were read together"
+    read = await stream(fake, ask(), "recorded-call")
+    assert comparable([e.model_dump() for e in seen]) == comparable([e.model_dump() for e in read])
+
+
 async def test_a_model_name_with_a_slash_is_quoted(fake: FakeGemini):
     async with Client() as client:
         resp = await complete(fake, ask("tuned?"), "tunedModels/my-model", client)

@@ -8,6 +8,7 @@ on a timer (the heartbeat) is against an upstream that can never answer."""
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncGenerator
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +19,7 @@ from pisces.canonical import ChatRequest, Finish, StreamEvent, StreamStart, Text
 from pisces.pipeline.context import RequestContext
 from pisces.pipeline.relay import SILENT, Ahead, relay
 from pisces.protocols import openai_chat_stream
+from pisces.upstreams.events import Events
 
 
 def _run(coro: Any) -> Any:
@@ -165,6 +167,37 @@ def test_the_upstreams_error_is_raised_after_what_came_before_it():
             await ahead.next(10)
 
     _run(go())
+
+
+def test_a_first_event_that_says_nothing_takes_the_words_read_with_it_and_sends_them_first():
+    """An upstream stream that says what it read already (``Events.ready``): when Gemini's start says
+    nothing, the words read with it make the relay's first chunk (which goes out with the head), the
+    first alone; what came with them goes next, in one chunk. Without ``ready`` the first chunk is empty."""
+    from pisces.protocols import CODECS
+
+    async def go(with_ready: bool) -> list[bytes]:
+        held = deque(TextDelta(index=0, text=f"w{i} ") for i in range(4))
+
+        async def read() -> AsyncGenerator[StreamEvent, None]:
+            while held:
+                yield held.popleft()
+            yield Finish(reason="stop")
+
+        events = Events(read(), lambda: held.popleft() if held else None) if with_ready else read()
+        settled: list[RequestContext] = []
+        ctx = RequestContext(request_id="req_ready", protocol="gemini")
+        encoder = CODECS["gemini"].StreamEncoder({"gateway": "Pisces"}, True)
+        body = relay(_gateway(settled), ctx, encoder, ChatRequest(model="m", messages=[]), None, None,
+                     StreamStart(id="r1", model="m"), events, "text/event-stream")  # fmt: skip
+        chunks = [c async for c in body]
+        assert settled == [ctx] and ctx.finish == "stop"
+        assert all(f"w{i} ".encode() in b"".join(chunks) for i in range(4))
+        return chunks
+
+    first, *rest = _run(go(True))
+    assert b"w0 " in first and b"w1 " not in first, "the first words alone, and at once"
+    assert all(f"w{i} ".encode() in rest[0] for i in range(1, 4)), "the words after the first, in one chunk"
+    assert _run(go(False))[0] == b"", "no ready: the head goes alone, the words after it"
 
 
 # --- the relay's writes ---------------------------------------------------------------------------

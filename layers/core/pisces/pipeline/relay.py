@@ -164,6 +164,7 @@ async def relay(
     sent: list[bytes] = []  # kept only for an Idempotency-Key's replay
     pending: list[bytes] = []  # encoded, not yet yielded: the events that came together go in one write
     ahead: Ahead | None = None
+    ready = getattr(events, "ready", None)  # an upstream's stream that can say what it read already (Events)
     try:
         ev: StreamEvent | None = first
         while ev is not None:
@@ -182,6 +183,9 @@ async def relay(
                 ev = await anext(events, None)
                 continue
             if ahead is None:
+                if not pending and ready is not None and (held := ready()) is not None:
+                    ev = held  # read already with the first: its words, if it has any, go out with the head
+                    continue
                 ahead = Ahead(events, hurry=not pending)  # after the first event: its chunk goes out at once, below
                 if not pending:  # it says nothing (Gemini's start): the response starts all the same,
                     yield b""  # and with it the watch for a client that hangs up while the upstream thinks

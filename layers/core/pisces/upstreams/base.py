@@ -20,6 +20,7 @@ from pisces.errors import PiscesError
 from pisces.httppool import Answer, Wire, new_client
 from pisces.protocols.sse import SSEParser
 from pisces.upstreams.credentials import resolve_api_key
+from pisces.upstreams.events import Events, InHand
 from pisces.upstreams.redact import error_kind, passable, redact
 
 # provider_options[<protocol>][FORWARDED]: request headers a client door keeps for an upstream of
@@ -260,25 +261,28 @@ class HttpCodecChannel(Channel):
         body = self.codec.encode_request(req if not req.stream else req.model_copy(update={"stream": False}), model)
         return self.codec.decode_response(await self._json(await self._send(req, model, body)))
 
-    async def _safe(self, ev: StreamEvent) -> StreamEvent:
-        """Every stream event on its way out: an error event's message (the provider's words, from a
-        codec's StreamDecoder) goes through redaction; any other event as it is."""
-        return self.redacted(ev, await self.secrets()) if isinstance(ev, ErrorEvent) else ev
+    async def _redacted(self, ev: ErrorEvent) -> ErrorEvent:
+        """A stream's error event (the provider's words, from a codec's StreamDecoder) on its way out."""
+        return self.redacted(ev, await self.secrets())
 
-    async def stream(self, req: ChatRequest, model: str) -> AsyncGenerator[StreamEvent, None]:
+    def stream(self, req: ChatRequest, model: str) -> Events:
+        """The upstream's events, each as soon as it is read; ``ready`` on the result gives the next one
+        when the bytes read so far hold it already."""
+        hand = InHand(self.codec.StreamDecoder())
+        return Events(self._stream(req, model, hand), hand.ready)
+
+    async def _stream(self, req: ChatRequest, model: str, hand: InHand) -> AsyncGenerator[StreamEvent, None]:
         body = self.codec.encode_request(req if req.stream else req.model_copy(update={"stream": True}), model)
         resp = await self._send(req, model, body, stream=True)
-        parser, decoder = SSEParser(), self.codec.StreamDecoder()
+        parser, chunks = SSEParser(), aiter(resp.chunks())  # decoded if the upstream compresses, still chunk by chunk
         try:
-            async for chunk in resp.chunks():  # decoded if the upstream compresses, still chunk by chunk
-                for sse in parser.events(chunk):  # each event on as soon as it is read
-                    for ev in decoder.feed(sse):
-                        yield await self._safe(ev)
-            for sse in parser.close():
-                for ev in decoder.feed(sse):
-                    yield await self._safe(ev)
-            for ev in decoder.close():
-                yield await self._safe(ev)
+            while True:
+                while (ev := hand.next()) is not None:  # each event on as soon as it is read
+                    yield await self._redacted(ev) if isinstance(ev, ErrorEvent) else ev
+                if hand.ended:
+                    break
+                chunk = await anext(chunks, None)
+                hand.refill(parser.events(chunk) if chunk is not None else parser.close(), last=chunk is None)
         except httpx.HTTPError as exc:
             err = transport_error(exc, self.name)
             yield ErrorEvent(code=err.code, message=err.message, status=err.status)
