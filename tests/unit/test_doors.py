@@ -97,3 +97,23 @@ def test_the_table_takes_exact_paths_and_one_trailing_path_parameter():
     assert doors.find("POST", "/a/c:d/e") == (two, {"rest": "c:d/e"})
     assert doors.find("GET", "/a/b") is None and doors.find("POST", "/x/1/y") is None
     assert doors.find("POST", "/z/1") is None  # {id} without :path stops at a slash: the router's to match
+
+
+QUERIES = [
+    b"", b"alt=sse", b"key=pisces-abc&alt=sse", b"alt=sse&alt=json", b"a", b"a=", b"=x", b"&&a=1&", b"a=1&b",
+    b"key=a%2Bb", b"q=hello+world", b"q=%E2%9C%93", b"q=%ZZ", b"name=caf\xe9", b"a=b=c", b"limit=10&after=abc",
+    b"request_id=req_1;x=2", b"from=2026-01-01&to=2026-12-31", b"%61lt=sse",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_a_doors_query_is_what_starlettes_query_params_say(query):
+    """The door's query (``chat.query_map``, split by hand when nothing is escaped) looks up as Starlette's
+    ``request.query_params`` does: every name it has, the last of a repeated one, blank values kept."""
+    from starlette.datastructures import QueryParams
+
+    from pisces_gateway.chat import query_map
+
+    theirs, ours = QueryParams(query), query_map(query)
+    assert dict(ours) == {name: theirs[name] for name in theirs}
+    assert ours.get("alt") == theirs.get("alt") and ("key" in ours) == ("key" in theirs)

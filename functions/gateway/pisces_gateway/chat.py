@@ -12,9 +12,9 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import parse_qsl
 
 import anyio
-from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -30,6 +30,23 @@ NO_EXTENSIONS: Mapping[str, Any] = MappingProxyType({})
 def path_of(scope: Scope) -> str:
     """The request's path as ``request.url.path`` says it, without building the URL (its host, its query)."""
     return scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+
+
+def query_map(query: bytes) -> Mapping[str, str]:
+    """The query string's parameters as Starlette's ``request.query_params`` looks them up (``parse_qsl``,
+    blank values kept, the last of a repeated name): split by hand when nothing in it is escaped (Gemini's
+    ``alt=sse``: a fifth of ``QueryParams``' cost), else by ``parse_qsl`` itself."""
+    if not query:
+        return NO_QUERY
+    text = query.decode("latin-1")
+    if "%" in text or "+" in text:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    out: dict[str, str] = {}
+    for pair in text.split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            out[name] = value
+    return out
 
 
 def header_map(scope: Scope) -> dict[str, str]:
@@ -111,12 +128,11 @@ def incoming(scope: Scope, receive: Receive) -> Incoming:
     """The request in ``scope`` as the pipeline's ``Incoming`` (its body read from ``receive``)."""
     state = scope["state"]  # the middleware's (the dict Starlette's request.state wraps)
     rid, headers = state["request_id"], state.get("headers") or header_map(scope)
-    query = scope["query_string"]
     return Incoming(
         method=scope["method"],
         path=path_of(scope),
         headers=headers,
-        query=QueryParams(query) if query else NO_QUERY,  # what Starlette's request.query_params is
+        query=query_map(scope["query_string"]),
         body=ServerBody(Request(scope, receive).stream(), (scope.get("extensions") or NO_EXTENSIONS).get(BODY_IN_HAND)),
         request_id=rid,
         client_request_id=rid if headers.get("x-request-id") == rid else None,
