@@ -43,15 +43,14 @@ class DoorRoute(Route):
     """A route with FastAPI's ``description`` and ``openapi_extra`` (the ``x-pisces`` metadata), and the
     protocol door it calls, when it is one."""
 
-    door: Door | None = None
-
     def __init__(self, path: str, endpoint: Endpoint, methods: list[str], name: str | None, description: str,
-                 openapi_extra: dict[str, Any] | None) -> None:  # fmt: skip
+                 openapi_extra: dict[str, Any] | None, door: Door | None = None) -> None:  # fmt: skip
         handler = _by_name(endpoint)
         super().__init__(path, handler, methods=methods, name=name or endpoint.__name__)
         self.app = _responder(handler)  # its errors reach the middleware as they are
         self.description = description
         self.openapi_extra = openapi_extra
+        self.door = door
 
 
 def _responder(endpoint: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
@@ -117,16 +116,18 @@ class GatewayApp(Starlette):
     def door(self, method: str, path: str, **kw: Any) -> Callable[[Door], Door]:
         """A protocol door: a route, and an entry of :attr:`doors` (see the module's docstring)."""
 
+        name = kw.pop("name", None)
+
         def add(fn: Door) -> Door:
-            self._route([method], path, name=kw.pop("name", None) or fn.__name__, **kw)(door_endpoint(fn))
-            self.router.routes[-1].door = fn  # type: ignore[attr-defined]
+            self._route([method], path, name=name or fn.__name__, door=fn, **kw)(door_endpoint(fn))
             self.doors.add(method, path, fn)
             return fn
 
         return add
 
     def _route(self, methods: list[str], path: str, description: str = "", openapi_extra: dict[str, Any] | None = None,
-               name: str | None = None, **docs_only: Any) -> Callable[[Endpoint], Endpoint]:  # fmt: skip
+               name: str | None = None, door: Door | None = None,
+               **docs_only: Any) -> Callable[[Endpoint], Endpoint]:  # fmt: skip
         # FastAPI's arguments that only shape its OpenAPI document are accepted and have no effect here
         # (the endpoints return their own Response); any other would change behaviour: refused.
         unknown = set(docs_only) - {"response_class", "include_in_schema", "summary", "tags"}
@@ -134,7 +135,7 @@ class GatewayApp(Starlette):
             raise TypeError(f"GatewayApp routes do not take {sorted(unknown)} (no FastAPI request models here)")
 
         def add(fn: Endpoint) -> Endpoint:
-            self.router.routes.append(DoorRoute(path, fn, methods, name, description, openapi_extra))
+            self.router.routes.append(DoorRoute(path, fn, methods, name, description, openapi_extra, door))
             return fn
 
         return add

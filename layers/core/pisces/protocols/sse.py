@@ -39,6 +39,8 @@ class SSEParser:
         crs = b"\r" in buf  # most streams end lines with \n alone: then only \n is looked for
         try:
             while True:
+                # a line ends at \n, \r\n or \r; a lone \r at the end of the buffer may be half of \r\n.
+                # Each search starts where the last line ended (one pass over the buffer, not one a line).
                 i = buf.find(b"\n", pos)
                 if crs:
                     cr = buf.find(b"\r", pos, i if i >= 0 else end)
