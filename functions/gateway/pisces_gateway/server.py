@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from functools import partial
 from typing import Any
 
@@ -88,11 +89,18 @@ class Corked:
         return getattr(self._transport, name)
 
 
-def body_in_hand(cycle: RequestResponseCycle) -> bytes | None:
+def body_in_hand(ref: weakref.ReferenceType[RequestResponseCycle]) -> bytes | None:
     """The request's whole body, taken as uvicorn's ``receive`` gives it (bytes, the cycle's buffer then
     empty), when uvicorn has it all and ``receive`` would not wait or send anything first; else None.
     A chat request's head and body come in one read: the app then reads the body without a deadline,
-    an async generator and an event's wait (bench/RESULTS.md, performance part 9)."""
+    an async generator and an event's wait (bench/RESULTS.md, performance part 9).
+
+    The scope holds the cycle by a weak reference: the cycle holds the scope, and a strong one made the
+    two a reference cycle, left to the garbage collector with all they held (19 objects a request: a
+    4-7 ms collection every ~500 requests, bench/RESULTS.md, performance part 12)."""
+    cycle = ref()
+    if cycle is None:  # the request is over, and uvicorn has let go of it
+        return None
     if cycle.more_body or cycle.disconnected or cycle.response_complete or cycle.waiting_for_100_continue:
         return None
     cycle.flow.resume_reading()  # as receive does: a body past uvicorn's high-water mark paused the reads
@@ -131,7 +139,7 @@ class HttpToolsProtocol(_Uvicorn):
         super().on_headers_complete()
         cycle = self.cycle  # None, or another request's, for an upgrade (which uvicorn refuses)
         if cycle is not None and cycle.scope is self.scope:  # its task has not run yet: it sees this
-            self.scope.setdefault("extensions", {})[BODY_IN_HAND] = partial(body_in_hand, cycle)
+            self.scope.setdefault("extensions", {})[BODY_IN_HAND] = partial(body_in_hand, weakref.ref(cycle))
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
