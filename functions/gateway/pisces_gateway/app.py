@@ -260,7 +260,9 @@ def create_app(config: Config | None = None, key_store: KeyStore | None = None) 
 # The collector's thresholds while serving: the youngest generation collected every 10,000 net
 # allocations (Python's default is 700: a request allocates a few thousand objects, so it ran several
 # times a request); the middle one every 20 of those, the oldest every 10 of the middle one's. 3-8% less
-# CPU a request, memory flat over 60,000 requests (bench/RESULTS.md, performance part 6).
+# CPU a request, memory flat over 60,000 requests (bench/RESULTS.md, performance part 6). A request now
+# leaves no reference cycle (part 12; tests/contract/test_no_cyclic_garbage.py): its objects are freed as
+# it ends, and serving leaves the collector next to nothing to do.
 GC_THRESHOLDS = (10_000, 20, 10)
 
 
