@@ -1,12 +1,15 @@
 """A request leaves no reference cycle behind in the gateway: over real HTTP, through run.sh's protocol and the
-whole pipeline (money on), each door's answers, streams and errors are freed by reference counting once they
-are sent. A cycle is freed only by the collector, which then walks all it holds: 19 objects a request made a
-4-7 ms pause every ~500 requests, in some request's latency (bench/RESULTS.md, performance part 12)."""
+whole pipeline (money on), each door's answers, streams and errors (the gateway's own, an upstream's, a balance
+run out, a replay) are freed by reference counting once they are sent. A cycle is freed only by the collector,
+which then walks all it holds: 19 objects a request made a 4-7 ms pause every ~500 requests, in some request's
+latency (bench/RESULTS.md, performance part 12). An error kept in a local of a frame its traceback holds is such
+a cycle, with every frame and object of the request's road."""
 
 from __future__ import annotations
 
 import gc
 import json
+import uuid
 from collections import Counter
 from types import CodeType
 from typing import Any
@@ -29,6 +32,10 @@ CASES: list[tuple[str, Any, dict[str, str]]] = [
     ("/v1/chat/completions", CHAT, {"authorization": "Bearer pisces-not-a-key"}),  # 401
     ("/v1/chat/completions", {"model": 5}, {}),  # 400
     ("/v1/chat/completions", {**CHAT, "model": "no-such-model"}, {}),  # 404
+    ("/v1/chat/completions", {**CHAT, "model": "fail-500"}, {}),  # the upstream's 500, retried, then a 502
+    ("/v1/chat/completions", {**CHAT, "model": "fail-429"}, {}),  # the upstream's rate limit, as a 429
+    ("/v1/chat/completions", {**CHAT, "model": "fail-400", "stream": True}, {}),  # the upstream refuses a stream
+    ("/v1/chat/completions", {**CHAT, "model": "cut", "stream": True}, {}),  # the upstream drops the stream
 ]
 GATEWAY_MODULES = ("pisces", "pisces_gateway")
 
@@ -63,16 +70,21 @@ def test_no_request_leaves_a_reference_cycle(gateway):
             sent = {"authorization": f"Bearer {gateway.key}", "content-type": "application/json", **headers}
             return client.post(path, content=json.dumps(body), headers=sent).status_code
 
-        statuses = [call(*case) for case in CASES]  # warm: what a first request makes once (caches) is not garbage
+        cases = [
+            *CASES,
+            ("/v1/chat/completions", CHAT, {"authorization": f"Bearer {gateway.new_key(balance=0)}"}),  # 402
+            ("/v1/chat/completions", CHAT, {"idempotency-key": f"cycles-{uuid.uuid4()}"}),
+        ]  # then replayed
+        statuses = [call(*case) for case in cases]  # warm: what a first request makes once (caches) is not garbage
         gc.collect()
         gc.set_debug(gc.DEBUG_SAVEALL)  # the collector keeps what it finds unreachable, in gc.garbage
         try:
             for _ in range(3):
-                assert [call(*case) for case in CASES] == statuses
+                assert [call(*case) for case in cases] == statuses
             gc.collect()
             found = gateways(gc.garbage)
         finally:
             gc.set_debug(0)
             gc.garbage.clear()
-    assert statuses == [200, 200, 200, 200, 200, 200, 401, 400, 404]
+    assert statuses == [200, 200, 200, 200, 200, 200, 401, 400, 404, 502, 429, 400, 200, 402, 200]
     assert found == Counter()

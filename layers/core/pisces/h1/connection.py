@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING
@@ -43,6 +44,8 @@ class Connection(asyncio.Protocol):
         self.complete = False
         self.informational = False
         self.until_close = False
+        # The exchange's failure. A reader raises a copy of it: raised itself, its traceback would hold the
+        # reader's frames, and through them this connection, which holds it (a reference cycle).
         self.error: httpx.TransportError | None = None
         self.decode: Callable[[bytes], bytes] | None = None
         self.waiter: asyncio.Future[None] | None = None
@@ -158,6 +161,7 @@ class Connection(asyncio.Protocol):
             else:
                 self.fail(httpx.RemoteProtocolError("The server closed the connection before its answer ended."))
         self._done()
+        del self.parser  # it holds this protocol's callbacks: the two would be a reference cycle once closed
 
     # ------------------------------------------------------------------ httptools' callbacks
 
@@ -240,7 +244,7 @@ class H1Answer:
     def _raise(self, error: Exception) -> None:
         if isinstance(error, httpx.RequestError):
             error.request = httpx.Request(self._method, self._url)
-        raise error
+        raise copy.copy(error)  # the connection's own error raised would hold it (see Connection.error)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         conn = self._conn

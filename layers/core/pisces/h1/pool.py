@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import ssl
 from collections.abc import Mapping
@@ -47,7 +48,7 @@ class H1Pool:
             conn.send(head + body if body else head, timeouts.get("read"))
             while not conn.status:
                 if conn.error is not None:
-                    raise conn.error
+                    raise copy.copy(conn.error)  # a copy (see Connection.error)
                 await conn.wait()
         except BaseException as e:
             if conn is not None:

@@ -242,11 +242,10 @@ class Lifecycle:
             raise
         try:
             answer = await call()
-        except BaseException as exc:
-            err = exc if isinstance(exc, PiscesError) else None
-            ctx.error = err.code if err else "internal_error"
+        except BaseException as exc:  # kept under no other name: a local would hold it in a cycle with its traceback
+            ctx.error = exc.code if isinstance(exc, PiscesError) else "internal_error"
             with anyio.CancelScope(shield=True):  # a client that hung up is settled all the same
-                await settle(bill, err.status if err else 500)
+                await settle(bill, exc.status if isinstance(exc, PiscesError) else 500)
                 if claim:
                     await gw.idempotency.abort(claim)
             raise

@@ -110,7 +110,10 @@ class Router:
             else:
                 ctx.upstream_status = 200
                 return answer
-        raise Router._exhausted(last)
+        try:
+            raise Router._exhausted(last)
+        finally:  # the error's traceback holds this frame: holding the error too would make them a cycle
+            last = None
 
     async def complete(self, ctx: RequestContext, req: ChatRequest, candidates: Candidates) -> ChatResponse:
         return await self._first_that_answers(ctx, candidates, lambda channel, model: channel.complete(req, model))

@@ -50,7 +50,9 @@ def drive(client: Any, steps: Steps[T]) -> T:
             step = steps.send(answer) if error is None else steps.throw(error)
         except StopIteration as done:
             return done.value
-        answer, error = None, None
+        finally:  # an error's traceback holds this frame: holding the error on would make them a cycle
+            error = None
+        answer = None
         if isinstance(step, Pause):
             time.sleep(step.seconds)
             continue
@@ -69,7 +71,9 @@ async def drive_async(db: AsyncDynamo, steps: Steps[T]) -> T:
             step = steps.send(answer) if error is None else steps.throw(error)
         except StopIteration as done:
             return done.value
-        answer, error = None, None
+        finally:  # as in drive
+            error = None
+        answer = None
         if isinstance(step, Pause):
             await asyncio.sleep(step.seconds)
             continue

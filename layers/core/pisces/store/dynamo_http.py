@@ -188,7 +188,10 @@ class AsyncDynamo:
                 error = _error(status, data, operation, rid)
                 code = error.response["Error"]["Code"]  # type: ignore[attr-defined]
                 if last or not (code in RETRYABLE or status >= 500):
-                    raise error
+                    try:
+                        raise error
+                    finally:  # its traceback holds this frame: holding it too would make them a cycle
+                        error = None
             await asyncio.sleep(random.random() * BACKOFF_SECONDS * 2**attempt)
         raise AssertionError("unreachable")
 
