@@ -3,7 +3,9 @@ whole pipeline (money on), each door's answers, streams and errors (the gateway'
 run out, a replay) are freed by reference counting once they are sent. A cycle is freed only by the collector,
 which then walks all it holds: 19 objects a request made a 4-7 ms pause every ~500 requests, in some request's
 latency (bench/RESULTS.md, performance part 12). An error kept in a local of a frame its traceback holds is such
-a cycle, with every frame and object of the request's road."""
+a cycle, with every frame and object of the request's road. Not covered: a client that hangs up mid-stream, whose
+cancellation anyio (4.16) leaves in such a cycle in its task group's ``task_done`` (Starlette's disconnect
+listener runs in one)."""
 
 from __future__ import annotations
 
