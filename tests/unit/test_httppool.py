@@ -6,6 +6,7 @@ as the httpx error the callers already sort into "never sent" (retry elsewhere) 
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import ipaddress
 import ssl
@@ -507,6 +508,46 @@ async def test_h1_waits_for_a_free_connection_and_without_one_in_time_fails_as_n
         finally:
             await pool.aclose()
     assert server.connections == 1
+
+
+async def test_h1_a_failed_exchange_leaves_no_reference_cycle():
+    """A connection that fails, before its answer's head or in its body, is freed by reference counting, with all
+    its error's traceback holds: the reader raises a copy of the connection's error (raised itself, its traceback
+    held the connection, which holds it), and a closed connection lets go of its parser (which holds its callbacks).
+    A cycle is freed only at the collector's next pass (bench/RESULTS.md, performance part 12)."""
+    from pisces.h1 import H1Pool
+    from pisces.h1.connection import Connection
+
+    async def hang_up(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.head(reader)  # and the connection closes: no answer
+
+    async def cut(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")  # and closes, 7 bytes short
+        await writer.drain()
+
+    async def exchange(pool: H1Pool, url: str) -> bytes:
+        answer = await pool.open("GET", url, {}, b"", EXCHANGE_TIMEOUTS)
+        try:
+            return await answer.read()
+        finally:
+            await answer.aclose()
+
+    pool = H1Pool()
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds unreachable is kept in gc.garbage
+    try:
+        for handler in (hang_up, cut):
+            async with serving(handler) as (_, url):
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await exchange(pool, url)
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, Connection)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        await pool.aclose()
+    assert left == []
 
 
 async def test_h1_pauses_reading_while_a_large_answer_waits_unread_and_delivers_all_of_it():
