@@ -6,7 +6,7 @@ import asyncio
 import copy
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn, cast
 
 import httptools
 import httpx
@@ -44,9 +44,7 @@ class Connection(asyncio.Protocol):
         self.complete = False
         self.informational = False
         self.until_close = False
-        # The exchange's failure. A reader raises a copy of it: raised itself, its traceback would hold the
-        # reader's frames, and through them this connection, which holds it (a reference cycle).
-        self.error: httpx.TransportError | None = None
+        self.error: httpx.TransportError | None = None  # the exchange's failure (a reader raises failure())
         self.decode: Callable[[bytes], bytes] | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.read_timeout = read_timeout
@@ -83,6 +81,15 @@ class Connection(asyncio.Protocol):
         if self.transport is not None and not self.closed and not self.transport.is_reading():
             self.transport.resume_reading()
         return data
+
+    def failure(self, request: httpx.Request | None = None) -> httpx.TransportError:
+        """A copy of :attr:`error` (once there is one) to raise, with ``request`` when given. Raised itself,
+        its traceback would hold the reader's frames, and through them this connection, which holds it: a
+        reference cycle, left to the garbage collector (bench/RESULTS.md, performance part 12)."""
+        error = cast(httpx.TransportError, copy.copy(self.error))
+        if request is not None:
+            error.request = request
+        return error
 
     def fail(self, error: httpx.TransportError) -> None:
         if self.error is None and not self.complete:
@@ -241,10 +248,8 @@ class H1Answer:
         self.headers: Mapping[str, str] = CIMultiDict(conn.raw)
         self._closed = False
 
-    def _raise(self, error: Exception) -> None:
-        if isinstance(error, httpx.RequestError):
-            error.request = httpx.Request(self._method, self._url)
-        raise copy.copy(error)  # the connection's own error raised would hold it (see Connection.error)
+    def _raise(self) -> NoReturn:
+        raise self._conn.failure(httpx.Request(self._method, self._url))  # no local holds it: see failure
 
     async def chunks(self) -> AsyncIterator[bytes]:
         conn = self._conn
@@ -252,7 +257,7 @@ class H1Answer:
             if conn.chunks:
                 yield conn.take()
             elif conn.error is not None:
-                self._raise(conn.error)
+                self._raise()
             elif conn.complete:
                 return
             else:
@@ -266,7 +271,7 @@ class H1Answer:
             if conn.chunks:
                 parts.append(conn.take())
             elif conn.error is not None:
-                self._raise(conn.error)
+                self._raise()
             elif conn.complete:
                 return b"".join(parts)
             else:

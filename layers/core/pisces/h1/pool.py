@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import functools
 import ssl
 from collections.abc import Mapping
@@ -48,7 +47,7 @@ class H1Pool:
             conn.send(head + body if body else head, timeouts.get("read"))
             while not conn.status:
                 if conn.error is not None:
-                    raise copy.copy(conn.error)  # a copy (see Connection.error)
+                    raise conn.failure()
                 await conn.wait()
         except BaseException as e:
             if conn is not None:
