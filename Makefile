@@ -94,9 +94,11 @@ build: install-sam
 bench: install
 	@$(BIN)/python bench/latency.py
 
-# Pisces side by side with LiteLLM proxy and Portkey's gateway (each installed under bench/out/ on first use)
+# Pisces side by side with LiteLLM proxy and Portkey's gateway (each installed under bench/out/ on first use).
+# GATEWAY_PYTHON=/usr/bin/python3.11: a money-off gateway on that interpreter too (a build with PGO and LTO, say;
+# pyenv's are built without them: bench/RESULTS.md, performance part 13)
 bench-peers: install
-	@$(BIN)/python bench/peers.py
+	@$(BIN)/python bench/peers.py $(if $(GATEWAY_PYTHON),--python $(GATEWAY_PYTHON))
 
 # The gateway's cold start (run.sh to its first 200) and its import budget
 bench-cold: install
@@ -107,10 +109,12 @@ bench-streams: install
 	@$(BIN)/python bench/streams.py
 
 # One change against another commit, both gateways in the same rounds: make bench-paired BEFORE=<rev> [STREAM=1] [CLIENT=gemini]
+# [BEFORE_PYTHON=/usr/bin/python3.11: the BEFORE gateway on that interpreter; BEFORE=HEAD and it: two interpreters]
 bench-paired: install
 	@test -n "$(BEFORE)" || { echo "pisces: say which commit: make bench-paired BEFORE=<rev>"; exit 1; }
 	@rm -rf bench/out/before && mkdir -p bench/out/before && git archive $(BEFORE) | tar -x -C bench/out/before
-	@$(BIN)/python bench/paired.py --before bench/out/before $(if $(STREAM),--stream) $(if $(CLIENT),--client $(CLIENT))
+	@$(BIN)/python bench/paired.py --before bench/out/before $(if $(STREAM),--stream) $(if $(CLIENT),--client $(CLIENT)) \
+	  $(if $(BEFORE_PYTHON),--before-python $(BEFORE_PYTHON))
 
 # The first deploy is guided (stack name, region, the parameters: upstream keys, EnableMock...) and saves
 # the answers in samconfig.toml; later ones deploy from there. GUIDED=1 asks again.

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 
 from latency import KEY, _wait_tables  # noqa: E402
-from servers import BODY, STREAM_BODY, start, tree_env  # noqa: E402
+from servers import BODY, STREAM_BODY, python_with_pisces, start, tree_env  # noqa: E402
 from wire import request_bytes  # noqa: E402
 
 
@@ -114,6 +114,8 @@ def main() -> None:
         default="openai",
         help="the protocol the gateways are asked in (the upstream is OpenAI-compatible either way)",
     )
+    ap.add_argument("--before-python", help="the interpreter the --before gateway runs on (--before . and this: "
+                    "one tree on two interpreters)")  # fmt: skip
     args = ap.parse_args()
     from pisces.localaws import free_port
     from support.servers import wait_http
@@ -125,7 +127,7 @@ def main() -> None:
     procs = [subprocess.Popen([*peers, "--serve-upstream", str(up_port)], env=env),
              subprocess.Popen([*peers, "--serve-dynamo", str(db_port)], env=env)]  # fmt: skip
     report: dict[str, object] = {"load_before": os.getloadavg(), "stream": args.stream, "client": args.client,
-                                 "runs": []}  # fmt: skip
+                                 "python": sys.version.split()[0], "runs": []}  # fmt: skip
     try:
         wait_http(f"http://127.0.0.1:{db_port}", procs[-1], 60)
         _wait_tables(f"http://127.0.0.1:{db_port}")
@@ -134,7 +136,11 @@ def main() -> None:
         for name in ("this", "before"):
             port = ports[name] = free_port()
             penv = tree_env(env, tree, f"{KEY}-{name}") if name == "before" else {**env, "BENCH_KEY": f"{KEY}-{name}"}
-            cmd = [*peers, "--serve-gateway", str(port), f"http://127.0.0.1:{up_port}", "skeleton"]
+            python = peers[:1]
+            if name == "before" and args.before_python:
+                py, report["before_python"] = python_with_pisces(args.before_python)
+                python = [py]
+            cmd = [*python, peers[1], "--serve-gateway", str(port), f"http://127.0.0.1:{up_port}", "skeleton"]
             start(cmd, penv, port, {"authorization": f"Bearer {KEY}-{name}"}, 60)
             procs.append(start.proc)  # type: ignore[attr-defined]
         for _ in range(args.repeats):

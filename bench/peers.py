@@ -19,6 +19,10 @@ server's process tree in /proc, CPU per request), then streaks of 50 back-to-bac
 path (the added latency of a busy server: ``back_to_back`` says why both are shown), then bursts
 of 16 concurrent keep-alive connections per path (req/s at c=16, CPU per request under load).
 Ratios are to Portkey's.
+
+``--python /usr/bin/python3.11`` adds the money-off gateway on that interpreter (``pisces-off-python``, in a
+virtualenv of it under bench/out/ when it lacks the project's packages): how the interpreter was built moves
+the gateway's cost (bench/RESULTS.md, performance part 13).
 """
 
 from __future__ import annotations
@@ -40,7 +44,16 @@ OUT = ROOT / "bench" / "out"
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 
 from latency import KEY, _pct, _wait_tables, gateway_app, serve_dynamo  # noqa: E402
-from servers import BODY, PORTKEY_VERSION, cpu_seconds, install_litellm, install_portkey, start, tree_env  # noqa: E402
+from servers import (  # noqa: E402
+    BODY,
+    PORTKEY_VERSION,
+    cpu_seconds,
+    install_litellm,
+    install_portkey,
+    python_with_pisces,
+    start,
+    tree_env,
+)
 from wire import Conn, request_bytes, serve_fast_upstream, serve_replaying_dynamo, serve_tcp_relay  # noqa: E402
 
 UPSTREAM_KEY = "sk-fake-upstream-secret-0123456789"
@@ -167,6 +180,7 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated subset of " + ",".join(PATHS))
     ap.add_argument("--variant", help='a money-off gateway with these uvicorn options too: {"loop": "uvloop"}')
     ap.add_argument("--before", help="another tree of Pisces (git archive of a commit): its money-off gateway too")
+    ap.add_argument("--python", help="another Python interpreter (/usr/bin/python3.11): a money-off gateway on it too")
     ap.add_argument("--serve-upstream", type=int)
     ap.add_argument("--serve-dynamo", type=int)
     ap.add_argument("--serve-replay", nargs=2, type=int, help="PORT MOTO_PORT: bench/wire.py's replaying front")
@@ -232,6 +246,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              {"authorization": f"Bearer {KEY}-variant", "port": str(port)}, 60))  # fmt: skip
             want.add("pisces-off-variant")
             report["variant"] = json.loads(args.variant)
+        if args.python:  # the same gateway on another interpreter (a build with PGO and LTO, say)
+            py, report["python_variant"] = python_with_pisces(args.python)
+            port = free_port()
+            specs.insert(1, ("pisces-off-python", [py, __file__, "--serve-gateway", str(port), upstream, "skeleton"],
+                             {**env, "BENCH_KEY": f"{KEY}-python"},
+                             {"authorization": f"Bearer {KEY}-python", "port": str(port)}, 60))  # fmt: skip
+            want.add("pisces-off-python")
         if args.before:  # the same bench on another tree's code: its own PYTHONPATH first
             tree = Path(args.before).resolve()
             benv = tree_env(env, tree, f"{KEY}-before")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -52,6 +53,31 @@ def install_litellm() -> Path:
         env = {**os.environ, "VIRTUAL_ENV": str(venv)}
         subprocess.run([uv, "pip", "install", "-q", "litellm[proxy]"], check=True, env=env, stdout=sys.stderr)
     return exe
+
+
+def python_with_pisces(interpreter: str) -> tuple[str, str]:
+    """A Python that serves the gateway on ``interpreter``, and its version: the interpreter itself when it has
+    the project's packages, else a virtualenv of it under bench/out/ with them (made once, by uv, as the
+    Makefile makes .venv). How the interpreter was built moves the gateway's cost more than most changes do:
+    pyenv builds CPython without profile-guided and link-time optimisation unless asked, and Debian's, the
+    python.org builds and the Docker images are built with them (bench/RESULTS.md, performance part 13)."""
+    ask = [interpreter, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]
+    version = subprocess.run(ask, capture_output=True, text=True, check=True).stdout.strip()
+    has = [interpreter, "-c", "import fastapi, httptools, orjson, uvicorn"]
+    if subprocess.run(has, capture_output=True).returncode == 0:
+        return interpreter, version
+    where = hashlib.sha1(str(Path(interpreter).resolve()).encode()).hexdigest()[:8]
+    venv = OUT / f"venv-python{version}-{where}"
+    done = venv / ".installed"
+    if not done.exists():
+        uv = shutil.which("uv")
+        if uv is None:
+            raise RuntimeError("uv is not on PATH (make install brings it)")
+        subprocess.run([uv, "venv", "-q", "--allow-existing", "-p", interpreter, str(venv)], check=True)
+        env = {**os.environ, "VIRTUAL_ENV": str(venv)}
+        subprocess.run([uv, "pip", "install", "-q", "-e", f"{ROOT}[dev]"], check=True, env=env, stdout=sys.stderr)
+        done.touch()
+    return str(venv / "bin" / "python"), version
 
 
 def install_portkey() -> Path:
