@@ -99,8 +99,9 @@ def test_no_request_leaves_a_reference_cycle(gateway, local_dynamo):
             ("/v1/chat/completions", CHAT, {"authorization": f"Bearer {gateway.new_key(balance=0)}"}),  # 402
             ("/v1/chat/completions", CHAT, {"idempotency-key": f"cycles-{uuid.uuid4()}"}),
         ]  # then replayed
-        statuses = [hang_up(), *(call(*case) for case in cases)]  # warm: what a first request makes once (caches)
-        gc.collect()  # is not garbage
+        # warm: what a first request makes once (caches) is not garbage
+        statuses = [hang_up(), *(call(*case) for case in cases)]
+        gc.collect()
         gc.set_debug(gc.DEBUG_SAVEALL)  # the collector keeps what it finds unreachable, in gc.garbage
         try:
             for _ in range(3):

@@ -138,13 +138,13 @@ class Ahead:
     async def close(self) -> list[StreamEvent]:
         """Stop reading (the upstream's generator finishes where it stood); the events read but not
         taken, for the bill: the upstream generated them."""
+        # not kept once stopped: a cancelled task keeps its error, whose traceback holds _read's frame, which holds
+        # this object; kept here too, the three were a cycle with the whole stream in it, left to the garbage
+        # collector at every hang-up (bench/RESULTS.md, performance part 13)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            # let go of it: a cancelled task keeps its error, whose traceback holds _read's frame, which holds
-            # this object; held here too, the three were a cycle with the whole stream in it, left to the
-            # garbage collector at every hang-up (bench/RESULTS.md, performance part 13)
         return [e for e in self._items if e is not _END and not isinstance(e, _Failed)]
 
 
