@@ -239,27 +239,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             renv = {**env, "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{replay_port}", "BENCH_KEY": f"{KEY}-replay"}
             specs.append(("pisces-full-replay", [*me, "--serve-gateway", str(port), upstream, "full"], renv,
                           {"authorization": f"Bearer {KEY}-replay", "port": str(port)}, 60))  # fmt: skip
-        if args.variant:
+
+        def money_off(at: int, name: str, python: str, penv: dict[str, str]) -> None:
+            """Another money-off gateway at ``at`` in the order: on ``python``, with ``penv`` (its own bench key)."""
             port = free_port()
-            specs.insert(1, ("pisces-off-variant", [*me, "--serve-gateway", str(port), upstream, "skeleton"],
-                             {**env, "BENCH_UVICORN": args.variant, "BENCH_KEY": f"{KEY}-variant"},
-                             {"authorization": f"Bearer {KEY}-variant", "port": str(port)}, 60))  # fmt: skip
-            want.add("pisces-off-variant")
+            specs.insert(at, (name, [python, __file__, "--serve-gateway", str(port), upstream, "skeleton"], penv,
+                              {"authorization": f"Bearer {penv['BENCH_KEY']}", "port": str(port)}, 60))  # fmt: skip
+            want.add(name)
+
+        if args.variant:
+            money_off(1, "pisces-off-variant", sys.executable,
+                      {**env, "BENCH_UVICORN": args.variant, "BENCH_KEY": f"{KEY}-variant"})  # fmt: skip
             report["variant"] = json.loads(args.variant)
         if args.python:  # the same gateway on another interpreter (a build with PGO and LTO, say)
             py, report["python_variant"] = python_with_pisces(args.python)
-            port = free_port()
-            specs.insert(1, ("pisces-off-python", [py, __file__, "--serve-gateway", str(port), upstream, "skeleton"],
-                             {**env, "BENCH_KEY": f"{KEY}-python"},
-                             {"authorization": f"Bearer {KEY}-python", "port": str(port)}, 60))  # fmt: skip
-            want.add("pisces-off-python")
+            money_off(1, "pisces-off-python", py, {**env, "BENCH_KEY": f"{KEY}-python"})
         if args.before:  # the same bench on another tree's code: its own PYTHONPATH first
             tree = Path(args.before).resolve()
-            benv = tree_env(env, tree, f"{KEY}-before")
-            port = free_port()
-            specs.insert(0, ("pisces-off-before", [*me, "--serve-gateway", str(port), upstream, "skeleton"], benv,
-                             {"authorization": f"Bearer {KEY}-before", "port": str(port)}, 60))  # fmt: skip
-            want.add("pisces-off-before")
+            money_off(0, "pisces-off-before", sys.executable, tree_env(env, tree, f"{KEY}-before"))
         if "relay" in want:  # the floor: one more process in the path, no code of a gateway's
             port = free_port()
             specs.insert(0, ("relay", [*me, "--serve-relay", str(port), str(up_port)], env,

@@ -42,25 +42,31 @@ def tree_env(env: dict[str, str], tree: Path, key: str) -> dict[str, str]:
 # --- the peers' installs -------------------------------------------------------------------------
 
 
+def uv_venv(venv: Path, python: str, *packages: str) -> None:
+    """A virtualenv at ``venv`` of ``python`` (an interpreter, or a version uv finds) with ``packages``, made by
+    uv as the Makefile makes .venv."""
+    uv = shutil.which("uv")
+    if uv is None:
+        raise RuntimeError("uv is not on PATH (make install brings it)")
+    subprocess.run([uv, "venv", "-q", "--allow-existing", "-p", python, str(venv)], check=True)
+    env = {**os.environ, "VIRTUAL_ENV": str(venv)}
+    subprocess.run([uv, "pip", "install", "-q", *packages], check=True, env=env, stdout=sys.stderr)
+
+
 def install_litellm() -> Path:
     venv = OUT / "litellm-venv"
     exe = venv / "bin" / "litellm"
     if not exe.exists():
-        uv = shutil.which("uv")
-        if uv is None:
-            raise RuntimeError("uv is not on PATH (make install brings it)")
-        subprocess.run([uv, "venv", "-q", "--allow-existing", "-p", ">=3.11", str(venv)], check=True)
-        env = {**os.environ, "VIRTUAL_ENV": str(venv)}
-        subprocess.run([uv, "pip", "install", "-q", "litellm[proxy]"], check=True, env=env, stdout=sys.stderr)
+        uv_venv(venv, ">=3.11", "litellm[proxy]")
     return exe
 
 
 def python_with_pisces(interpreter: str) -> tuple[str, str]:
     """A Python that serves the gateway on ``interpreter``, and its version: the interpreter itself when it has
-    the project's packages, else a virtualenv of it under bench/out/ with them (made once, by uv, as the
-    Makefile makes .venv). How the interpreter was built moves the gateway's cost more than most changes do:
-    pyenv builds CPython without profile-guided and link-time optimisation unless asked, and Debian's, the
-    python.org builds and the Docker images are built with them (bench/RESULTS.md, performance part 13)."""
+    the project's packages, else a virtualenv of it under bench/out/ with them (made once). How the interpreter
+    was built moves the gateway's cost more than most changes do: pyenv builds CPython without profile-guided
+    and link-time optimisation unless asked, and Debian's, the python.org builds and the Docker images are
+    built with them (bench/RESULTS.md, performance part 13)."""
     ask = [interpreter, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]
     version = subprocess.run(ask, capture_output=True, text=True, check=True).stdout.strip()
     has = [interpreter, "-c", "import fastapi, httptools, orjson, uvicorn"]
@@ -70,12 +76,7 @@ def python_with_pisces(interpreter: str) -> tuple[str, str]:
     venv = OUT / f"venv-python{version}-{where}"
     done = venv / ".installed"
     if not done.exists():
-        uv = shutil.which("uv")
-        if uv is None:
-            raise RuntimeError("uv is not on PATH (make install brings it)")
-        subprocess.run([uv, "venv", "-q", "--allow-existing", "-p", interpreter, str(venv)], check=True)
-        env = {**os.environ, "VIRTUAL_ENV": str(venv)}
-        subprocess.run([uv, "pip", "install", "-q", "-e", f"{ROOT}[dev]"], check=True, env=env, stdout=sys.stderr)
+        uv_venv(venv, interpreter, "-e", f"{ROOT}[dev]")
         done.touch()
     return str(venv / "bin" / "python"), version
 
